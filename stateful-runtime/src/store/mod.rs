@@ -1,0 +1,128 @@
+//! Durable state: the [`StateStore`] trait, its sled implementation (the default) and an
+//! in-memory one (tests), plus the ingress log.
+//!
+//! ```text
+//! operator (lambda L on worker w) ──CommitBatch{committer, epoch, writes, completed}──▶ StateStore
+//!                                                     one atomic batch + flush per call
+//! recovery: committed epoch C = min over the last run's committers of their marker;
+//!           every version and completion written at an epoch > C is discarded.
+//! ```
+//!
+//! State is stored by `(lambda, key group, key)` and versioned by commit epoch, so that a run
+//! with a different worker count loads the same data, a partially written commit epoch (some
+//! committers wrote it, others crashed first) can be rolled back on recovery, and history can
+//! be read back for time travel.
+
+use stateful_core::keys::KeyGroup;
+
+/// Identifies one committer: one lambda operator on one worker. Each writes its own marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CommitterId {
+    /// Worker index.
+    pub worker: u32,
+    /// Lambda id.
+    pub lambda: u16,
+}
+
+/// One state change in a commit batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateWrite {
+    /// Lambda id.
+    pub lambda: u16,
+    /// Key group of the key.
+    pub group: KeyGroup,
+    /// Encoded key.
+    pub key: Vec<u8>,
+    /// New encoded value (see `crate::codec`), `None` to delete.
+    pub value: Option<Vec<u8>>,
+}
+
+/// A request that completed in a commit epoch, with its response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// Ingress sequence number.
+    pub seq: u64,
+    /// Idempotency key the client sent, if any.
+    pub idempotency_key: Option<String>,
+    /// Whether the handler returned `Ok`.
+    pub ok: bool,
+    /// Encoded response.
+    pub response: Vec<u8>,
+}
+
+/// Everything one committer changed in one commit epoch. Written atomically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitBatch {
+    /// Who commits.
+    pub committer: CommitterId,
+    /// The commit epoch.
+    pub epoch: u64,
+    /// State changes (latest value per key).
+    pub writes: Vec<StateWrite>,
+    /// Requests completed (only by the committer that holds their root).
+    pub completed: Vec<Completion>,
+}
+
+/// What recovery found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Last epoch committed by every committer of the previous run (0 when new).
+    pub committed_epoch: u64,
+    /// Number of state versions discarded because their epoch was after it.
+    pub discarded_versions: u64,
+}
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The underlying database failed.
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    /// An I/O error (ingress log).
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Stored data is not what this build expects.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// The data dir belongs to another app.
+    #[error("data dir belongs to app `{found}`, not `{expected}`: use another --data-dir")]
+    WrongApp {
+        /// App name recorded in the data dir.
+        found: String,
+        /// This binary's app.
+        expected: String,
+    },
+}
+
+/// Durable, versioned state of all lambdas.
+pub trait StateStore: Send + Sync + 'static {
+    /// Recovers after a (clean or unclean) stop and registers the committers of this run:
+    /// discards everything written after the last epoch every previous committer reached.
+    fn recover(&self, committers: &[CommitterId]) -> Result<Recovered, StoreError>;
+    /// The latest committed value of an instance.
+    fn get(&self, lambda: u16, group: KeyGroup, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The value of an instance as of commit epoch `epoch` (latest version at or before it).
+    fn get_at(
+        &self,
+        lambda: u16,
+        group: KeyGroup,
+        key: &[u8],
+        epoch: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every committed version of an instance: `(epoch, value)`, oldest first.
+    fn history(
+        &self,
+        lambda: u16,
+        group: KeyGroup,
+        key: &[u8],
+    ) -> Result<Vec<(u64, Option<Vec<u8>>)>, StoreError>;
+    /// Writes one committer's epoch atomically and durably (returns after the flush).
+    fn commit(&self, batch: CommitBatch) -> Result<(), StoreError>;
+    /// A completed request by sequence number.
+    fn completion(&self, seq: u64) -> Result<Option<Completion>, StoreError>;
+    /// The completed request with this idempotency key.
+    fn completion_by_idempotency_key(&self, key: &str) -> Result<Option<Completion>, StoreError>;
+    /// Every key of one lambda that has a committed value: `(group, key)`.
+    fn keys(&self, lambda: u16) -> Result<Vec<(KeyGroup, Vec<u8>)>, StoreError>;
+}
