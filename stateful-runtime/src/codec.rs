@@ -58,7 +58,13 @@ mod tests {
         assert_eq!(back, v);
         let mut wrong = bytes.clone();
         wrong[0] = 9;
-        assert!(matches!(decode_state::<(u64, String)>(&wrong), Err(CodecError::Version(9))));
-        assert!(matches!(decode_state::<(u64, String)>(&[]), Err(CodecError::Empty)));
+        assert!(matches!(
+            decode_state::<(u64, String)>(&wrong),
+            Err(CodecError::Version(9))
+        ));
+        assert!(matches!(
+            decode_state::<(u64, String)>(&[]),
+            Err(CodecError::Empty)
+        ));
     }
 }

@@ -210,6 +210,8 @@ pub(crate) struct OutCall {
     pub key: Vec<u8>,
     pub handler: u16,
     pub args: Vec<u8>,
+    /// Transaction scope path at the time of the call.
+    pub scope: Vec<u64>,
 }
 
 /// The answer to a call or to a rollback request.
@@ -256,7 +258,9 @@ pub(crate) struct Io {
     /// Next block id (unique per root: seeded from the invocation id).
     pub next_block: Cell<u64>,
     /// Set when the root was wounded; every later call fails with [`CallError::Aborted`].
-    pub aborted: Rc<Cell<bool>>,
+    pub aborted: Cell<bool>,
+    /// Set when the handler panicked: its unflushed changes are dropped.
+    pub failed: Cell<bool>,
 }
 
 impl Io {
@@ -389,6 +393,15 @@ impl<L: Lambda> Ctx<L> {
     }
 }
 
+impl<L: Lambda> Drop for Ctx<L> {
+    fn drop(&mut self) {
+        // The handler finished: its last changes become visible (unless it panicked).
+        if !self.io.failed.get() && !std::thread::panicking() {
+            self.flush();
+        }
+    }
+}
+
 impl<L: Lambda> Debug for Ctx<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ctx")
@@ -489,12 +502,14 @@ impl<R: HandlerResult> Future for CallFuture<'_, R> {
                         continue;
                     };
                     let slot = this.io.slot();
+                    let scope = this.io.scope();
                     this.io.calls.borrow_mut().push(OutCall {
                         slot,
                         lambda,
                         key,
                         handler,
                         args,
+                        scope,
                     });
                     this.state = CallState::Waiting(slot);
                     return Poll::Pending;

@@ -2,15 +2,18 @@
 //!
 //! Users depend on this crate alone: it re-exports the macros and a [`prelude`].
 
-pub mod app;
-pub mod codec;
-pub mod engine;
-pub mod lambda;
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+pub mod app;
+pub mod codec;
+pub mod engine;
+pub mod ingress;
+pub mod lambda;
+pub mod store;
 
 pub use app::{App, LambdaEntry};
+pub use engine::{Config, Durability, Handle, InvokeError, JsonResponse, Response, Runtime};
 pub use lambda::{CallError, CallFuture, Ctx, HandlerResult, Key, Keyed, Lambda, Rejection, State};
 pub use stateful_macros::app;
 

@@ -43,6 +43,16 @@ pub fn json_args<A: DeserializeOwned + Serialize>(
     names: &[&str],
 ) -> Result<Vec<u8>, DispatchError> {
     use serde_json::Value;
+    if names.is_empty() {
+        return match json {
+            Value::Null => Ok(crate::lambda::encode(&())),
+            Value::Array(a) if a.is_empty() => Ok(crate::lambda::encode(&())),
+            Value::Object(m) if m.is_empty() => Ok(crate::lambda::encode(&())),
+            other => Err(DispatchError::BadArguments(format!(
+                "this handler takes no arguments, got {other}"
+            ))),
+        };
+    }
     let array = match json {
         Value::Array(a) if names.len() != 1 || a.len() == 1 => Value::Array(a),
         Value::Object(mut m) if names.len() != 1 || names.iter().all(|n| m.contains_key(*n)) => {
@@ -81,7 +91,8 @@ pub fn json_args<A: DeserializeOwned + Serialize>(
 pub fn result_json<R: HandlerResult + Serialize>(
     bytes: &[u8],
 ) -> Result<serde_json::Value, DispatchError> {
-    let r: R = postcard::from_bytes(bytes).map_err(|e| DispatchError::BadArguments(e.to_string()))?;
+    let r: R =
+        postcard::from_bytes(bytes).map_err(|e| DispatchError::BadArguments(e.to_string()))?;
     serde_json::to_value(&r).map_err(|e| DispatchError::BadArguments(e.to_string()))
 }
 

@@ -1,0 +1,604 @@
+//! Starting the engine, invoking handlers in-process, and stopping.
+//!
+//! ```text
+//! Handle::invoke ── idempotency check ── ingress log append (seq) ── worker channel + unpark
+//!        ▲                                                                   │
+//!        └──────── oneshot: released once the request's epoch is committed ◀─┘
+//! ```
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::Thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use stateful_core::keys::{DEFAULT_KEY_GROUPS, key_group, worker_of};
+
+use crate::app::App;
+use crate::ingress::{IngressLog, IngressRecord};
+use crate::lambda::{CallError, Outcome};
+use crate::store::memory::MemoryStore;
+use crate::store::sled_store::SledStore;
+use crate::store::{CommitterId, StateStore, StoreError};
+
+/// What an acknowledgement means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// A response is released only after the state it depends on and the ingress log are
+    /// flushed to disk (survives a process crash, `kill -9`). The default.
+    #[default]
+    Durable,
+    /// State lives in memory only; responses are released at the same commit points, but
+    /// nothing survives the process. For tests and for measuring what durability costs.
+    InMemory,
+}
+
+/// Engine configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Worker threads (default: the number of cores).
+    pub workers: usize,
+    /// Data directory (required for [`Durability::Durable`]).
+    pub data_dir: Option<PathBuf>,
+    /// Durability mode.
+    pub durability: Durability,
+    /// Milliseconds between commit epochs.
+    pub commit_interval_ms: u64,
+    /// Key groups (fixed when a data dir is created).
+    pub key_groups: u16,
+    /// Requests admitted at once before [`InvokeError::Overloaded`].
+    pub max_in_flight: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            data_dir: None,
+            durability: Durability::Durable,
+            commit_interval_ms: 5,
+            key_groups: DEFAULT_KEY_GROUPS,
+            max_in_flight: 100_000,
+        }
+    }
+}
+
+impl Config {
+    /// An in-memory configuration with `workers` workers (tests, benchmarks).
+    pub fn in_memory(workers: usize) -> Self {
+        Config {
+            workers,
+            durability: Durability::InMemory,
+            ..Config::default()
+        }
+    }
+
+    /// A durable configuration in `dir` with `workers` workers.
+    pub fn durable(dir: impl Into<PathBuf>, workers: usize) -> Self {
+        Config {
+            workers,
+            data_dir: Some(dir.into()),
+            ..Config::default()
+        }
+    }
+}
+
+/// Why the engine did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The data dir could not be used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// timely did not start.
+    #[error("the dataflow engine did not start: {0}")]
+    Engine(String),
+}
+
+/// Why a request was not accepted or not answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvokeError {
+    /// No lambda of that name or id.
+    #[error("unknown lambda `{0}`")]
+    UnknownLambda(String),
+    /// No handler of that name or index.
+    #[error("lambda `{lambda}` has no handler `{handler}`")]
+    UnknownHandler {
+        /// Lambda.
+        lambda: String,
+        /// Handler.
+        handler: String,
+    },
+    /// The key or the arguments do not decode.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// Too many requests in flight; retry later.
+    #[error("overloaded: {0} requests in flight; retry later")]
+    Overloaded(usize),
+    /// The engine is stopping or stopped.
+    #[error("the runtime is shutting down")]
+    ShuttingDown,
+    /// The ingress log could not be written.
+    #[error("cannot log the request: {0}")]
+    Log(String),
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Ingress sequence number of the request.
+    pub seq: u64,
+    /// The handler's encoded result, or why the runtime could not produce one.
+    pub result: Result<Outcome, CallError>,
+}
+
+impl Response {
+    pub(crate) fn shutting_down() -> Self {
+        Response {
+            seq: 0,
+            result: Err(CallError::NoSuchTarget("the runtime stopped".into())),
+        }
+    }
+}
+
+/// A request on its way to a worker.
+pub(crate) struct Request {
+    pub seq: u64,
+    pub lambda: u16,
+    pub key: Vec<u8>,
+    pub handler: u16,
+    pub args: Vec<u8>,
+    pub idempotency_key: Option<String>,
+    pub responder: Option<tokio::sync::oneshot::Sender<Response>>,
+}
+
+/// Counters shared by workers and gateway.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Commits written.
+    pub commits: AtomicU64,
+    /// Total microseconds spent in commits (sync + batch + flush).
+    pub commit_us: AtomicU64,
+    /// Requests admitted.
+    pub requests: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn record_commit(&self, d: Duration) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.commit_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// State shared by the handle and the workers.
+pub(crate) struct Shared {
+    pub app: Arc<App>,
+    pub config: Config,
+    pub store: Arc<dyn StateStore>,
+    pub ingress: Option<IngressLog>,
+    pub metrics: Metrics,
+    pub in_flight: AtomicUsize,
+    pub stopping: AtomicBool,
+    pub start_epoch: u64,
+    next_seq: AtomicU64,
+    receivers: Mutex<Vec<Option<Receiver<Request>>>>,
+    threads: Mutex<Vec<Option<Thread>>>,
+    replay: Mutex<Vec<Vec<Request>>>,
+}
+
+impl Shared {
+    pub(crate) fn take_receiver(&self, worker: usize) -> Option<Receiver<Request>> {
+        self.receivers.lock().ok()?.get_mut(worker)?.take()
+    }
+
+    pub(crate) fn register_thread(&self, worker: usize, t: Thread) {
+        if let Ok(mut ts) = self.threads.lock()
+            && let Some(slot) = ts.get_mut(worker)
+        {
+            *slot = Some(t);
+        }
+    }
+
+    pub(crate) fn take_replay(&self, worker: usize) -> Vec<Request> {
+        self.replay
+            .lock()
+            .ok()
+            .and_then(|mut r| r.get_mut(worker).map(std::mem::take))
+            .unwrap_or_default()
+    }
+
+    fn unpark(&self, worker: usize) {
+        if let Ok(ts) = self.threads.lock()
+            && let Some(Some(t)) = ts.get(worker)
+        {
+            t.unpark();
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Invokes handlers of a running engine; cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+    senders: Arc<Vec<SyncSender<Request>>>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("app", &self.shared.app.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The running engine.
+pub struct Runtime {
+    handle: Handle,
+    guards: Option<timely::communication::WorkerGuards<()>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("app", &self.handle.shared.app.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Opens (or creates) the state, recovers, replays the logged requests that never
+    /// completed, and starts the workers.
+    pub fn start(app: Arc<App>, config: Config) -> Result<Runtime, StartError> {
+        if config.workers == 0 {
+            return Err(StartError::Config("workers must be at least 1".into()));
+        }
+        if app.lambdas.is_empty() {
+            return Err(StartError::Config("the app has no lambdas".into()));
+        }
+        let (store, ingress): (Arc<dyn StateStore>, Option<IngressLog>) = match config.durability {
+            Durability::InMemory => (Arc::new(MemoryStore::new()), None),
+            Durability::Durable => {
+                let dir = config.data_dir.clone().ok_or_else(|| {
+                    StartError::Config("a durable runtime needs a data dir".into())
+                })?;
+                std::fs::create_dir_all(&dir).map_err(StoreError::from)?;
+                let store = SledStore::open(&dir.join("state"))?;
+                store.check_app(app.name)?;
+                let (log, report) = IngressLog::open(&dir.join("ingress.log"))?;
+                if report.truncated_bytes > 0 {
+                    tracing::warn!(
+                        bytes = report.truncated_bytes,
+                        "ingress log had a torn tail; truncated it"
+                    );
+                }
+                (Arc::new(store), Some(log))
+            }
+        };
+        let workers = config.workers;
+        let committers: Vec<CommitterId> = (0..workers as u32)
+            .flat_map(|w| {
+                app.lambdas.iter().map(move |l| CommitterId {
+                    worker: w,
+                    lambda: l.id,
+                })
+            })
+            .collect();
+        let recovered = store.recover(&committers)?;
+        tracing::info!(
+            committed_epoch = recovered.committed_epoch,
+            discarded = recovered.discarded_versions,
+            "recovered state"
+        );
+        // Requests that were logged but never completed run again, in log order.
+        let mut replay: Vec<Vec<Request>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut next_seq = 1;
+        if let Some(log) = &ingress {
+            let records = log.read_from(0)?;
+            let done: std::collections::HashSet<u64> =
+                store.completed_seqs_from(0)?.into_iter().collect();
+            for r in records {
+                next_seq = next_seq.max(r.seq + 1);
+                if done.contains(&r.seq) || usize::from(r.lambda) >= app.lambdas.len() {
+                    continue;
+                }
+                let g = key_group(&r.key, config.key_groups);
+                let w = worker_of(g, config.key_groups, workers);
+                replay[w].push(Request {
+                    seq: r.seq,
+                    lambda: r.lambda,
+                    key: r.key,
+                    handler: r.handler,
+                    args: r.args,
+                    idempotency_key: r.idempotency_key,
+                    responder: None,
+                });
+            }
+            let n: usize = replay.iter().map(Vec::len).sum();
+            if n > 0 {
+                tracing::info!(
+                    requests = n,
+                    "replaying logged requests that did not complete"
+                );
+            }
+        }
+        let mut senders = Vec::with_capacity(workers);
+        let mut receivers = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (tx, rx) = sync_channel(config.max_in_flight.max(1));
+            senders.push(tx);
+            receivers.push(Some(rx));
+        }
+        let start_epoch = unix_ms().max(recovered.committed_epoch + 1);
+        let shared = Arc::new(Shared {
+            app,
+            config: config.clone(),
+            store,
+            ingress,
+            metrics: Metrics::default(),
+            in_flight: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            start_epoch,
+            next_seq: AtomicU64::new(next_seq),
+            receivers: Mutex::new(receivers),
+            threads: Mutex::new(vec![None; workers]),
+            replay: Mutex::new(replay),
+        });
+        let worker_shared = shared.clone();
+        let guards = timely::execute(timely::Config::process(workers), move |worker| {
+            super::worker::run(worker, worker_shared.clone());
+        })
+        .map_err(StartError::Engine)?;
+        Ok(Runtime {
+            handle: Handle {
+                shared,
+                senders: Arc::new(senders),
+            },
+            guards: Some(guards),
+        })
+    }
+
+    /// A handle to invoke handlers.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Stops accepting requests, lets in-flight work finish and commit, and joins the workers.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.handle.shared.stopping.store(true, Ordering::Release);
+        for w in 0..self.handle.senders.len() {
+            self.handle.shared.unpark(w);
+        }
+        if let Some(g) = self.guards.take() {
+            drop(g.join());
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Handle {
+    /// The app this engine runs.
+    pub fn app(&self) -> &App {
+        &self.shared.app
+    }
+
+    /// The durable store (read-only use: inspection).
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.shared.store
+    }
+
+    /// Engine counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Requests currently in flight.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Submits a request: handler `handler` of instance `key` (encoded) of lambda `lambda`
+    /// with encoded arguments. The receiver yields the response once it is durable.
+    pub fn submit(
+        &self,
+        lambda: u16,
+        key: Vec<u8>,
+        handler: u16,
+        args: Vec<u8>,
+        idempotency_key: Option<String>,
+    ) -> Result<tokio::sync::oneshot::Receiver<Response>, InvokeError> {
+        let shared = &self.shared;
+        if shared.stopping.load(Ordering::Acquire) {
+            return Err(InvokeError::ShuttingDown);
+        }
+        let entry = shared
+            .app
+            .lambdas
+            .get(usize::from(lambda))
+            .ok_or_else(|| InvokeError::UnknownLambda(lambda.to_string()))?;
+        if usize::from(handler) >= entry.handlers.len() {
+            return Err(InvokeError::UnknownHandler {
+                lambda: entry.name.to_owned(),
+                handler: handler.to_string(),
+            });
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Some(k) = &idempotency_key {
+            match shared.store.completion_by_idempotency_key(k) {
+                Ok(Some(done)) => {
+                    let result =
+                        crate::lambda::decode::<Result<Outcome, CallError>>(&done.response)
+                            .unwrap_or_else(|e| Err(CallError::Codec(e)));
+                    let _ = tx.send(Response {
+                        seq: done.seq,
+                        result,
+                    });
+                    return Ok(rx);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(InvokeError::Log(e.to_string())),
+            }
+        }
+        let admitted = shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        if admitted >= shared.config.max_in_flight {
+            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(InvokeError::Overloaded(admitted));
+        }
+        let seq = match &shared.ingress {
+            Some(log) => log
+                .append(IngressRecord {
+                    seq: 0,
+                    timestamp_ms: unix_ms(),
+                    lambda,
+                    key: key.clone(),
+                    handler,
+                    args: args.clone(),
+                    idempotency_key: idempotency_key.clone(),
+                })
+                .map_err(|e| {
+                    shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                    InvokeError::Log(e.to_string())
+                })?,
+            None => shared.next_seq.fetch_add(1, Ordering::Relaxed),
+        };
+        shared.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        let g = key_group(&key, shared.config.key_groups);
+        let w = worker_of(g, shared.config.key_groups, self.senders.len());
+        let req = Request {
+            seq,
+            lambda,
+            key,
+            handler,
+            args,
+            idempotency_key,
+            responder: Some(tx),
+        };
+        match self.senders[w].try_send(req) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                return Err(InvokeError::Overloaded(shared.config.max_in_flight));
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                return Err(InvokeError::ShuttingDown);
+            }
+        }
+        shared.unpark(w);
+        Ok(rx)
+    }
+
+    /// Invokes by names with JSON, waiting for the durable response: `Ok(json)` is the
+    /// handler's `Result` as JSON (`{"Ok": ..}` or `{"Err": ..}`).
+    pub async fn invoke_json(
+        &self,
+        lambda: &str,
+        key: &str,
+        handler: &str,
+        args: serde_json::Value,
+        idempotency_key: Option<String>,
+    ) -> Result<JsonResponse, InvokeError> {
+        let (l, h, key, args) = self.prepare_json(lambda, key, handler, args)?;
+        let rx = self.submit(l, key, h, args, idempotency_key)?;
+        let resp = rx.await.map_err(|_| InvokeError::ShuttingDown)?;
+        Ok(self.to_json(l, h, resp))
+    }
+
+    /// Blocking variant of [`Handle::invoke_json`] (not for async contexts).
+    pub fn invoke_json_blocking(
+        &self,
+        lambda: &str,
+        key: &str,
+        handler: &str,
+        args: serde_json::Value,
+    ) -> Result<JsonResponse, InvokeError> {
+        let (l, h, key, args) = self.prepare_json(lambda, key, handler, args)?;
+        let rx = self.submit(l, key, h, args, None)?;
+        let resp = rx.blocking_recv().map_err(|_| InvokeError::ShuttingDown)?;
+        Ok(self.to_json(l, h, resp))
+    }
+
+    /// Resolves names and converts JSON to the encoded key and arguments.
+    pub fn prepare_json(
+        &self,
+        lambda: &str,
+        key: &str,
+        handler: &str,
+        args: serde_json::Value,
+    ) -> Result<(u16, u16, Vec<u8>, Vec<u8>), InvokeError> {
+        let entry = self
+            .shared
+            .app
+            .lambda(lambda)
+            .ok_or_else(|| InvokeError::UnknownLambda(lambda.to_owned()))?;
+        let h = entry
+            .handler_index(handler)
+            .ok_or_else(|| InvokeError::UnknownHandler {
+                lambda: lambda.to_owned(),
+                handler: handler.to_owned(),
+            })?;
+        let key = (entry.key_from_str)(key).map_err(|e| InvokeError::BadRequest(e.to_string()))?;
+        let args =
+            (entry.json_args)(h, args).map_err(|e| InvokeError::BadRequest(e.to_string()))?;
+        Ok((entry.id, h, key, args))
+    }
+
+    /// Converts a response to JSON.
+    pub fn to_json(&self, lambda: u16, handler: u16, resp: Response) -> JsonResponse {
+        let Some(entry) = self.shared.app.lambdas.get(usize::from(lambda)) else {
+            return JsonResponse::Failed(CallError::NoSuchTarget(lambda.to_string()));
+        };
+        match resp.result {
+            Err(e) => JsonResponse::Failed(e),
+            Ok(outcome) => match (entry.result_json)(handler, &outcome.bytes) {
+                Err(e) => JsonResponse::Failed(CallError::Codec(e.to_string())),
+                Ok(v) => {
+                    let inner = match v {
+                        serde_json::Value::Object(mut m) if m.len() == 1 => m
+                            .remove("Ok")
+                            .or_else(|| m.remove("Err"))
+                            .unwrap_or(serde_json::Value::Null),
+                        other => other,
+                    };
+                    if outcome.ok {
+                        JsonResponse::Ok(inner)
+                    } else {
+                        JsonResponse::Rejected(inner)
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// A response as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonResponse {
+    /// The handler returned `Ok(value)`.
+    Ok(serde_json::Value),
+    /// The handler returned `Err(value)` (a business rejection).
+    Rejected(serde_json::Value),
+    /// The runtime could not run the handler to completion.
+    Failed(CallError),
+}

@@ -1,0 +1,420 @@
+//! One timely worker: the dataflow mirroring the app, commit epochs, and the driver loop.
+//!
+//! ```text
+//! input[L] ─enter─▶ ┌────────────┐ out ─┐
+//!                   │ operator L │      ├─concat─▶ partition(by target lambda) ─▶ feedback[L'] ─┐
+//! feedback[L] ─────▶└────────────┘ ack ─┼─concat─▶ leave ─▶ probe (all committed up to ...)      │
+//!   (Exchange by destination worker) ◀──────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Commit protocol (coordinator-free, from the timely prototype): commit epochs are a fixed
+//! function of time (`c = k * interval - 1`). An operator processes messages of epochs `<= c`
+//! at once and stashes later ones. When none of its input frontiers has an epoch `<= c`, every
+//! request of those epochs has finished everywhere (the graph is one cycle), so its state is
+//! exactly the committed effects: it writes them in one batch, flushes, and only then moves
+//! the capability it holds on its `ack` output (which is off the cycle) past `c`. When the probe
+//! passes `c`, every operator on every worker has committed `c`, and the responses of requests
+//! from epochs `<= c` are released.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::core::partition::Partition;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::{
+    Capability, CapabilitySet, Concatenate, ConnectLoop, Enter, Feedback, Leave, Probe,
+};
+use timely::dataflow::{InputHandle, ProbeHandle, Scope, Stream};
+use timely::order::Product;
+use timely::progress::frontier::MutableAntichain;
+
+use super::instance::{Cap, Effects, Env, Finished, Time, Work};
+use super::runtime::{Request, Response, Shared};
+use super::{Body, Call, LambdaRuntime, Msg, ReplyTo, Txn};
+use crate::store::{CommitBatch, CommitterId};
+
+type Batch = Vec<Msg>;
+
+/// The last epoch of the commit interval that contains `epoch`.
+pub(crate) fn commit_epoch_of(epoch: u64, interval: u64) -> u64 {
+    let interval = interval.max(1);
+    (epoch / interval) * interval + interval - 1
+}
+
+fn min_outer(frontiers: &[MutableAntichain<Time>]) -> Option<u64> {
+    frontiers
+        .iter()
+        .flat_map(|f| f.frontier().iter().map(|t| t.outer).collect::<Vec<_>>())
+        .min()
+}
+
+fn passed(frontiers: &[MutableAntichain<Time>], c: u64) -> bool {
+    frontiers
+        .iter()
+        .all(|f| f.frontier().iter().all(|t| t.outer > c))
+}
+
+struct Committer {
+    worker: u32,
+    lambda: u16,
+    interval: u64,
+    shared: Arc<Shared>,
+}
+
+impl Committer {
+    fn commit(&self, rt: &mut dyn LambdaRuntime, c: u64) {
+        let (writes, completed) = rt.snapshot(c);
+        let t0 = std::time::Instant::now();
+        if let Some(log) = &self.shared.ingress {
+            if let Err(e) = log.sync() {
+                fatal(&format!("cannot sync the ingress log: {e}"));
+            }
+        }
+        let batch = CommitBatch {
+            committer: CommitterId {
+                worker: self.worker,
+                lambda: self.lambda,
+            },
+            epoch: c,
+            writes,
+            completed,
+        };
+        if let Err(e) = self.shared.store.commit(batch) {
+            fatal(&format!("cannot commit epoch {c}: {e}"));
+        }
+        self.shared.metrics.record_commit(t0.elapsed());
+        let _ = self.interval;
+    }
+}
+
+/// Durability cannot be kept: stop the process rather than acknowledge anything more.
+fn fatal(msg: &str) -> ! {
+    tracing::error!("{msg}; stopping");
+    eprintln!("stateful: fatal: {msg}");
+    std::process::abort();
+}
+
+type Session<'a> = timely::dataflow::operators::generic::OutputBuilderSession<
+    'a,
+    Time,
+    CapacityContainerBuilder<Batch>,
+>;
+
+/// Handles one unit of work, then everything it woke, sending outputs under the right
+/// capabilities.
+fn run_work(
+    rt: &mut dyn LambdaRuntime,
+    epoch_cell: &Cell<u64>,
+    work: Work,
+    cap: &Cap<'_>,
+    epoch: u64,
+    fx: &mut Effects,
+    out: &mut Session<'_>,
+) {
+    epoch_cell.set(epoch);
+    rt.handle(work, cap, fx);
+    if !fx.out.is_empty() {
+        match cap {
+            Cap::Input(ic) => out.session(*ic).give_iterator(fx.out.drain(..)),
+            Cap::Held(hc) => out.session(*hc).give_iterator(fx.out.drain(..)),
+        }
+    }
+    while !fx.woken.is_empty() {
+        for (e, caps, w) in std::mem::take(&mut fx.woken) {
+            epoch_cell.set(e);
+            rt.handle(w, &Cap::Held(&caps), fx);
+            if !fx.out.is_empty() {
+                out.session(&caps).give_iterator(fx.out.drain(..));
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_operator<'s>(
+    scope: Scope<'s, Time>,
+    name: &str,
+    ingress: Stream<'s, Time, Batch>,
+    feedback: Stream<'s, Time, Batch>,
+    mut rt: Box<dyn LambdaRuntime>,
+    env: Env,
+    committer: Committer,
+) -> (Stream<'s, Time, Batch>, Stream<'s, Time, Vec<()>>) {
+    let mut b = OperatorBuilder::new(name.to_owned(), scope);
+    let mut in_ingress = b.new_input(ingress, Pipeline);
+    let mut in_fb = b.new_input(feedback, Exchange::new(|m: &Msg| u64::from(m.worker)));
+    let (out, out_stream) = b.new_output::<Batch>();
+    let (_ack, ack_stream) = b.new_output::<Vec<()>>();
+    let mut out = OutputBuilder::<Time, CapacityContainerBuilder<Batch>>::from(out);
+    let interval = env.interval;
+    let epoch_cell = env.epoch.clone();
+    rt.init(env);
+    b.build(move |mut caps| {
+        let ack_cap: Option<Capability<Time>> = caps.pop();
+        caps.clear();
+        let mut hold = ack_cap;
+        let mut c = 0u64;
+        let mut started = false;
+        let mut stash: Vec<(u64, CapabilitySet<Time>, Msg)> = Vec::new();
+        let mut fx = Effects::default();
+        move |frontiers| {
+            let mut out = out.activate();
+            if !started {
+                started = true;
+                c = commit_epoch_of(min_outer(frontiers).unwrap_or(0), interval);
+                if let Some(h) = hold.as_mut() {
+                    h.downgrade(&Product::new(c, 0));
+                }
+            }
+            macro_rules! drain_input {
+                ($input:expr) => {
+                    $input.for_each_stamp(|cap, data| {
+                        let epoch = cap
+                            .stamp()
+                            .elements()
+                            .iter()
+                            .map(|t| t.outer)
+                            .min()
+                            .unwrap_or(0);
+                        for batch in data {
+                            for msg in batch.drain(..) {
+                                if epoch > c {
+                                    stash.push((epoch, cap.retain_stamp(0), msg));
+                                } else {
+                                    run_work(
+                                        rt.as_mut(),
+                                        &epoch_cell,
+                                        Work::Msg(msg),
+                                        &Cap::Input(&cap),
+                                        epoch,
+                                        &mut fx,
+                                        &mut out,
+                                    );
+                                }
+                            }
+                        }
+                    });
+                };
+            }
+            drain_input!(in_ingress);
+            drain_input!(in_fb);
+            // Commit every epoch whose inputs are complete, then run what waited for it.
+            while hold.is_some() && passed(frontiers, c) {
+                committer.commit(rt.as_mut(), c);
+                let closed = frontiers.iter().all(|f| f.frontier().is_empty());
+                if closed {
+                    hold = None;
+                    break;
+                }
+                let next = commit_epoch_of(min_outer(frontiers).unwrap_or(c + 1), interval)
+                    .max(c + interval);
+                c = next;
+                if let Some(h) = hold.as_mut() {
+                    h.downgrade(&Product::new(c, 0));
+                }
+                if !stash.is_empty() {
+                    let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut stash)
+                        .into_iter()
+                        .partition(|(e, _, _)| *e <= c);
+                    stash = later;
+                    for (epoch, caps, msg) in now {
+                        run_work(
+                            rt.as_mut(),
+                            &epoch_cell,
+                            Work::Msg(msg),
+                            &Cap::Held(&caps),
+                            epoch,
+                            &mut fx,
+                            &mut out,
+                        );
+                    }
+                }
+            }
+        }
+    });
+    (out_stream, ack_stream)
+}
+
+/// Runs one worker until shutdown.
+pub(crate) fn run(worker: &mut timely::worker::Worker, shared: Arc<Shared>) {
+    let index = worker.index();
+    let peers = worker.peers();
+    let lambdas = shared.app.lambdas.len();
+    let Some(rx) = shared.take_receiver(index) else {
+        return;
+    };
+    shared.register_thread(index, std::thread::current());
+    let finished: Rc<RefCell<Vec<Finished>>> = Rc::new(RefCell::new(Vec::new()));
+    let epoch_cell = Rc::new(Cell::new(0u64));
+    let mut inputs: Vec<InputHandle<u64, CapacityContainerBuilder<Batch>>> =
+        (0..lambdas).map(|_| InputHandle::new()).collect();
+    let probe: ProbeHandle<u64> = ProbeHandle::new();
+    let interval = shared.config.commit_interval_ms.max(1);
+    worker.dataflow::<u64, _, _>(|scope| {
+        let streams: Vec<_> = inputs.iter_mut().map(|i| i.to_stream(scope)).collect();
+        let acks = scope.iterative::<u32, _, _>(|inner| {
+            let mut handles = Vec::with_capacity(lambdas);
+            let mut fbs = Vec::with_capacity(lambdas);
+            for _ in 0..lambdas {
+                let (h, s) = inner.feedback::<Batch>(Product::new(0, 1));
+                handles.push(h);
+                fbs.push(s);
+            }
+            let mut outs = Vec::with_capacity(lambdas);
+            let mut acks = Vec::with_capacity(lambdas);
+            for ((entry, stream), fb) in shared.app.lambdas.iter().zip(streams).zip(fbs) {
+                let env = Env {
+                    worker: index as u32,
+                    workers: peers as u32,
+                    groups: shared.config.key_groups,
+                    lambdas: lambdas as u16,
+                    store: shared.store.clone(),
+                    finished: finished.clone(),
+                    epoch: epoch_cell.clone(),
+                    interval,
+                };
+                let committer = Committer {
+                    worker: index as u32,
+                    lambda: entry.id,
+                    interval,
+                    shared: shared.clone(),
+                };
+                let (o, a) = build_operator(
+                    inner,
+                    entry.name,
+                    stream.enter(inner),
+                    fb,
+                    (entry.runtime)(),
+                    env,
+                    committer,
+                );
+                outs.push(o);
+                acks.push(a);
+            }
+            let all = inner.concatenate(outs);
+            let parts = all
+                .partition::<CapacityContainerBuilder<Batch>, _, _>(lambdas as u64, |m: Msg| {
+                    (u64::from(m.lambda), m)
+                });
+            for (h, p) in handles.into_iter().zip(parts) {
+                p.connect_loop(h);
+            }
+            inner.concatenate(acks).leave(scope)
+        });
+        acks.probe_with(&probe);
+    });
+
+    let mut responders: HashMap<u64, tokio::sync::oneshot::Sender<Response>> = HashMap::new();
+    let mut epoch = shared.start_epoch;
+    for i in inputs.iter_mut() {
+        i.advance_to(epoch);
+    }
+    // Replay the logged requests of this worker that never completed.
+    for req in shared.take_replay(index) {
+        send_request(&mut inputs, req, &mut responders, index as u32);
+    }
+    let mut waiting: Vec<Finished> = Vec::new();
+    loop {
+        let mut n = 0;
+        while let Ok(req) = rx.try_recv() {
+            send_request(&mut inputs, req, &mut responders, index as u32);
+            n += 1;
+        }
+        let now = super::runtime::unix_ms().max(shared.start_epoch);
+        if now > epoch {
+            epoch = now;
+            for i in inputs.iter_mut() {
+                i.advance_to(epoch);
+            }
+        } else if n > 0 {
+            for i in inputs.iter_mut() {
+                i.flush();
+            }
+        }
+        if shared.stopping.load(Ordering::Acquire) {
+            break;
+        }
+        worker.step_or_park(Some(Duration::from_millis(1)));
+        release(&probe, &finished, &mut waiting, &mut responders, &shared);
+    }
+    // Clean shutdown: close the inputs and let the last epochs commit.
+    drop(inputs);
+    while worker.step_or_park(Some(Duration::from_millis(1))) {
+        release(&probe, &finished, &mut waiting, &mut responders, &shared);
+    }
+    release(&probe, &finished, &mut waiting, &mut responders, &shared);
+    // Requests still unanswered (none should be) get an error, never silence.
+    for (_, tx) in responders.drain() {
+        let _ = tx.send(Response::shutting_down());
+    }
+}
+
+fn send_request(
+    inputs: &mut [InputHandle<u64, CapacityContainerBuilder<Batch>>],
+    req: Request,
+    responders: &mut HashMap<u64, tokio::sync::oneshot::Sender<Response>>,
+    worker: u32,
+) {
+    let Some(input) = inputs.get_mut(usize::from(req.lambda)) else {
+        return;
+    };
+    if let Some(tx) = req.responder {
+        responders.insert(req.seq, tx);
+    }
+    input.send(Msg {
+        worker,
+        lambda: req.lambda,
+        body: Body::Call(Call {
+            txn: Txn {
+                root: req.seq,
+                attempt: 0,
+                worker,
+                lambda: req.lambda,
+            },
+            key: req.key,
+            handler: req.handler,
+            args: req.args,
+            scope: Vec::new(),
+            reply: ReplyTo::Root {
+                idempotency_key: req.idempotency_key,
+            },
+        }),
+    });
+}
+
+fn release(
+    probe: &ProbeHandle<u64>,
+    finished: &Rc<RefCell<Vec<Finished>>>,
+    waiting: &mut Vec<Finished>,
+    responders: &mut HashMap<u64, tokio::sync::oneshot::Sender<Response>>,
+    shared: &Shared,
+) {
+    waiting.append(&mut finished.borrow_mut());
+    if waiting.is_empty() {
+        return;
+    }
+    // Released: epochs the probe has passed (every operator committed them).
+    let done = |e: u64| probe.with_frontier(|f| f.iter().all(|t| *t > e));
+    let mut i = 0;
+    while i < waiting.len() {
+        if done(waiting[i].epoch) {
+            let f = waiting.swap_remove(i);
+            if let Some(tx) = responders.remove(&f.seq) {
+                shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                let _ = tx.send(Response {
+                    seq: f.seq,
+                    result: f.result,
+                });
+            }
+        } else {
+            i += 1;
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The engine driven through hand-written `Lambda` impls (what `#[app]` generates), so the
+//! engine is tested independently of the macros.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+
+use stateful_runtime::__private::{
+    self as p, DispatchError, HandlerMeta, Invocation, Lambda, RawCall,
+};
+use stateful_runtime::{
+    App, CallFuture, Config, Ctx, JsonResponse, LambdaEntry, Rejection, Runtime,
+};
+
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Count {
+    n: i64,
+}
+
+pub struct Counter;
+pub struct CounterClient<'c>(RawCall<'c>);
+impl<'c> CounterClient<'c> {
+    pub fn add(self, by: i64) -> CallFuture<'c, Result<i64, Rejection>> {
+        self.0.call(0, &(by,))
+    }
+}
+impl Counter {
+    async fn add(ctx: &mut Ctx<Self>, by: i64) -> Result<i64, Rejection> {
+        if by < 0 && ctx.state().n + by < 0 {
+            return Err(Rejection::new("would go negative"));
+        }
+        ctx.state_mut().n += by;
+        Ok(ctx.state().n)
+    }
+    async fn boom(_ctx: &mut Ctx<Self>) -> Result<i64, Rejection> {
+        panic!("boom")
+    }
+}
+impl Lambda for Counter {
+    type Key = String;
+    type State = Count;
+    type Client<'c> = CounterClient<'c>;
+    const NAME: &'static str = "Counter";
+    const ID: u16 = 0;
+    const HANDLERS: &'static [HandlerMeta] = &[
+        HandlerMeta {
+            name: "add",
+            params: &[("by", "i64")],
+            output: "Result<i64, Rejection>",
+        },
+        HandlerMeta {
+            name: "boom",
+            params: &[],
+            output: "Result<i64, Rejection>",
+        },
+    ];
+    fn client(raw: RawCall<'_>) -> CounterClient<'_> {
+        CounterClient(raw)
+    }
+    fn dispatch(h: u16, ctx: Ctx<Self>, args: &[u8]) -> Result<Invocation, DispatchError> {
+        match h {
+            0 => {
+                let (by,): (i64,) = p::decode_args(args)?;
+                Ok(p::invocation(async move {
+                    let mut ctx = ctx;
+                    Counter::add(&mut ctx, by).await
+                }))
+            }
+            1 => {
+                let (): () = p::decode_args(args)?;
+                Ok(p::invocation(async move {
+                    let mut ctx = ctx;
+                    Counter::boom(&mut ctx).await
+                }))
+            }
+            _ => Err(DispatchError::UnknownHandler {
+                lambda: "Counter".into(),
+                handler: h.to_string(),
+            }),
+        }
+    }
+    fn json_args(h: u16, json: serde_json::Value) -> Result<Vec<u8>, DispatchError> {
+        match h {
+            0 => p::json_args::<(i64,)>(json, &["by"]),
+            1 => p::json_args::<()>(json, &[]),
+            _ => Err(DispatchError::UnknownHandler {
+                lambda: "Counter".into(),
+                handler: h.to_string(),
+            }),
+        }
+    }
+    fn result_json(_h: u16, bytes: &[u8]) -> Result<serde_json::Value, DispatchError> {
+        p::result_json::<Result<i64, Rejection>>(bytes)
+    }
+}
+
+/// Moves `amount` from its own counter to `to`'s, inside a transaction.
+pub struct Mover;
+impl Mover {
+    async fn transfer(
+        ctx: &mut Ctx<Self>,
+        from: String,
+        to: String,
+        amount: i64,
+    ) -> Result<(), Rejection> {
+        p::transaction(
+            &*ctx,
+            p::tx_body::<_, Rejection, _>(async {
+                ctx.call::<Counter>(&from).add(-amount).await?;
+                ctx.call::<Counter>(&to).add(amount).await?;
+                ctx.state_mut().n += 1;
+                Ok(())
+            }),
+        )
+        .await
+    }
+    /// Credits `to` and then fails: the transaction must undo the credit.
+    async fn credit_then_fail(ctx: &mut Ctx<Self>, to: String) -> Result<(), Rejection> {
+        match p::transaction(
+            &*ctx,
+            p::tx_body::<_, Rejection, _>(async {
+                ctx.call::<Counter>(&to).add(100).await?;
+                Err(Rejection::new("changed my mind"))
+            }),
+        )
+        .await
+        {
+            Ok(()) => Ok(()),
+            Err(_) => Err(Rejection::new("rolled back")),
+        }
+    }
+}
+pub struct MoverClient<'c>(#[allow(dead_code)] RawCall<'c>);
+impl Lambda for Mover {
+    type Key = String;
+    type State = Count;
+    type Client<'c> = MoverClient<'c>;
+    const NAME: &'static str = "Mover";
+    const ID: u16 = 1;
+    const HANDLERS: &'static [HandlerMeta] = &[
+        HandlerMeta {
+            name: "transfer",
+            params: &[("from", "String"), ("to", "String"), ("amount", "i64")],
+            output: "Result<(), Rejection>",
+        },
+        HandlerMeta {
+            name: "credit_then_fail",
+            params: &[("to", "String")],
+            output: "Result<(), Rejection>",
+        },
+    ];
+    fn client(raw: RawCall<'_>) -> MoverClient<'_> {
+        MoverClient(raw)
+    }
+    fn dispatch(h: u16, ctx: Ctx<Self>, args: &[u8]) -> Result<Invocation, DispatchError> {
+        match h {
+            0 => {
+                let (from, to, amount): (String, String, i64) = p::decode_args(args)?;
+                Ok(p::invocation(async move {
+                    let mut ctx = ctx;
+                    Mover::transfer(&mut ctx, from, to, amount).await
+                }))
+            }
+            1 => {
+                let (to,): (String,) = p::decode_args(args)?;
+                Ok(p::invocation(async move {
+                    let mut ctx = ctx;
+                    Mover::credit_then_fail(&mut ctx, to).await
+                }))
+            }
+            _ => Err(DispatchError::UnknownHandler {
+                lambda: "Mover".into(),
+                handler: h.to_string(),
+            }),
+        }
+    }
+    fn json_args(h: u16, json: serde_json::Value) -> Result<Vec<u8>, DispatchError> {
+        match h {
+            0 => p::json_args::<(String, String, i64)>(json, &["from", "to", "amount"]),
+            1 => p::json_args::<(String,)>(json, &["to"]),
+            _ => Err(DispatchError::UnknownHandler {
+                lambda: "Mover".into(),
+                handler: h.to_string(),
+            }),
+        }
+    }
+    fn result_json(_h: u16, bytes: &[u8]) -> Result<serde_json::Value, DispatchError> {
+        p::result_json::<Result<(), Rejection>>(bytes)
+    }
+}
+
+fn app() -> Arc<App> {
+    Arc::new(App::new(
+        "handwritten",
+        "{}",
+        "digraph {}",
+        vec![LambdaEntry::of::<Counter>(), LambdaEntry::of::<Mover>()],
+    ))
+}
+
+fn get(h: &stateful_runtime::Handle, key: &str) -> i64 {
+    match h
+        .invoke_json_blocking("Counter", key, "add", serde_json::json!(0))
+        .expect("invoke")
+    {
+        JsonResponse::Ok(v) => v.as_i64().expect("number"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn counter_adds_and_rejects() {
+    for workers in [1, 2] {
+        let rt = Runtime::start(app(), Config::in_memory(workers)).expect("start");
+        let h = rt.handle();
+        assert_eq!(
+            h.invoke_json_blocking("Counter", "a", "add", serde_json::json!(5))
+                .expect("ok"),
+            JsonResponse::Ok(serde_json::json!(5))
+        );
+        assert_eq!(
+            h.invoke_json_blocking("Counter", "a", "add", serde_json::json!({"by": 2}))
+                .expect("ok"),
+            JsonResponse::Ok(serde_json::json!(7))
+        );
+        assert!(matches!(
+            h.invoke_json_blocking("Counter", "a", "add", serde_json::json!(-100))
+                .expect("ok"),
+            JsonResponse::Rejected(_)
+        ));
+        assert_eq!(get(&h, "a"), 7);
+        assert!(
+            h.invoke_json_blocking("Nope", "a", "add", serde_json::json!(1))
+                .is_err()
+        );
+        assert!(
+            h.invoke_json_blocking("Counter", "a", "nope", serde_json::json!(1))
+                .is_err()
+        );
+        assert!(
+            h.invoke_json_blocking("Counter", "a", "add", serde_json::json!("x"))
+                .is_err()
+        );
+        rt.shutdown();
+    }
+}
+
+#[test]
+fn panics_fail_the_invocation_and_the_worker_survives() {
+    let rt = Runtime::start(app(), Config::in_memory(2)).expect("start");
+    let h = rt.handle();
+    let r = h
+        .invoke_json_blocking("Counter", "p", "boom", serde_json::Value::Null)
+        .expect("answered");
+    assert!(
+        matches!(
+            r,
+            JsonResponse::Failed(stateful_runtime::CallError::Panicked(_))
+        ),
+        "{r:?}"
+    );
+    assert_eq!(get(&h, "p"), 0);
+}
+
+#[test]
+fn transactions_move_and_roll_back() {
+    let rt = Runtime::start(app(), Config::in_memory(2)).expect("start");
+    let h = rt.handle();
+    h.invoke_json_blocking("Counter", "x", "add", serde_json::json!(10))
+        .expect("ok");
+    let r = h
+        .invoke_json_blocking(
+            "Mover",
+            "m",
+            "transfer",
+            serde_json::json!({"from": "x", "to": "y", "amount": 4}),
+        )
+        .expect("ok");
+    assert_eq!(r, JsonResponse::Ok(serde_json::Value::Null));
+    assert_eq!((get(&h, "x"), get(&h, "y")), (6, 4));
+    // Not enough: the debit is rejected, nothing changes.
+    let r = h
+        .invoke_json_blocking(
+            "Mover",
+            "m",
+            "transfer",
+            serde_json::json!({"from": "x", "to": "y", "amount": 40}),
+        )
+        .expect("ok");
+    assert!(matches!(r, JsonResponse::Rejected(_)), "{r:?}");
+    assert_eq!((get(&h, "x"), get(&h, "y")), (6, 4));
+    // The credit happened, then the block failed: rolled back.
+    let r = h
+        .invoke_json_blocking("Mover", "m", "credit_then_fail", serde_json::json!("z"))
+        .expect("ok");
+    assert!(matches!(r, JsonResponse::Rejected(_)), "{r:?}");
+    assert_eq!(get(&h, "z"), 0);
+}
+
+#[test]
+fn concurrent_transfers_conserve_money() {
+    for workers in [1, 2, 4] {
+        let rt = Runtime::start(app(), Config::in_memory(workers)).expect("start");
+        let h = rt.handle();
+        let accounts = 5;
+        for a in 0..accounts {
+            h.invoke_json_blocking("Counter", &a.to_string(), "add", serde_json::json!(100))
+                .expect("ok");
+        }
+        let mut rxs = Vec::new();
+        for i in 0..2000u64 {
+            let from = (i % accounts).to_string();
+            let to = ((i * 7 + 1) % accounts).to_string();
+            let (l, hd, key, args) = h
+                .prepare_json(
+                    "Mover",
+                    &format!("m{}", i % 3),
+                    "transfer",
+                    serde_json::json!({"from": from, "to": to, "amount": 3}),
+                )
+                .expect("prepare");
+            rxs.push(h.submit(l, key, hd, args, None).expect("submit"));
+        }
+        let mut ok = 0;
+        for rx in rxs {
+            let resp = rx.blocking_recv().expect("answered");
+            if resp.result.as_ref().is_ok_and(|o| o.ok) {
+                ok += 1;
+            }
+        }
+        let total: i64 = (0..accounts).map(|a| get(&h, &a.to_string())).sum();
+        assert_eq!(
+            total,
+            100 * accounts as i64,
+            "money conserved with {workers} workers"
+        );
+        assert!(ok > 0);
+        rt.shutdown();
+    }
+}
