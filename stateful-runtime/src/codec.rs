@@ -29,7 +29,7 @@ pub enum CodecError {
 
 /// Encodes a value with the version tag.
 pub fn encode_state<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT_VERSION];
+    let out = vec![FORMAT_VERSION];
     match postcard::to_extend(value, out) {
         Ok(v) => v,
         Err(_) => vec![FORMAT_VERSION],

@@ -131,6 +131,8 @@ pub struct HandlerMeta {
     pub params: &'static [(&'static str, &'static str)],
     /// The declared return type, as written.
     pub output: &'static str,
+    /// HTTP route `(method, path)` declared with `#[route(..)]`, if any.
+    pub route: Option<(&'static str, &'static str)>,
 }
 
 /// Why an invocation could not be started.

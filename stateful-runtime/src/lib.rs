@@ -6,13 +6,17 @@
 #[path = "private.rs"]
 pub mod __private;
 pub mod app;
+pub mod cli;
 pub mod codec;
 pub mod engine;
+pub mod gateway;
 pub mod ingress;
+pub mod inspect;
 pub mod lambda;
 pub mod store;
 
 pub use app::{App, LambdaEntry};
+pub use cli::{Service, serve_main};
 pub use engine::{Config, Durability, Handle, InvokeError, JsonResponse, Response, Runtime};
 pub use lambda::{CallError, CallFuture, Ctx, HandlerResult, Key, Keyed, Lambda, Rejection, State};
 pub use stateful_macros::app;

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use crate::app::{App, LambdaEntry};
+pub use crate::cli::serve_main;
 pub use crate::lambda::{
     CallFuture, Ctx, DispatchError, EventLambda, HandlerMeta, HandlerResult, Invocation, Key,
     Keyed, Lambda, Outcome, RawCall, State,

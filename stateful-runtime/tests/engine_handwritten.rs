@@ -19,6 +19,7 @@ pub struct Count {
 pub struct Counter;
 pub struct CounterClient<'c>(RawCall<'c>);
 impl<'c> CounterClient<'c> {
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, by: i64) -> CallFuture<'c, Result<i64, Rejection>> {
         self.0.call(0, &(by,))
     }
@@ -46,11 +47,13 @@ impl Lambda for Counter {
             name: "add",
             params: &[("by", "i64")],
             output: "Result<i64, Rejection>",
+            route: None,
         },
         HandlerMeta {
             name: "boom",
             params: &[],
             output: "Result<i64, Rejection>",
+            route: None,
         },
     ];
     fn client(raw: RawCall<'_>) -> CounterClient<'_> {
@@ -141,11 +144,13 @@ impl Lambda for Mover {
             name: "transfer",
             params: &[("from", "String"), ("to", "String"), ("amount", "i64")],
             output: "Result<(), Rejection>",
+            route: None,
         },
         HandlerMeta {
             name: "credit_then_fail",
             params: &[("to", "String")],
             output: "Result<(), Rejection>",
+            route: None,
         },
     ];
     fn client(raw: RawCall<'_>) -> MoverClient<'_> {
@@ -336,4 +341,18 @@ fn concurrent_transfers_conserve_money() {
         assert!(ok > 0);
         rt.shutdown();
     }
+}
+
+#[test]
+fn sequential_latency_probe() {
+    let rt = Runtime::start(app(), Config::in_memory(2)).expect("start");
+    let h = rt.handle();
+    let t = std::time::Instant::now();
+    for _ in 0..100 {
+        get(&h, "lat");
+    }
+    eprintln!("100 sequential invokes: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    rt.shutdown();
+    eprintln!("shutdown: {:?}", t.elapsed());
 }

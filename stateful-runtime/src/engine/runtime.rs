@@ -222,6 +222,83 @@ impl Shared {
     }
 }
 
+/// What a data dir records about itself (`meta.json`): fixed at creation.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct DataDirMeta {
+    app: String,
+    key_groups: u16,
+    format: u32,
+}
+
+impl DataDirMeta {
+    const FILE: &'static str = "meta.json";
+
+    fn load(dir: &std::path::Path) -> Result<Option<DataDirMeta>, StoreError> {
+        match std::fs::read(dir.join(Self::FILE)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", Self::FILE))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The key groups of the dir (creating the record with `groups` for a new dir).
+    fn load_or_create(dir: &std::path::Path, app: &str, groups: u16) -> Result<u16, StoreError> {
+        if let Some(m) = Self::load(dir)? {
+            if m.app != app {
+                return Err(StoreError::WrongApp {
+                    found: m.app,
+                    expected: app.to_owned(),
+                });
+            }
+            return Ok(m.key_groups);
+        }
+        let m = DataDirMeta {
+            app: app.to_owned(),
+            key_groups: groups.max(1),
+            format: 1,
+        };
+        let bytes =
+            serde_json::to_vec_pretty(&m).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let tmp = dir.join("meta.json.tmp");
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, dir.join(Self::FILE))?;
+        Ok(m.key_groups)
+    }
+}
+
+/// Opens a data dir for reading (inspection): its store and key groups.
+pub(crate) fn open_for_reading(
+    app: &App,
+    dir: &std::path::Path,
+) -> Result<(Arc<dyn StateStore>, u16), String> {
+    let meta = DataDirMeta::load(dir)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "{} is not a data dir of this app (no meta.json)",
+                dir.display()
+            )
+        })?;
+    if meta.app != app.name {
+        return Err(format!(
+            "{} belongs to app `{}`, not `{}`",
+            dir.display(),
+            meta.app,
+            app.name
+        ));
+    }
+    let store = SledStore::open(&dir.join("state")).map_err(|e| match e {
+        StoreError::Locked(_) => format!(
+            "{} is in use by a running service; ask it instead: GET /state/{{lambda}}/{{key}}, or stop it first",
+            dir.display()
+        ),
+        other => other.to_string(),
+    })?;
+    Ok((Arc::new(store), meta.key_groups))
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
@@ -261,7 +338,7 @@ impl std::fmt::Debug for Runtime {
 impl Runtime {
     /// Opens (or creates) the state, recovers, replays the logged requests that never
     /// completed, and starts the workers.
-    pub fn start(app: Arc<App>, config: Config) -> Result<Runtime, StartError> {
+    pub fn start(app: Arc<App>, mut config: Config) -> Result<Runtime, StartError> {
         if config.workers == 0 {
             return Err(StartError::Config("workers must be at least 1".into()));
         }
@@ -277,6 +354,7 @@ impl Runtime {
                 std::fs::create_dir_all(&dir).map_err(StoreError::from)?;
                 let store = SledStore::open(&dir.join("state"))?;
                 store.check_app(app.name)?;
+                config.key_groups = DataDirMeta::load_or_create(&dir, app.name, config.key_groups)?;
                 let (log, report) = IngressLog::open(&dir.join("ingress.log"))?;
                 if report.truncated_bytes > 0 {
                     tracing::warn!(
@@ -406,6 +484,11 @@ impl Handle {
     /// The durable store (read-only use: inspection).
     pub fn store(&self) -> &Arc<dyn StateStore> {
         &self.shared.store
+    }
+
+    /// Key groups of the data dir.
+    pub fn key_groups(&self) -> u16 {
+        self.shared.config.key_groups
     }
 
     /// Engine counters.

@@ -72,10 +72,10 @@ impl Committer {
     fn commit(&self, rt: &mut dyn LambdaRuntime, c: u64) {
         let (writes, completed) = rt.snapshot(c);
         let t0 = std::time::Instant::now();
-        if let Some(log) = &self.shared.ingress {
-            if let Err(e) = log.sync() {
-                fatal(&format!("cannot sync the ingress log: {e}"));
-            }
+        if let Some(log) = &self.shared.ingress
+            && let Err(e) = log.sync()
+        {
+            fatal(&format!("cannot sync the ingress log: {e}"));
         }
         let batch = CommitBatch {
             committer: CommitterId {

@@ -1,0 +1,287 @@
+//! The command line of a generated service: `serve` (default), `graph`, `inspect`.
+//!
+//! ```text
+//! shop                      serve on 127.0.0.1:8000 with ./stateful-data/shop
+//! shop serve --listen 0.0.0.0:9000 --data-dir /var/lib/shop --workers 4
+//! shop graph --format svg -o shop.svg
+//! shop inspect Stock item-1 --data-dir /var/lib/shop
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::app::App;
+use crate::engine::{Config, Durability, Handle, Runtime};
+
+/// A service generated from an app of stateful functions.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "A service of stateful functions: serves the app's lambdas over HTTP, with durable state",
+    long_about = "A service of stateful functions compiled into a dataflow graph.\n\n\
+        Without a subcommand it serves: every handler at POST /invoke/{lambda}/{key}/{handler} \
+        (JSON body = arguments) and at the routes the app declares; GET /graph shows the graph, \
+        GET /metrics the counters. Every answer is sent only after its effects are on disk; \
+        after a crash (even kill -9) restarting on the same --data-dir recovers everything \
+        that was acknowledged. Set RUST_LOG=debug for more logs."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the app over HTTP (the default).
+    Serve(ServeArgs),
+    /// Print the app's dataflow graph (computed at compile time); needs no data dir.
+    Graph {
+        /// Output format (svg needs Graphviz's `dot` program).
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Print the committed state of one instance as JSON.
+    Inspect {
+        /// Lambda name, as in the graph (e.g. Stock).
+        lambda: String,
+        /// The instance's key.
+        key: String,
+        /// Data directory of the service (default: ./stateful-data/<app>).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Dot,
+    Svg,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    listen: SocketAddr,
+    /// Where state and the request log live (created if missing; recovered if present).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Worker threads of the dataflow (default: number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Milliseconds between commits (a response waits for the next commit).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    commit_interval: u64,
+    /// Keep state in memory only (nothing survives a restart; for trying things out).
+    #[arg(long)]
+    in_memory: bool,
+    /// Threads serving HTTP.
+    #[arg(long, default_value_t = 2)]
+    http_threads: usize,
+}
+
+/// A service: an app plus optional extra HTTP routes.
+pub struct Service {
+    app: App,
+    routes: Option<Box<dyn Fn(Handle) -> axum::Router + Send>>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("app", &self.app.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// A service for `app`.
+    pub fn new(app: App) -> Self {
+        Service { app, routes: None }
+    }
+
+    /// Adds app-specific routes (built with the running engine's handle).
+    pub fn routes(mut self, f: impl Fn(Handle) -> axum::Router + Send + 'static) -> Self {
+        self.routes = Some(Box::new(f));
+        self
+    }
+
+    /// Parses the command line and runs it.
+    pub fn main(self) -> ExitCode {
+        let cli = Cli::parse();
+        init_logging();
+        match cli.command {
+            None => self.serve(cli.serve),
+            Some(Command::Serve(args)) => self.serve(args),
+            Some(Command::Graph { format, output }) => graph(&self.app, format, output),
+            Some(Command::Inspect {
+                lambda,
+                key,
+                data_dir,
+            }) => inspect(&self.app, &lambda, &key, data_dir),
+        }
+    }
+
+    fn serve(self, args: ServeArgs) -> ExitCode {
+        let data_dir = args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| default_data_dir(self.app.name));
+        let mut config = if args.in_memory {
+            Config::in_memory(1)
+        } else {
+            Config::durable(&data_dir, 1)
+        };
+        config.workers = args.workers.unwrap_or(Config::default().workers).max(1);
+        config.commit_interval_ms = args.commit_interval;
+        let name = self.app.name;
+        let runtime = match Runtime::start(Arc::new(self.app), config.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{name}: cannot start: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let tokio = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.http_threads.max(1))
+            .enable_all()
+            .build()
+        {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{name}: cannot start the HTTP runtime: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let handle = runtime.handle();
+        let extra = self.routes.as_ref().map(|f| f(handle.clone()));
+        let router = crate::gateway::router(handle, extra);
+        let served = tokio.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            let durability = match config.durability {
+                Durability::Durable => format!("data dir {}", data_dir.display()),
+                Durability::InMemory => "in memory, nothing is kept".to_owned(),
+            };
+            println!(
+                "{name}: serving on http://{addr} ({durability}; {} workers; commit every {} ms)",
+                config.workers, config.commit_interval_ms
+            );
+            tracing::info!(%addr, "serving");
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .map_err(|e| format!("server error: {e}"))
+        });
+        // In-flight requests finish and commit before exit.
+        runtime.shutdown();
+        match served {
+            Ok(()) => {
+                println!("{name}: stopped cleanly");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                ExitCode::from(2)
+            }
+        }
+    }
+}
+
+/// The generated `main` of an app: [`Service::new(app).main()`](Service::main).
+pub fn serve_main(app: App) -> ExitCode {
+    Service::new(app).main()
+}
+
+fn default_data_dir(app: &str) -> PathBuf {
+    Path::new("stateful-data").join(app)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    eprintln!("stopping: finishing and committing in-flight requests");
+}
+
+fn graph(app: &App, format: GraphFormat, output: Option<PathBuf>) -> ExitCode {
+    let text = match format {
+        GraphFormat::Dot => app.dot.to_owned(),
+        GraphFormat::Svg => match crate::inspect::render_svg(app.dot) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{}: {e}", app.name);
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match output {
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Some(path) => match std::fs::write(&path, text) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{}: cannot write {}: {e}", app.name, path.display());
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn inspect(app: &App, lambda: &str, key: &str, data_dir: Option<PathBuf>) -> ExitCode {
+    let dir = data_dir.unwrap_or_else(|| default_data_dir(app.name));
+    let result = crate::engine::runtime::open_for_reading(app, &dir).and_then(|(store, groups)| {
+        crate::inspect::committed_state(app, store.as_ref(), groups, lambda, key)
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(v) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", app.name);
+            ExitCode::from(2)
+        }
+    }
+}
