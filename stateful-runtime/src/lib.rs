@@ -2,13 +2,14 @@
 //!
 //! Users depend on this crate alone: it re-exports the macros and a [`prelude`].
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
 pub mod app;
 pub mod codec;
 pub mod engine;
 pub mod lambda;
-#[doc(hidden)]
-#[path = "private.rs"]
-pub mod __private;
+pub mod store;
 
 pub use app::{App, LambdaEntry};
 pub use lambda::{CallError, CallFuture, Ctx, HandlerResult, Key, Keyed, Lambda, Rejection, State};

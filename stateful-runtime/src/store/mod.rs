@@ -15,6 +15,14 @@
 
 use stateful_core::keys::KeyGroup;
 
+mod memory;
+#[cfg(test)]
+mod model_tests;
+mod sled_store;
+
+pub use memory::MemoryStore;
+pub use sled_store::SledStore;
+
 /// Identifies one committer: one lambda operator on one worker. Each writes its own marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CommitterId {
@@ -63,6 +71,9 @@ pub struct CommitBatch {
     pub completed: Vec<Completion>,
 }
 
+/// One committed version of an instance: `(epoch, value)`, `None` for a delete.
+pub type Version = (u64, Option<Vec<u8>>);
+
 /// What recovery found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recovered {
@@ -93,6 +104,28 @@ pub enum StoreError {
         /// This binary's app.
         expected: String,
     },
+    /// Another process holds the data dir open.
+    #[error(
+        "data dir {} is locked: another process uses this data dir (stop it or use another --data-dir)",
+        .0.display()
+    )]
+    Locked(std::path::PathBuf),
+    /// A committer that [`StateStore::recover`] did not register tried to commit.
+    #[error("committer {0:?} is not registered for this run")]
+    UnknownCommitter(CommitterId),
+    /// A committer committed an epoch not after its last committed one.
+    #[error("committer {committer:?} committed epoch {epoch}, but already committed {committed}")]
+    StaleEpoch {
+        /// Who committed.
+        committer: CommitterId,
+        /// The epoch of the rejected batch.
+        epoch: u64,
+        /// The committer's last committed epoch.
+        committed: u64,
+    },
+    /// A key is longer than the layout can store (`u32::MAX` bytes).
+    #[error("key of {0} bytes is too long")]
+    KeyTooLong(usize),
 }
 
 /// Durable, versioned state of all lambdas.
@@ -111,18 +144,26 @@ pub trait StateStore: Send + Sync + 'static {
         epoch: u64,
     ) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every committed version of an instance: `(epoch, value)`, oldest first.
-    fn history(
-        &self,
-        lambda: u16,
-        group: KeyGroup,
-        key: &[u8],
-    ) -> Result<Vec<(u64, Option<Vec<u8>>)>, StoreError>;
+    fn history(&self, lambda: u16, group: KeyGroup, key: &[u8])
+    -> Result<Vec<Version>, StoreError>;
     /// Writes one committer's epoch atomically and durably (returns after the flush).
+    ///
+    /// The committer must have been registered by [`StateStore::recover`]
+    /// ([`StoreError::UnknownCommitter`]) and `epoch` must be after its last committed
+    /// epoch ([`StoreError::StaleEpoch`]). An idempotency key keeps pointing at the first
+    /// committed completion that used it; it is forgotten when recovery discards that
+    /// completion.
     fn commit(&self, batch: CommitBatch) -> Result<(), StoreError>;
     /// A completed request by sequence number.
     fn completion(&self, seq: u64) -> Result<Option<Completion>, StoreError>;
     /// The completed request with this idempotency key.
     fn completion_by_idempotency_key(&self, key: &str) -> Result<Option<Completion>, StoreError>;
-    /// Every key of one lambda that has a committed value: `(group, key)`.
+    /// Every key of one lambda whose latest version is not a delete: `(group, key)`, sorted.
     fn keys(&self, lambda: u16) -> Result<Vec<(KeyGroup, Vec<u8>)>, StoreError>;
+    /// Sequence numbers `>= from_seq` of every committed completion, ascending: recovery
+    /// replays the logged requests that are not among them.
+    fn completed_seqs_from(&self, from_seq: u64) -> Result<Vec<u64>, StoreError>;
+    /// Records `app_name` in a new data dir; fails with [`StoreError::WrongApp`] when the
+    /// dir belongs to another app.
+    fn check_app(&self, app_name: &str) -> Result<(), StoreError>;
 }

@@ -1,0 +1,248 @@
+//! An in-memory [`StateStore`] with the semantics of the sled one, for tests.
+//!
+//! ```text
+//! Mutex<Inner>
+//!   versions     (lambda, group, key, epoch) -> Option<value>
+//!   markers      committer -> last committed epoch     (the committers of the current run)
+//!   index        (epoch, committer) -> what that commit wrote
+//!   completions  seq -> Completion
+//!   idempotency  key -> seq
+//! ```
+//!
+//! Nothing survives the process; "recovery" on the same instance behaves like a restart of
+//! the sled store after a crash (every commit is durable once it returned).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use stateful_core::keys::KeyGroup;
+
+use super::{CommitBatch, CommitterId, Completion, Recovered, StateStore, StoreError, Version};
+
+type VersionKey = (u16, KeyGroup, Vec<u8>, u64);
+
+#[derive(Debug, Default)]
+struct IndexEntry {
+    versions: Vec<VersionKey>,
+    completions: Vec<(u64, Option<String>)>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    versions: BTreeMap<VersionKey, Option<Vec<u8>>>,
+    markers: BTreeMap<CommitterId, u64>,
+    index: BTreeMap<(u64, CommitterId), IndexEntry>,
+    completions: BTreeMap<u64, Completion>,
+    idempotency: BTreeMap<String, u64>,
+    app: Option<String>,
+}
+
+/// [`StateStore`] in memory.
+///
+/// # Examples
+///
+/// ```
+/// use stateful_runtime::store::{CommitBatch, CommitterId, MemoryStore, StateStore};
+/// # fn main() -> Result<(), stateful_runtime::store::StoreError> {
+/// let store = MemoryStore::new();
+/// let committer = CommitterId { worker: 0, lambda: 0 };
+/// assert_eq!(store.recover(&[committer])?.committed_epoch, 0);
+/// store.commit(CommitBatch { committer, epoch: 3, writes: vec![], completed: vec![] })?;
+/// assert_eq!(store.recover(&[committer])?.committed_epoch, 3);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every operation leaves `Inner` consistent before it can panic, so a poisoned lock
+        // still guards valid data.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn instance_range(
+    lambda: u16,
+    group: KeyGroup,
+    key: &[u8],
+    to_epoch: u64,
+) -> std::ops::RangeInclusive<VersionKey> {
+    (lambda, group, key.to_vec(), 0)..=(lambda, group, key.to_vec(), to_epoch)
+}
+
+impl StateStore for MemoryStore {
+    fn recover(&self, committers: &[CommitterId]) -> Result<Recovered, StoreError> {
+        let mut inner = self.lock();
+        let committed = inner.markers.values().copied().min().unwrap_or(0);
+        let mut versions = BTreeSet::new();
+        if let Some(first) = committed.checked_add(1) {
+            let from = (
+                first,
+                CommitterId {
+                    worker: 0,
+                    lambda: 0,
+                },
+            );
+            let later = inner.index.split_off(&from);
+            for entry in later.into_values() {
+                versions.extend(entry.versions);
+                for (seq, idem) in entry.completions {
+                    inner.completions.remove(&seq);
+                    if let Some(idem) = idem.filter(|i| inner.idempotency.get(i) == Some(&seq)) {
+                        inner.idempotency.remove(&idem);
+                    }
+                }
+            }
+        }
+        let mut discarded_versions = 0;
+        for v in versions {
+            if inner.versions.remove(&v).is_some() {
+                discarded_versions += 1;
+            }
+        }
+        inner.markers = committers.iter().map(|c| (*c, committed)).collect();
+        Ok(Recovered {
+            committed_epoch: committed,
+            discarded_versions,
+        })
+    }
+
+    fn get(&self, lambda: u16, group: KeyGroup, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_at(lambda, group, key, u64::MAX)
+    }
+
+    fn get_at(
+        &self,
+        lambda: u16,
+        group: KeyGroup,
+        key: &[u8],
+        epoch: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .versions
+            .range(instance_range(lambda, group, key, epoch))
+            .next_back()
+            .and_then(|(_, v)| v.clone()))
+    }
+
+    fn history(
+        &self,
+        lambda: u16,
+        group: KeyGroup,
+        key: &[u8],
+    ) -> Result<Vec<Version>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .versions
+            .range(instance_range(lambda, group, key, u64::MAX))
+            .map(|((_, _, _, epoch), v)| (*epoch, v.clone()))
+            .collect())
+    }
+
+    fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
+        let CommitBatch {
+            committer,
+            epoch,
+            writes,
+            completed,
+        } = batch;
+        if let Some(w) = writes.iter().find(|w| u32::try_from(w.key.len()).is_err()) {
+            return Err(StoreError::KeyTooLong(w.key.len()));
+        }
+        let mut inner = self.lock();
+        let last = *inner
+            .markers
+            .get(&committer)
+            .ok_or(StoreError::UnknownCommitter(committer))?;
+        if epoch <= last {
+            return Err(StoreError::StaleEpoch {
+                committer,
+                epoch,
+                committed: last,
+            });
+        }
+        let mut entry = IndexEntry::default();
+        for w in writes {
+            let k = (w.lambda, w.group, w.key, epoch);
+            inner.versions.insert(k.clone(), w.value);
+            entry.versions.push(k);
+        }
+        for c in completed {
+            if let Some(idem) = &c.idempotency_key {
+                inner.idempotency.entry(idem.clone()).or_insert(c.seq);
+            }
+            entry.completions.push((c.seq, c.idempotency_key.clone()));
+            inner.completions.insert(c.seq, c);
+        }
+        if !entry.versions.is_empty() || !entry.completions.is_empty() {
+            inner.index.insert((epoch, committer), entry);
+        }
+        inner.markers.insert(committer, epoch);
+        Ok(())
+    }
+
+    fn completion(&self, seq: u64) -> Result<Option<Completion>, StoreError> {
+        Ok(self.lock().completions.get(&seq).cloned())
+    }
+
+    fn completion_by_idempotency_key(&self, key: &str) -> Result<Option<Completion>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .idempotency
+            .get(key)
+            .and_then(|seq| inner.completions.get(seq))
+            .cloned())
+    }
+
+    fn keys(&self, lambda: u16) -> Result<Vec<(KeyGroup, Vec<u8>)>, StoreError> {
+        let inner = self.lock();
+        let mut latest: BTreeMap<(KeyGroup, &[u8]), bool> = BTreeMap::new();
+        for ((_, group, key, _), v) in inner
+            .versions
+            .range((lambda, 0, Vec::new(), 0)..)
+            .take_while(|((l, ..), _)| *l == lambda)
+        {
+            // Versions come oldest first per instance: the last one seen is the latest.
+            latest.insert((*group, key.as_slice()), v.is_some());
+        }
+        Ok(latest
+            .into_iter()
+            .filter(|(_, live)| *live)
+            .map(|((g, k), _)| (g, k.to_vec()))
+            .collect())
+    }
+
+    fn completed_seqs_from(&self, from_seq: u64) -> Result<Vec<u64>, StoreError> {
+        Ok(self
+            .lock()
+            .completions
+            .range(from_seq..)
+            .map(|(s, _)| *s)
+            .collect())
+    }
+
+    fn check_app(&self, app_name: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        match &inner.app {
+            Some(found) if found == app_name => Ok(()),
+            Some(found) => Err(StoreError::WrongApp {
+                found: found.clone(),
+                expected: app_name.to_owned(),
+            }),
+            None => {
+                inner.app = Some(app_name.to_owned());
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,481 @@
+//! The sled implementation of [`StateStore`]: one tree, keys laid out for prefix scans.
+//!
+//! ```text
+//! 'v' lambda:u16 group:u16 keylen:u32 key epoch:u64   -> 0 (tombstone) | 1 ++ value
+//! 'm' worker:u32 lambda:u16                            -> last committed epoch:u64
+//! 'e' epoch:u64 worker:u32 lambda:u16                  -> postcard(IndexEntry)
+//! 'c' seq:u64                                          -> postcard(ok, idempotency key, response)
+//! 'i' idempotency key                                  -> seq:u64
+//! 'a'                                                  -> app name
+//! (all integers big-endian, so byte order is numeric order)
+//! ```
+//!
+//! A commit is one `sled::Batch` (versions, epoch index entry, completions, marker) followed
+//! by `Db::flush`. The `'m'` entries are the committers of the current run; recovery takes
+//! the minimum of their markers and walks the `'e'` index from there on to delete what later
+//! epochs wrote, without scanning the versions.
+
+use std::collections::BTreeSet;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use stateful_core::keys::KeyGroup;
+
+use super::{CommitBatch, CommitterId, Completion, Recovered, StateStore, StoreError, Version};
+
+const VERSION: u8 = b'v';
+const MARKER: u8 = b'm';
+const INDEX: u8 = b'e';
+const COMPLETION: u8 = b'c';
+const IDEMPOTENCY: u8 = b'i';
+const APP: &[u8] = b"a";
+
+const TOMBSTONE: u8 = 0;
+const LIVE: u8 = 1;
+
+/// Length of `'v' lambda group keylen`.
+const VERSION_HEADER: usize = 1 + 2 + 2 + 4;
+
+/// What one committer wrote in one epoch: what recovery deletes when it rolls that epoch back.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct IndexEntry {
+    /// Full `'v'` keys.
+    versions: Vec<Vec<u8>>,
+    /// Completed seqs with their idempotency keys.
+    completions: Vec<(u64, Option<String>)>,
+}
+
+/// A stored completion (the seq is the key).
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredCompletion {
+    ok: bool,
+    idempotency_key: Option<String>,
+    response: Vec<u8>,
+}
+
+/// [`StateStore`] on a sled database in a data dir.
+///
+/// # Examples
+///
+/// ```
+/// use stateful_runtime::store::{CommitBatch, CommitterId, SledStore, StateStore, StateWrite};
+/// # fn main() -> Result<(), stateful_runtime::store::StoreError> {
+/// let dir = tempfile::tempdir()?;
+/// let store = SledStore::open(dir.path())?;
+/// let committer = CommitterId { worker: 0, lambda: 1 };
+/// store.recover(&[committer])?;
+/// let write = StateWrite { lambda: 1, group: 7, key: b"k".to_vec(), value: Some(b"v".to_vec()) };
+/// store.commit(CommitBatch { committer, epoch: 10, writes: vec![write], completed: vec![] })?;
+/// assert_eq!(store.get(1, 7, b"k")?, Some(b"v".to_vec()));
+/// assert_eq!(store.get_at(1, 7, b"k", 9)?, None);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct SledStore {
+    db: sled::Db,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    ///
+    /// Fails with [`StoreError::Locked`] when another process (or another open handle in this
+    /// process) holds the dir.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            // Every commit flushes explicitly; no background flusher thread.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| map_open_error(e, dir))?;
+        Ok(Self { db })
+    }
+
+    fn marker(&self, committer: CommitterId) -> Result<Option<u64>, StoreError> {
+        self.db
+            .get(marker_key(committer))?
+            .map(|v| decode_u64(&v))
+            .transpose()
+    }
+}
+
+/// sled 0.34 reports a held lock as an `io::Error` of kind `Other` with this message
+/// (`Config::try_lock`); nothing more structured is available.
+fn map_open_error(e: sled::Error, dir: &Path) -> StoreError {
+    match e {
+        sled::Error::Io(io)
+            if io.kind() == ErrorKind::Other
+                && io.to_string().contains("could not acquire lock") =>
+        {
+            StoreError::Locked(PathBuf::from(dir))
+        }
+        other => StoreError::Sled(other),
+    }
+}
+
+fn instance_prefix(lambda: u16, group: KeyGroup, key: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let len = u32::try_from(key.len()).map_err(|_| StoreError::KeyTooLong(key.len()))?;
+    let mut k = Vec::with_capacity(VERSION_HEADER + key.len() + 8);
+    k.push(VERSION);
+    k.extend_from_slice(&lambda.to_be_bytes());
+    k.extend_from_slice(&group.to_be_bytes());
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(key);
+    Ok(k)
+}
+
+fn version_key(
+    lambda: u16,
+    group: KeyGroup,
+    key: &[u8],
+    epoch: u64,
+) -> Result<Vec<u8>, StoreError> {
+    let mut k = instance_prefix(lambda, group, key)?;
+    k.extend_from_slice(&epoch.to_be_bytes());
+    Ok(k)
+}
+
+/// Splits a `'v'` key into `(group, key, epoch)`.
+fn parse_version_key(k: &[u8]) -> Result<(KeyGroup, &[u8], u64), StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("malformed version key {k:?}"));
+    if k.len() < VERSION_HEADER + 8 || k[0] != VERSION {
+        return Err(corrupt());
+    }
+    let group = u16::from_be_bytes([k[3], k[4]]);
+    let len = u32::from_be_bytes([k[5], k[6], k[7], k[8]]) as usize;
+    if k.len() != VERSION_HEADER + len + 8 {
+        return Err(corrupt());
+    }
+    let key = &k[VERSION_HEADER..VERSION_HEADER + len];
+    let epoch = decode_u64(&k[VERSION_HEADER + len..])?;
+    Ok((group, key, epoch))
+}
+
+fn encode_value(value: Option<&[u8]>) -> Vec<u8> {
+    match value {
+        None => vec![TOMBSTONE],
+        Some(v) => {
+            let mut out = Vec::with_capacity(v.len() + 1);
+            out.push(LIVE);
+            out.extend_from_slice(v);
+            out
+        }
+    }
+}
+
+fn decode_value(bytes: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    match bytes.split_first() {
+        Some((&TOMBSTONE, [])) => Ok(None),
+        Some((&LIVE, rest)) => Ok(Some(rest.to_vec())),
+        _ => Err(StoreError::Corrupt(format!(
+            "malformed version value {bytes:?}"
+        ))),
+    }
+}
+
+fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
+    let arr: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("expected 8 bytes, found {bytes:?}")))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+fn committer_bytes(c: CommitterId) -> [u8; 6] {
+    let mut b = [0; 6];
+    b[..4].copy_from_slice(&c.worker.to_be_bytes());
+    b[4..].copy_from_slice(&c.lambda.to_be_bytes());
+    b
+}
+
+fn marker_key(c: CommitterId) -> Vec<u8> {
+    let mut k = vec![MARKER];
+    k.extend_from_slice(&committer_bytes(c));
+    k
+}
+
+fn index_key(epoch: u64, c: CommitterId) -> Vec<u8> {
+    let mut k = vec![INDEX];
+    k.extend_from_slice(&epoch.to_be_bytes());
+    k.extend_from_slice(&committer_bytes(c));
+    k
+}
+
+fn completion_key(seq: u64) -> Vec<u8> {
+    let mut k = vec![COMPLETION];
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn idempotency_key(key: &str) -> Vec<u8> {
+    let mut k = vec![IDEMPOTENCY];
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn corrupt(what: &str, e: postcard::Error) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+impl StateStore for SledStore {
+    fn recover(&self, committers: &[CommitterId]) -> Result<Recovered, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut committed = None::<u64>;
+        for item in self.db.scan_prefix([MARKER]) {
+            let (k, v) = item?;
+            let epoch = decode_u64(&v)?;
+            committed = Some(committed.map_or(epoch, |c| c.min(epoch)));
+            batch.remove(k);
+        }
+        let committed = committed.unwrap_or(0);
+
+        let mut versions = BTreeSet::new();
+        if let Some(first) = committed.checked_add(1) {
+            let start = index_key(
+                first,
+                CommitterId {
+                    worker: 0,
+                    lambda: 0,
+                },
+            );
+            for item in self.db.range(start..[INDEX + 1].to_vec()) {
+                let (k, v) = item?;
+                let entry: IndexEntry =
+                    postcard::from_bytes(&v).map_err(|e| corrupt("epoch index entry", e))?;
+                versions.extend(entry.versions);
+                for (seq, idem) in entry.completions {
+                    batch.remove(completion_key(seq));
+                    if let Some(idem) = idem {
+                        let ik = idempotency_key(&idem);
+                        let points_here = match self.db.get(&ik)? {
+                            Some(v) => decode_u64(&v)? == seq,
+                            None => false,
+                        };
+                        if points_here {
+                            batch.remove(ik);
+                        }
+                    }
+                }
+                batch.remove(k);
+            }
+        }
+        let mut discarded_versions = 0;
+        for v in versions {
+            if self.db.contains_key(&v)? {
+                discarded_versions += 1;
+            }
+            batch.remove(v);
+        }
+        for c in committers {
+            batch.insert(marker_key(*c), &committed.to_be_bytes());
+        }
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(Recovered {
+            committed_epoch: committed,
+            discarded_versions,
+        })
+    }
+
+    fn get(&self, lambda: u16, group: KeyGroup, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self
+            .db
+            .scan_prefix(instance_prefix(lambda, group, key)?)
+            .next_back()
+        {
+            Some(item) => decode_value(&item?.1),
+            None => Ok(None),
+        }
+    }
+
+    fn get_at(
+        &self,
+        lambda: u16,
+        group: KeyGroup,
+        key: &[u8],
+        epoch: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let start = version_key(lambda, group, key, 0)?;
+        let end = version_key(lambda, group, key, epoch)?;
+        match self.db.range(start..=end).next_back() {
+            Some(item) => decode_value(&item?.1),
+            None => Ok(None),
+        }
+    }
+
+    fn history(
+        &self,
+        lambda: u16,
+        group: KeyGroup,
+        key: &[u8],
+    ) -> Result<Vec<Version>, StoreError> {
+        let prefix = instance_prefix(lambda, group, key)?;
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let epoch = decode_u64(&k[prefix.len()..])?;
+            out.push((epoch, decode_value(&v)?));
+        }
+        Ok(out)
+    }
+
+    fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
+        let CommitBatch {
+            committer,
+            epoch,
+            writes,
+            completed,
+        } = batch;
+        let last = self
+            .marker(committer)?
+            .ok_or(StoreError::UnknownCommitter(committer))?;
+        if epoch <= last {
+            return Err(StoreError::StaleEpoch {
+                committer,
+                epoch,
+                committed: last,
+            });
+        }
+        let mut b = sled::Batch::default();
+        let mut entry = IndexEntry::default();
+        for w in writes {
+            let k = version_key(w.lambda, w.group, &w.key, epoch)?;
+            b.insert(k.clone(), encode_value(w.value.as_deref()));
+            entry.versions.push(k);
+        }
+        let mut claimed = BTreeSet::new();
+        for c in completed {
+            if let Some(idem) = &c.idempotency_key {
+                let ik = idempotency_key(idem);
+                if !self.db.contains_key(&ik)? && claimed.insert(ik.clone()) {
+                    b.insert(ik, &c.seq.to_be_bytes());
+                }
+            }
+            let stored = StoredCompletion {
+                ok: c.ok,
+                idempotency_key: c.idempotency_key,
+                response: c.response,
+            };
+            let bytes = postcard::to_stdvec(&stored).map_err(|e| corrupt("completion", e))?;
+            b.insert(completion_key(c.seq), bytes);
+            entry.completions.push((c.seq, stored.idempotency_key));
+        }
+        if !entry.versions.is_empty() || !entry.completions.is_empty() {
+            let bytes = postcard::to_stdvec(&entry).map_err(|e| corrupt("epoch index", e))?;
+            b.insert(index_key(epoch, committer), bytes);
+        }
+        b.insert(marker_key(committer), &epoch.to_be_bytes());
+        self.db.apply_batch(b)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn completion(&self, seq: u64) -> Result<Option<Completion>, StoreError> {
+        let Some(v) = self.db.get(completion_key(seq))? else {
+            return Ok(None);
+        };
+        let s: StoredCompletion =
+            postcard::from_bytes(&v).map_err(|e| corrupt("stored completion", e))?;
+        Ok(Some(Completion {
+            seq,
+            idempotency_key: s.idempotency_key,
+            ok: s.ok,
+            response: s.response,
+        }))
+    }
+
+    fn completion_by_idempotency_key(&self, key: &str) -> Result<Option<Completion>, StoreError> {
+        match self.db.get(idempotency_key(key))? {
+            Some(v) => self.completion(decode_u64(&v)?),
+            None => Ok(None),
+        }
+    }
+
+    fn keys(&self, lambda: u16) -> Result<Vec<(KeyGroup, Vec<u8>)>, StoreError> {
+        let mut prefix = vec![VERSION];
+        prefix.extend_from_slice(&lambda.to_be_bytes());
+        let mut out = Vec::new();
+        // The latest version of the instance being scanned: (group, key, live).
+        let mut current: Option<(KeyGroup, Vec<u8>, bool)> = None;
+        for item in self.db.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let (group, key, _) = parse_version_key(&k)?;
+            let live = decode_value(&v)?.is_some();
+            match &mut current {
+                Some((g, cur, l)) if *g == group && cur.as_slice() == key => *l = live,
+                _ => {
+                    if let Some((g, cur, true)) = current.take() {
+                        out.push((g, cur));
+                    }
+                    current = Some((group, key.to_vec(), live));
+                }
+            }
+        }
+        if let Some((g, cur, true)) = current {
+            out.push((g, cur));
+        }
+        // The layout orders by key length first; the contract orders by (group, key).
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    fn completed_seqs_from(&self, from_seq: u64) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .range(completion_key(from_seq)..[COMPLETION + 1].to_vec())
+        {
+            let (k, _) = item?;
+            out.push(decode_u64(&k[1..])?);
+        }
+        Ok(out)
+    }
+
+    fn check_app(&self, app_name: &str) -> Result<(), StoreError> {
+        match self.db.get(APP)? {
+            Some(found) if found.as_ref() == app_name.as_bytes() => Ok(()),
+            Some(found) => Err(StoreError::WrongApp {
+                found: String::from_utf8_lossy(&found).into_owned(),
+                expected: app_name.to_owned(),
+            }),
+            None => {
+                self.db.insert(APP, app_name.as_bytes())?;
+                self.db.flush()?;
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_keys_sort_by_instance_then_epoch() {
+        let a = version_key(1, 2, b"ab", 5).expect("key");
+        let b = version_key(1, 2, b"ab", 300).expect("key");
+        let longer = version_key(1, 2, b"abc", 0).expect("key");
+        assert!(a < b);
+        // The key length sits before the key, so "ab" is never a prefix scan hit for "abc".
+        assert!(!longer.starts_with(&instance_prefix(1, 2, b"ab").expect("prefix")));
+        assert_eq!(parse_version_key(&b).expect("parses"), (2, &b"ab"[..], 300));
+        assert!(parse_version_key(&b[..b.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn second_open_of_a_dir_is_locked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = SledStore::open(dir.path()).expect("first open");
+        let second = SledStore::open(dir.path());
+        assert!(
+            matches!(&second, Err(StoreError::Locked(p)) if p == dir.path()),
+            "{second:?}"
+        );
+        if let Err(e) = second {
+            assert!(e.to_string().contains("another process uses this data dir"));
+        }
+        drop(first);
+        SledStore::open(dir.path()).expect("reopens after the first handle is dropped");
+    }
+}
