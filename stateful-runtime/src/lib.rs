@@ -8,6 +8,7 @@ pub mod __private;
 pub mod app;
 pub mod codec;
 pub mod engine;
+pub mod ingress;
 pub mod lambda;
 pub mod store;
 
