@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use stateful_core::keys::{DEFAULT_KEY_GROUPS, key_group, worker_of};
 
 use crate::app::App;
-use crate::ingress::{IngressLog, IngressRecord};
+use crate::ingress::{IngressLog, NewRecord};
 use crate::lambda::{CallError, Outcome};
 use crate::store::memory::MemoryStore;
 use crate::store::sled_store::SledStore;
@@ -550,8 +550,7 @@ impl Handle {
         }
         let seq = match &shared.ingress {
             Some(log) => log
-                .append(IngressRecord {
-                    seq: 0,
+                .append(NewRecord {
                     timestamp_ms: unix_ms(),
                     lambda,
                     key: key.clone(),

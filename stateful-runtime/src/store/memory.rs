@@ -17,7 +17,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use stateful_core::keys::KeyGroup;
 
-use super::{CommitBatch, CommitterId, Completion, Recovered, StateStore, StoreError};
+use super::{CommitBatch, CommitterId, Completion, Recovered, StateStore, StoreError, Version};
 
 type VersionKey = (u16, KeyGroup, Vec<u8>, u64);
 
@@ -97,10 +97,8 @@ impl StateStore for MemoryStore {
                 versions.extend(entry.versions);
                 for (seq, idem) in entry.completions {
                     inner.completions.remove(&seq);
-                    if let Some(idem) = idem {
-                        if inner.idempotency.get(&idem) == Some(&seq) {
-                            inner.idempotency.remove(&idem);
-                        }
+                    if let Some(idem) = idem.filter(|i| inner.idempotency.get(i) == Some(&seq)) {
+                        inner.idempotency.remove(&idem);
                     }
                 }
             }
@@ -142,7 +140,7 @@ impl StateStore for MemoryStore {
         lambda: u16,
         group: KeyGroup,
         key: &[u8],
-    ) -> Result<Vec<(u64, Option<Vec<u8>>)>, StoreError> {
+    ) -> Result<Vec<Version>, StoreError> {
         let inner = self.lock();
         Ok(inner
             .versions

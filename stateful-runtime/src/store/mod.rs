@@ -16,6 +16,8 @@
 use stateful_core::keys::KeyGroup;
 
 pub mod memory;
+#[cfg(test)]
+mod model_tests;
 pub mod sled_store;
 
 pub use memory::MemoryStore;
@@ -68,6 +70,9 @@ pub struct CommitBatch {
     /// Requests completed (only by the committer that holds their root).
     pub completed: Vec<Completion>,
 }
+
+/// One committed version of an instance: `(epoch, value)`, `None` for a delete.
+pub type Version = (u64, Option<Vec<u8>>);
 
 /// What recovery found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -139,12 +144,8 @@ pub trait StateStore: Send + Sync + 'static {
         epoch: u64,
     ) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every committed version of an instance: `(epoch, value)`, oldest first.
-    fn history(
-        &self,
-        lambda: u16,
-        group: KeyGroup,
-        key: &[u8],
-    ) -> Result<Vec<(u64, Option<Vec<u8>>)>, StoreError>;
+    fn history(&self, lambda: u16, group: KeyGroup, key: &[u8])
+    -> Result<Vec<Version>, StoreError>;
     /// Writes one committer's epoch atomically and durably (returns after the flush).
     ///
     /// The committer must have been registered by [`StateStore::recover`]

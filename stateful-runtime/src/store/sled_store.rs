@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use stateful_core::keys::KeyGroup;
 
-use super::{CommitBatch, CommitterId, Completion, Recovered, StateStore, StoreError};
+use super::{CommitBatch, CommitterId, Completion, Recovered, StateStore, StoreError, Version};
 
 const VERSION: u8 = b'v';
 const MARKER: u8 = b'm';
@@ -308,7 +308,7 @@ impl StateStore for SledStore {
         lambda: u16,
         group: KeyGroup,
         key: &[u8],
-    ) -> Result<Vec<(u64, Option<Vec<u8>>)>, StoreError> {
+    ) -> Result<Vec<Version>, StoreError> {
         let prefix = instance_prefix(lambda, group, key)?;
         let mut out = Vec::new();
         for item in self.db.scan_prefix(&prefix) {
