@@ -15,6 +15,8 @@
 
 use stateful_core::keys::KeyGroup;
 
+#[cfg(test)]
+mod crash_tests;
 pub mod memory;
 #[cfg(test)]
 mod model_tests;

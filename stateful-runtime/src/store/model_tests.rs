@@ -203,8 +203,22 @@ impl Harness for Sled {
     }
     fn crash(&mut self) -> Result<(), StoreError> {
         self.store = None;
-        self.store = Some(SledStore::open(&self.path)?);
+        self.store = Some(reopen(&self.path)?);
         Ok(())
+    }
+}
+
+/// Reopens a dir this process just closed. sled 0.34 background threads can keep the
+/// lock file open for a moment after the `Db` is dropped, so `Locked` is retried briefly.
+pub(super) fn reopen(path: &std::path::Path) -> Result<SledStore, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match SledStore::open(path) {
+            Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -380,7 +394,7 @@ fn sled_store_rejects_unknown_committers_stale_epochs_and_other_apps() {
     let dir = tempfile::tempdir().expect("tempdir");
     contract_errors(&SledStore::open(dir.path()).expect("opens"));
     // The app name survives a reopen.
-    let store = SledStore::open(dir.path()).expect("reopens");
+    let store = reopen(dir.path()).expect("reopens");
     assert!(matches!(
         store.check_app("other"),
         Err(StoreError::WrongApp { .. })

@@ -476,6 +476,6 @@ mod tests {
             assert!(e.to_string().contains("another process uses this data dir"));
         }
         drop(first);
-        SledStore::open(dir.path()).expect("reopens after the first handle is dropped");
+        super::super::model_tests::reopen(dir.path()).expect("reopens after the first is dropped");
     }
 }
