@@ -356,3 +356,65 @@ fn sequential_latency_probe() {
     rt.shutdown();
     eprintln!("shutdown: {:?}", t.elapsed());
 }
+
+#[test]
+fn durable_state_survives_restarts_with_other_worker_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys: Vec<String> = (0..50).map(|i| format!("k{i}")).collect();
+    {
+        let rt = Runtime::start(app(), Config::durable(dir.path(), 2)).expect("start");
+        let h = rt.handle();
+        for (i, k) in keys.iter().enumerate() {
+            h.invoke_json_blocking("Counter", k, "add", serde_json::json!(i as i64 + 1))
+                .expect("ok");
+        }
+        drop(h);
+        rt.shutdown();
+    }
+    for workers in [1, 4, 2] {
+        let rt = Runtime::start(app(), Config::durable(dir.path(), workers)).expect("restart");
+        let h = rt.handle();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(get(&h, k), i as i64 + 1, "{k} with {workers} workers");
+        }
+        drop(h);
+        rt.shutdown();
+    }
+}
+
+#[test]
+fn idempotency_key_returns_the_stored_response() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = Runtime::start(app(), Config::durable(dir.path(), 2)).expect("start");
+    let h = rt.handle();
+    let (l, hd, key, args) = h
+        .prepare_json("Counter", "idem", "add", serde_json::json!(5))
+        .expect("prepare");
+    let first = h
+        .submit(l, key.clone(), hd, args.clone(), Some("req-1".into()))
+        .expect("submit")
+        .blocking_recv()
+        .expect("answer");
+    let again = h
+        .submit(l, key, hd, args, Some("req-1".into()))
+        .expect("submit")
+        .blocking_recv()
+        .expect("answer");
+    assert_eq!(first, again);
+    assert_eq!(get(&h, "idem"), 5, "the retried request did not run again");
+    drop(h);
+    rt.shutdown();
+    // Also after a restart.
+    let rt = Runtime::start(app(), Config::durable(dir.path(), 1)).expect("restart");
+    let h = rt.handle();
+    let (l, hd, key, args) = h
+        .prepare_json("Counter", "idem", "add", serde_json::json!(5))
+        .expect("prepare");
+    let after = h
+        .submit(l, key, hd, args, Some("req-1".into()))
+        .expect("submit")
+        .blocking_recv()
+        .expect("answer");
+    assert_eq!(first.result, after.result);
+    assert_eq!(get(&h, "idem"), 5);
+}

@@ -105,6 +105,8 @@ pub struct Env {
     pub epoch: Rc<std::cell::Cell<u64>>,
     /// Commit interval in epochs (ms).
     pub interval: u64,
+    /// First epoch of this run (after the last committed one).
+    pub start_epoch: u64,
 }
 
 impl Env {

@@ -268,6 +268,20 @@ impl DataDirMeta {
     }
 }
 
+/// Opens the sled store, waiting up to a second for a lock that a store dropped a moment ago
+/// in this process still holds (sled releases it from a background thread).
+fn open_sled_patiently(path: &std::path::Path) -> Result<SledStore, StoreError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        match SledStore::open(path) {
+            Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Opens a data dir for reading (inspection): its store and key groups.
 pub(crate) fn open_for_reading(
     app: &App,
@@ -352,7 +366,7 @@ impl Runtime {
                     StartError::Config("a durable runtime needs a data dir".into())
                 })?;
                 std::fs::create_dir_all(&dir).map_err(StoreError::from)?;
-                let store = SledStore::open(&dir.join("state"))?;
+                let store = open_sled_patiently(&dir.join("state"))?;
                 store.check_app(app.name)?;
                 config.key_groups = DataDirMeta::load_or_create(&dir, app.name, config.key_groups)?;
                 let (log, report) = IngressLog::open(&dir.join("ingress.log"))?;

@@ -154,6 +154,7 @@ fn build_operator<'s>(
     let (_ack, ack_stream) = b.new_output::<Vec<()>>();
     let mut out = OutputBuilder::<Time, CapacityContainerBuilder<Batch>>::from(out);
     let interval = env.interval;
+    let start_epoch = env.start_epoch;
     let epoch_cell = env.epoch.clone();
     rt.init(env);
     b.build(move |mut caps| {
@@ -168,7 +169,7 @@ fn build_operator<'s>(
             let mut out = out.activate();
             if !started {
                 started = true;
-                c = commit_epoch_of(min_outer(frontiers).unwrap_or(0), interval);
+                c = commit_epoch_of(min_outer(frontiers).unwrap_or(0).max(start_epoch), interval);
                 if let Some(h) = hold.as_mut() {
                     h.downgrade(&Product::new(c, 0));
                 }
@@ -279,6 +280,7 @@ pub(crate) fn run(worker: &mut timely::worker::Worker, shared: Arc<Shared>) {
                     finished: finished.clone(),
                     epoch: epoch_cell.clone(),
                     interval,
+                    start_epoch: shared.start_epoch,
                 };
                 let committer = Committer {
                     worker: index as u32,
