@@ -99,7 +99,10 @@ mod tests {
                 last = w;
                 per[w] += 1;
             }
-            let (min, max) = (per.iter().min().copied().unwrap_or(0), per.iter().max().copied().unwrap_or(0));
+            let (min, max) = (
+                per.iter().min().copied().unwrap_or(0),
+                per.iter().max().copied().unwrap_or(0),
+            );
             assert!(max - min <= 1, "{workers} workers: {per:?}");
         }
     }
