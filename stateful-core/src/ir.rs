@@ -232,6 +232,25 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c.to_owned())
 }
 
+/// A call site, as [`AppGraph::add_call`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct CallSpec<'a> {
+    /// The calling lambda's node.
+    pub caller: NodeIndex,
+    /// Where the call leaves from: the calling lambda or its innermost AND-node.
+    pub from: NodeIndex,
+    /// The calling handler.
+    pub caller_handler: &'a str,
+    /// The called lambda.
+    pub callee: &'a str,
+    /// The called handler.
+    pub handler: &'a str,
+    /// How many arguments the call passes.
+    pub given: usize,
+    /// Whether the call is inside a `transaction!` block.
+    pub in_transaction: bool,
+}
+
 /// The IR of one app.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AppGraph {
@@ -297,19 +316,18 @@ impl AppGraph {
         })
     }
 
-    /// Adds a call from `caller_handler` of the lambda at `caller` (issued from `from`: the
-    /// lambda itself or one of its AND-nodes) to `callee::handler`, with its reply edge.
-    /// Checks that the callee and handler exist and the argument count matches.
-    pub fn add_call(
-        &mut self,
-        caller: NodeIndex,
-        from: NodeIndex,
-        caller_handler: &str,
-        callee: &str,
-        handler: &str,
-        given: usize,
-        in_transaction: bool,
-    ) -> Result<(), IrError> {
+    /// Adds a call with its reply edge. Checks that the callee and handler exist and the
+    /// argument count matches.
+    pub fn add_call(&mut self, call: CallSpec<'_>) -> Result<(), IrError> {
+        let CallSpec {
+            caller,
+            from,
+            caller_handler,
+            callee,
+            handler,
+            given,
+            in_transaction,
+        } = call;
         let names: Vec<String> = self.lambdas().map(|l| l.name.clone()).collect();
         let Some((to, lambda)) = self.lambda(callee) else {
             return Err(IrError::UnknownLambda {
@@ -493,10 +511,26 @@ pub(crate) mod tests {
                 line: 42,
             },
         );
-        g.add_call(order, tx, "checkout", "Stock", "subtract", 1, true)
-            .expect("valid call");
-        g.add_call(order, tx, "checkout", "Payment", "pay", 1, true)
-            .expect("valid call");
+        g.add_call(CallSpec {
+            caller: order,
+            from: tx,
+            caller_handler: "checkout",
+            callee: "Stock",
+            handler: "subtract",
+            given: 1,
+            in_transaction: true,
+        })
+        .expect("valid call");
+        g.add_call(CallSpec {
+            caller: order,
+            from: tx,
+            caller_handler: "checkout",
+            callee: "Payment",
+            handler: "pay",
+            given: 1,
+            in_transaction: true,
+        })
+        .expect("valid call");
         g
     }
 
@@ -584,11 +618,27 @@ pub(crate) mod tests {
             state: "()".into(),
             handlers: vec![handler("pong", &[], "Result<(), Rejection>")],
         });
-        g.add_call(a, a, "ping", "B", "pong", 0, false)
-            .expect("a→b");
+        g.add_call(CallSpec {
+            caller: a,
+            from: a,
+            caller_handler: "ping",
+            callee: "B",
+            handler: "pong",
+            given: 0,
+            in_transaction: false,
+        })
+        .expect("a→b");
         assert!(!g.has_call_cycle());
-        g.add_call(b, b, "pong", "A", "ping", 0, false)
-            .expect("b→a");
+        g.add_call(CallSpec {
+            caller: b,
+            from: b,
+            caller_handler: "pong",
+            callee: "A",
+            handler: "ping",
+            given: 0,
+            in_transaction: false,
+        })
+        .expect("b→a");
         assert!(g.has_call_cycle());
     }
 
