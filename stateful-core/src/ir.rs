@@ -547,7 +547,15 @@ pub(crate) mod tests {
         let mut g = shop();
         let (order, _) = g.lambda("Order").expect("order");
         let err = g
-            .add_call(order, order, "checkout", "Stok", "subtract", 1, false)
+            .add_call(CallSpec {
+                caller: order,
+                from: order,
+                caller_handler: "checkout",
+                callee: "Stok",
+                handler: "subtract",
+                given: 1,
+                in_transaction: false,
+            })
             .expect_err("unknown lambda");
         assert_eq!(
             err.to_string(),
@@ -560,14 +568,30 @@ pub(crate) mod tests {
         let mut g = shop();
         let (order, _) = g.lambda("Order").expect("order");
         let err = g
-            .add_call(order, order, "checkout", "Stock", "substract", 1, false)
+            .add_call(CallSpec {
+                caller: order,
+                from: order,
+                caller_handler: "checkout",
+                callee: "Stock",
+                handler: "substract",
+                given: 1,
+                in_transaction: false,
+            })
             .expect_err("unknown handler");
         assert_eq!(
             err.to_string(),
             "lambda `Stock` has no handler `substract`; did you mean `subtract`?"
         );
         let err = g
-            .add_call(order, order, "checkout", "Stock", "subtract", 2, false)
+            .add_call(CallSpec {
+                caller: order,
+                from: order,
+                caller_handler: "checkout",
+                callee: "Stock",
+                handler: "subtract",
+                given: 2,
+                in_transaction: false,
+            })
             .expect_err("arity");
         assert_eq!(
             err,
