@@ -131,6 +131,8 @@ pub struct HandlerMeta {
     pub params: &'static [(&'static str, &'static str)],
     /// The declared return type, as written.
     pub output: &'static str,
+    /// The HTTP route bound by `#[route(method, "path")]`: (upper-case method, path template).
+    pub route: Option<(&'static str, &'static str)>,
 }
 
 /// Why an invocation could not be started.

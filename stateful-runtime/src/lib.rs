@@ -12,11 +12,16 @@ pub mod __private;
 
 pub use app::{App, LambdaEntry};
 pub use lambda::{CallError, CallFuture, Ctx, HandlerResult, Key, Keyed, Lambda, Rejection, State};
-pub use stateful_macros::app;
+pub use futures_util::join;
+pub use stateful_macros::{Keyed, app, lambda, transaction};
+
+#[doc = include_str!("../../docs/writing-lambdas.md")]
+pub mod guide {}
 
 /// Everything a module of lambdas usually needs.
 pub mod prelude {
     pub use crate::lambda::{CallError, Ctx, Keyed, Rejection};
+    pub use futures_util::join;
     pub use serde::{Deserialize, Serialize};
-    pub use stateful_macros::app;
+    pub use stateful_macros::{Keyed, app, lambda, transaction};
 }

@@ -114,3 +114,21 @@ pub fn assert_keyed<E: Keyed>() {}
 pub fn assert_handler_result<R: HandlerResult>() {}
 /// See [`assert_key`].
 pub fn assert_arg<A: Serialize + DeserializeOwned + 'static>() {}
+
+/// The generated `main` of an app (placeholder until the runtime lands): `graph` prints the
+/// app's DOT graph; everything else reports that the runtime is not built yet.
+pub fn serve_main(app: App) -> std::process::ExitCode {
+    match std::env::args().nth(1).as_deref() {
+        Some("graph") => {
+            println!("{}", app.dot);
+            std::process::ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!(
+                "{}: the runtime is not built yet; only `{} graph` works",
+                app.name, app.name
+            );
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
