@@ -69,7 +69,7 @@ pub enum Scope {
         /// The context parameter.
         ctx: Ident,
         /// The declared return type.
-        ret: Type,
+        ret: Box<Type>,
     },
     /// Any other function of the module, with its parameter names.
     Other {
@@ -347,7 +347,7 @@ mod tests {
     fn handler_scope() -> Scope {
         Scope::Handler {
             ctx: syn::parse_quote!(ctx),
-            ret: syn::parse_quote!(Result<(), ShopError>),
+            ret: Box::new(syn::parse_quote!(Result<(), ShopError>)),
         }
     }
 
@@ -421,8 +421,15 @@ mod tests {
         assert!(f.calls.iter().all(|c| c.in_transaction));
         let code = block.to_token_stream().to_string();
         assert!(!code.contains("transaction !"), "{code}");
-        assert_eq!(code.matches("__private :: transaction").count(), 2, "{code}");
-        assert!(code.contains("tx_body :: < _ , < Result < () , ShopError >"), "{code}");
+        assert_eq!(
+            code.matches("__private :: transaction").count(),
+            2,
+            "{code}"
+        );
+        assert!(
+            code.contains("tx_body :: < _ , < Result < () , ShopError >"),
+            "{code}"
+        );
     }
 
     #[test]
@@ -437,7 +444,11 @@ mod tests {
         assert_eq!(f.blocks.len(), 1);
         assert_eq!(f.blocks[0].kind, BlockKind::Join);
         assert_eq!(f.calls.len(), 2);
-        assert!(f.calls.iter().all(|c| c.block == Some(0) && !c.in_transaction));
+        assert!(
+            f.calls
+                .iter()
+                .all(|c| c.block == Some(0) && !c.in_transaction)
+        );
     }
 
     #[test]
@@ -451,7 +462,10 @@ mod tests {
         );
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs[0].contains("needs a failure value"));
-        assert!(errs[1].contains("did you mean `on_failure_return`?"), "{errs:?}");
+        assert!(
+            errs[1].contains("did you mean `on_failure_return`?"),
+            "{errs:?}"
+        );
         let (_, _, errs) = walk(
             Scope::Other {
                 name: syn::parse_quote!(helper),

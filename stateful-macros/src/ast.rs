@@ -27,7 +27,9 @@ impl Parse for AppArgs {
         if id != "main" {
             return Err(syn::Error::new(
                 id.span(),
-                format!("unknown `#[app]` argument `{id}`; the only one is `main` (`#[app(main)]`)"),
+                format!(
+                    "unknown `#[app]` argument `{id}`; the only one is `main` (`#[app(main)]`)"
+                ),
             ));
         }
         Ok(AppArgs { main: true })
@@ -293,7 +295,10 @@ fn take_attr(attrs: &mut Vec<Attribute>, name: &str) -> Option<Attribute> {
 fn entity(attr: &Attribute, mut imp: ItemImpl, d: &mut Diagnostics) -> Option<Lambda> {
     let args = lambda_args(attr, d);
     if let Some(n) = &args.name {
-        d.spanned(n, "`name = ..` is for the function form; an entity lambda is named by its type");
+        d.spanned(
+            n,
+            "`name = ..` is for the function form; an entity lambda is named by its type",
+        );
     }
     let name = match (&imp.trait_, &*imp.self_ty) {
         (None, Type::Path(p)) if p.qself.is_none() && p.path.get_ident().is_some() => {
@@ -318,7 +323,10 @@ fn entity(attr: &Attribute, mut imp: ItemImpl, d: &mut Diagnostics) -> Option<La
         match item {
             ImplItem::Type(t) if t.ident == "State" => {
                 if state.is_some() {
-                    d.spanned(&t.ident, "the state type is given twice (`state = ..` and here)");
+                    d.spanned(
+                        &t.ident,
+                        "the state type is given twice (`state = ..` and here)",
+                    );
                 }
                 state = Some(t.ty);
             }
@@ -375,7 +383,10 @@ fn entity(attr: &Attribute, mut imp: ItemImpl, d: &mut Diagnostics) -> Option<La
                     ),
                     (false, None) => {
                         if let Some(a) = route_attr {
-                            d.spanned(&a, "`#[route]` goes on a handler (an `async fn` taking ctx)");
+                            d.spanned(
+                                &a,
+                                "`#[route]` goes on a handler (an `async fn` taking ctx)",
+                            );
                         }
                         helpers.push(ImplItem::Fn(f));
                     }
@@ -421,10 +432,16 @@ fn rewrite_ctx(sig: &mut Signature, name: &Ident) {
 fn function(attr: &Attribute, mut f: ItemFn, d: &mut Diagnostics) -> Option<Lambda> {
     let args = lambda_args(attr, d);
     if let Some(k) = &args.key {
-        d.spanned(k, "a function-form lambda takes its key from its event (`#[key]` field)");
+        d.spanned(
+            k,
+            "a function-form lambda takes its key from its event (`#[key]` field)",
+        );
     }
     if let Some(s) = &args.state {
-        d.spanned(s, "a function-form lambda takes its state type from `ctx: &mut Ctx<State>`");
+        d.spanned(
+            s,
+            "a function-form lambda takes its state type from `ctx: &mut Ctx<State>`",
+        );
     }
     if f.sig.asyncness.is_none() {
         d.spanned(

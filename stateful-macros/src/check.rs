@@ -81,7 +81,11 @@ pub fn check(app: &AppModule, findings: &[Vec<Findings>], d: &mut Diagnostics) -
             if handlers.insert(h.name().to_string(), ()).is_some() {
                 d.spanned(
                     h.name(),
-                    format!("lambda `{}` already has a handler named `{}`", l.name, h.name()),
+                    format!(
+                        "lambda `{}` already has a handler named `{}`",
+                        l.name,
+                        h.name()
+                    ),
                 );
             }
         }
@@ -185,7 +189,14 @@ pub fn check(app: &AppModule, findings: &[Vec<Findings>], d: &mut Diagnostics) -
                     in_transaction: c.in_transaction,
                 });
                 if let Err(e) = res {
-                    d.at(c.callee.to_token_stream().into_iter().next().map_or_else(proc_macro2::Span::call_site, |t| t.span()), e);
+                    d.at(
+                        c.callee
+                            .to_token_stream()
+                            .into_iter()
+                            .next()
+                            .map_or_else(proc_macro2::Span::call_site, |t| t.span()),
+                        e,
+                    );
                 }
             }
         }

@@ -102,7 +102,10 @@ mod tests {
     #[test]
     fn types_read_like_source() {
         let ty: syn::Type = syn::parse_quote!(Result<Vec<(String, i64)>, crate::ShopError>);
-        assert_eq!(type_string(&ty), "Result<Vec<(String, i64)>, crate::ShopError>");
+        assert_eq!(
+            type_string(&ty),
+            "Result<Vec<(String, i64)>, crate::ShopError>"
+        );
         let ty: syn::Type = syn::parse_quote!(&mut Ctx<Self>);
         assert_eq!(type_string(&ty), "&mut Ctx<Self>");
     }

@@ -26,7 +26,7 @@ fn analyse(app: &mut AppModule, d: &mut Diagnostics) -> Vec<Vec<Findings>> {
         for h in &mut l.handlers {
             let scope = Scope::Handler {
                 ctx: h.ctx.clone(),
-                ret: h.ret.clone(),
+                ret: Box::new(h.ret.clone()),
             };
             per.push(Walker::new(scope, d).walk(&mut h.block));
         }
@@ -58,7 +58,9 @@ fn walk_other(sig: &syn::Signature, block: &mut syn::Block, d: &mut Diagnostics)
         name: sig.ident.clone(),
         has_ctx: ctx_param(sig).is_some()
             || sig.inputs.iter().any(|a| match a {
-                syn::FnArg::Typed(pt) => matches!(&*pt.pat, syn::Pat::Ident(pi) if pi.ident == "ctx"),
+                syn::FnArg::Typed(pt) => {
+                    matches!(&*pt.pat, syn::Pat::Ident(pi) if pi.ident == "ctx")
+                }
                 syn::FnArg::Receiver(_) => false,
             }),
     };
@@ -286,8 +288,6 @@ fn write_dot(module: &str, dot: &str) {
         .and_then(|()| std::fs::write(dir.join(format!("{module}.dot")), dot));
 }
 
-
-
 /// Expands `#[app]` on a module.
 pub fn app(attr: TokenStream, item: TokenStream) -> TokenStream {
     let out = app_inner(attr, item);
@@ -343,10 +343,13 @@ fn app_inner(attr: TokenStream, item: TokenStream) -> TokenStream {
     if !d.is_empty() {
         // Fallback: the items other code names, next to the errors.
         let errors = d.to_compile_errors();
-        let structs = lambdas.iter().filter(|l| !types.contains(&l.name.to_string())).map(|l| {
-            let n = &l.name;
-            quote!(#[allow(dead_code)] pub struct #n;)
-        });
+        let structs = lambdas
+            .iter()
+            .filter(|l| !types.contains(&l.name.to_string()))
+            .map(|l| {
+                let n = &l.name;
+                quote!(#[allow(dead_code)] pub struct #n;)
+            });
         return quote! {
             #errors
             #(#attrs)*
@@ -422,7 +425,10 @@ mod tests {
     #[test]
     fn target_dir_finds_the_workspace() {
         let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let ws = here.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        let ws = here
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
         assert_eq!(target_dir(None, Some(here)), Some(ws.join("target")));
         assert_eq!(target_dir(None, None), None);
     }

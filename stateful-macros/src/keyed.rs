@@ -90,16 +90,36 @@ mod tests {
 
     #[test]
     fn one_key_field() {
-        let out = derive(quote!(struct Paid { #[key] user: String, amount: i64 })).to_string();
+        let out = derive(quote!(
+            struct Paid {
+                #[key]
+                user: String,
+                amount: i64,
+            }
+        ))
+        .to_string();
         assert!(out.contains("type Key = String"), "{out}");
         assert!(out.contains("& self . user"), "{out}");
     }
 
     #[test]
     fn missing_and_double_keys_are_errors() {
-        let out = derive(quote!(struct Paid { user: String })).to_string();
+        let out = derive(quote!(
+            struct Paid {
+                user: String,
+            }
+        ))
+        .to_string();
         assert!(out.contains("no field is marked"), "{out}");
-        let out = derive(quote!(struct Paid { #[key] a: String, #[key] b: String })).to_string();
+        let out = derive(quote!(
+            struct Paid {
+                #[key]
+                a: String,
+                #[key]
+                b: String,
+            }
+        ))
+        .to_string();
         assert!(out.contains("more than one"), "{out}");
     }
 }
