@@ -19,11 +19,16 @@ pub use app::{App, LambdaEntry};
 pub use cli::{Service, serve_main};
 pub use engine::{Config, Durability, Handle, InvokeError, JsonResponse, Response, Runtime};
 pub use lambda::{CallError, CallFuture, Ctx, HandlerResult, Key, Keyed, Lambda, Rejection, State};
-pub use stateful_macros::app;
+pub use futures_util::join;
+pub use stateful_macros::{Keyed, app, lambda, transaction};
+
+#[doc = include_str!("../../docs/writing-lambdas.md")]
+pub mod guide {}
 
 /// Everything a module of lambdas usually needs.
 pub mod prelude {
     pub use crate::lambda::{CallError, Ctx, Keyed, Rejection};
+    pub use futures_util::join;
     pub use serde::{Deserialize, Serialize};
-    pub use stateful_macros::app;
+    pub use stateful_macros::{Keyed, app, lambda, transaction};
 }

@@ -126,3 +126,4 @@ pub fn assert_keyed<E: Keyed>() {}
 pub fn assert_handler_result<R: HandlerResult>() {}
 /// See [`assert_key`].
 pub fn assert_arg<A: Serialize + DeserializeOwned + 'static>() {}
+

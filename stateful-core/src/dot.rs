@@ -1,0 +1,202 @@
+//! Renders an [`AppGraph`] to Graphviz DOT.
+//!
+//! Lambdas are boxes whose label lists their handlers, AND-nodes are diamonds, call edges are
+//! labelled with their argument types, reply edges are dashed and labelled with the result
+//! type (so the request/response cycles are visible).
+
+use graphviz_rust::dot_structures::{
+    Attribute, Edge as DotEdge, EdgeTy, Graph, Id, Node as DotNode, NodeId, Stmt, Vertex,
+};
+use graphviz_rust::printer::{DotPrinter, PrinterContext};
+use petgraph::stable_graph::NodeIndex;
+use petgraph::visit::{EdgeRef, IntoEdgeReferences};
+
+use crate::ir::{AndKind, AppGraph, Edge, Form, Node};
+
+/// Escapes backslashes and quotes for a DOT quoted string.
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// A quoted DOT string.
+fn quoted(s: &str) -> Id {
+    Id::Escaped(format!("\"{}\"", esc(s)))
+}
+
+/// A quoted multi-line label, lines left-justified (`\l`).
+fn label(lines: &[String]) -> Id {
+    let mut s = String::new();
+    for l in lines {
+        s.push_str(&esc(l));
+        s.push_str("\\l");
+    }
+    Id::Escaped(format!("\"{s}\""))
+}
+
+fn attr(k: &str, v: Id) -> Attribute {
+    Attribute(Id::Plain(k.to_owned()), v)
+}
+
+fn plain(s: &str) -> Id {
+    Id::Plain(s.to_owned())
+}
+
+fn node_id(g: &AppGraph, i: NodeIndex) -> Id {
+    match &g.graph[i] {
+        Node::Ingress => quoted("ingress"),
+        Node::Lambda(l) => quoted(&l.name),
+        Node::And(_) => quoted(&format!("and{}", i.index())),
+    }
+}
+
+/// The graph as a `graphviz_rust` structure.
+pub fn to_graph(g: &AppGraph) -> Graph {
+    let mut stmts = vec![
+        Stmt::Attribute(attr("rankdir", plain("LR"))),
+        Stmt::Attribute(attr("label", quoted(&format!("app {}", g.name)))),
+    ];
+    for i in g.graph.node_indices() {
+        let attrs = match &g.graph[i] {
+            Node::Ingress => vec![
+                attr("shape", plain("cds")),
+                attr("label", quoted("ingress")),
+            ],
+            Node::Lambda(l) => {
+                let form = match l.form {
+                    Form::Entity => "entity",
+                    Form::Function => "function",
+                };
+                let mut lines = vec![
+                    format!("{} ({form})", l.name),
+                    format!("key: {}", l.key),
+                    format!("state: {}", l.state),
+                    "--".to_owned(),
+                ];
+                for h in &l.handlers {
+                    let params: Vec<String> = h
+                        .params
+                        .iter()
+                        .map(|p| format!("{}: {}", p.name, p.ty))
+                        .collect();
+                    let mut line = format!("{}({}) -> {}", h.name, params.join(", "), h.output);
+                    if let Some(r) = &h.route {
+                        line.push_str(&format!("  [{} {}]", r.method, r.path));
+                    }
+                    lines.push(line);
+                }
+                vec![attr("shape", plain("box")), attr("label", label(&lines))]
+            }
+            Node::And(a) => {
+                let kind = match a.kind {
+                    AndKind::Transaction => "transaction",
+                    AndKind::Join => "join",
+                };
+                vec![
+                    attr("shape", plain("diamond")),
+                    attr(
+                        "label",
+                        Id::Escaped(format!(
+                            "\"{kind}\\n{}\"",
+                            esc(&format!("{}::{} line {}", a.lambda, a.handler, a.line))
+                        )),
+                    ),
+                ]
+            }
+        };
+        stmts.push(Stmt::Node(DotNode::new(NodeId(node_id(g, i), None), attrs)));
+    }
+    for e in g.graph.edge_references() {
+        let attrs = match e.weight() {
+            Edge::Ingress { handler } => {
+                vec![
+                    attr("label", quoted(handler)),
+                    attr("style", plain("dotted")),
+                ]
+            }
+            Edge::Enter { handler } => vec![attr("label", quoted(&format!("{handler}: enter")))],
+            Edge::Call {
+                caller,
+                callee,
+                args,
+                in_transaction,
+            } => {
+                let mut v = vec![attr(
+                    "label",
+                    quoted(&format!("{caller} → {callee}({})", args.join(", "))),
+                )];
+                if *in_transaction {
+                    v.push(attr("penwidth", plain("2")));
+                }
+                v
+            }
+            Edge::Reply { ty, .. } => {
+                vec![attr("label", quoted(ty)), attr("style", plain("dashed"))]
+            }
+        };
+        stmts.push(Stmt::Edge(DotEdge {
+            ty: EdgeTy::Pair(
+                Vertex::N(NodeId(node_id(g, e.source()), None)),
+                Vertex::N(NodeId(node_id(g, e.target()), None)),
+            ),
+            attributes: attrs,
+        }));
+    }
+    Graph::DiGraph {
+        id: quoted(&g.name),
+        strict: false,
+        stmts,
+    }
+}
+
+/// The graph as DOT text.
+pub fn render(g: &AppGraph) -> String {
+    to_graph(g).print(&mut PrinterContext::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shop_dot_snapshot() {
+        insta::assert_snapshot!(render(&crate::ir::tests::shop()));
+    }
+
+    #[test]
+    fn dot_parses_back_with_shapes() {
+        let dot = render(&crate::ir::tests::shop());
+        let parsed = graphviz_rust::parse(&dot).expect("rendered DOT parses");
+        let Graph::DiGraph { stmts, .. } = parsed else {
+            panic!("expected a digraph");
+        };
+        let shape = |s: &Stmt| match s {
+            Stmt::Node(n) => n
+                .attributes
+                .iter()
+                .find(|a| a.0 == Id::Plain("shape".into()))
+                .map(|a| a.1.to_string()),
+            _ => None,
+        };
+        let shapes: Vec<String> = stmts.iter().filter_map(shape).collect();
+        assert_eq!(shapes, ["cds", "box", "box", "box", "diamond"]);
+        let dashed = stmts
+            .iter()
+            .filter(|s| match s {
+                Stmt::Edge(e) => e
+                    .attributes
+                    .iter()
+                    .any(|a| a.1 == Id::Plain("dashed".into())),
+                _ => false,
+            })
+            .count();
+        assert_eq!(dashed, 2, "one reply edge per call");
+    }
+
+    #[test]
+    fn quotes_in_names_are_escaped() {
+        let g = AppGraph::new("a\"b");
+        let dot = render(&g);
+        assert!(dot.contains("\"a\\\"b\""), "{dot}");
+        graphviz_rust::parse(&dot).expect("parses");
+    }
+}
