@@ -205,17 +205,11 @@ fn invoke_error(e: InvokeError) -> Response {
 fn answer(r: JsonResponse) -> Response {
     match r {
         JsonResponse::Ok(v) => (StatusCode::OK, axum::Json(v)).into_response(),
-        JsonResponse::Rejected(v) => {
-            let msg = match &v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (
-                StatusCode::BAD_REQUEST,
-                axum::Json(json!({ "error": msg, "detail": v })),
-            )
-                .into_response()
-        }
+        JsonResponse::Rejected { message, detail } => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": message, "detail": detail })),
+        )
+            .into_response(),
         JsonResponse::Failed(e) => match e {
             CallError::Aborted => {
                 let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e);

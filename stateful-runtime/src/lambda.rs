@@ -76,7 +76,7 @@ pub enum CallError {
 /// The return type of a handler: `Result<T, E>` where `E` can carry a [`CallError`].
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a valid handler result",
-    note = "a handler returns Result<T, E> where T and E implement Serialize + Deserialize and E: From<stateful_runtime::CallError> (or use stateful_runtime::Rejection as E)"
+    note = "a handler returns Result<T, E> where T and E implement Serialize + Deserialize, and E implements Display and From<stateful_runtime::CallError> (or use stateful_runtime::Rejection as E)"
 )]
 pub trait HandlerResult: Serialize + DeserializeOwned + 'static {
     /// The success type.
@@ -87,12 +87,14 @@ pub trait HandlerResult: Serialize + DeserializeOwned + 'static {
     fn from_call_error(e: CallError) -> Self;
     /// Whether this is a success.
     fn is_ok(&self) -> bool;
+    /// The rejection's message (its `Display`), if this is an error.
+    fn error_message(&self) -> Option<String>;
 }
 
 impl<T, E> HandlerResult for Result<T, E>
 where
     T: Serialize + DeserializeOwned + 'static,
-    E: From<CallError> + Serialize + DeserializeOwned + 'static,
+    E: From<CallError> + Serialize + DeserializeOwned + std::fmt::Display + 'static,
 {
     type Ok = T;
     type Error = E;
@@ -101,6 +103,9 @@ where
     }
     fn is_ok(&self) -> bool {
         Result::is_ok(self)
+    }
+    fn error_message(&self) -> Option<String> {
+        self.as_ref().err().map(ToString::to_string)
     }
 }
 

@@ -18,8 +18,8 @@ pub mod store;
 pub use app::{App, LambdaEntry};
 pub use cli::{Service, serve_main};
 pub use engine::{Config, Durability, Handle, InvokeError, JsonResponse, Response, Runtime};
-pub use lambda::{CallError, CallFuture, Ctx, HandlerResult, Key, Keyed, Lambda, Rejection, State};
 pub use futures_util::join;
+pub use lambda::{CallError, CallFuture, Ctx, HandlerResult, Key, Keyed, Lambda, Rejection, State};
 pub use stateful_macros::{Keyed, app, lambda, transaction};
 
 #[doc = include_str!("../../docs/writing-lambdas.md")]

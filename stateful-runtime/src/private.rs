@@ -94,7 +94,11 @@ pub fn result_json<R: HandlerResult + Serialize>(
 ) -> Result<serde_json::Value, DispatchError> {
     let r: R =
         postcard::from_bytes(bytes).map_err(|e| DispatchError::BadArguments(e.to_string()))?;
-    serde_json::to_value(&r).map_err(|e| DispatchError::BadArguments(e.to_string()))
+    let mut v = serde_json::to_value(&r).map_err(|e| DispatchError::BadArguments(e.to_string()))?;
+    if let (Some(msg), serde_json::Value::Object(m)) = (r.error_message(), &mut v) {
+        m.insert("message".to_owned(), serde_json::Value::String(msg));
+    }
+    Ok(v)
 }
 
 /// Pins the error type of a `transaction!` body so that `?` inside it converts into `E`.
@@ -126,4 +130,3 @@ pub fn assert_keyed<E: Keyed>() {}
 pub fn assert_handler_result<R: HandlerResult>() {}
 /// See [`assert_key`].
 pub fn assert_arg<A: Serialize + DeserializeOwned + 'static>() {}
-

@@ -230,7 +230,7 @@ fn counter_adds_and_rejects() {
         assert!(matches!(
             h.invoke_json_blocking("Counter", "a", "add", serde_json::json!(-100))
                 .expect("ok"),
-            JsonResponse::Rejected(_)
+            JsonResponse::Rejected { .. }
         ));
         assert_eq!(get(&h, "a"), 7);
         assert!(
@@ -291,13 +291,13 @@ fn transactions_move_and_roll_back() {
             serde_json::json!({"from": "x", "to": "y", "amount": 40}),
         )
         .expect("ok");
-    assert!(matches!(r, JsonResponse::Rejected(_)), "{r:?}");
+    assert!(matches!(r, JsonResponse::Rejected { .. }), "{r:?}");
     assert_eq!((get(&h, "x"), get(&h, "y")), (6, 4));
     // The credit happened, then the block failed: rolled back.
     let r = h
         .invoke_json_blocking("Mover", "m", "credit_then_fail", serde_json::json!("z"))
         .expect("ok");
-    assert!(matches!(r, JsonResponse::Rejected(_)), "{r:?}");
+    assert!(matches!(r, JsonResponse::Rejected { .. }), "{r:?}");
     assert_eq!(get(&h, "z"), 0);
 }
 

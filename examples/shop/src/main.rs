@@ -3,9 +3,14 @@
 //! `Order::checkout` is the paper's Listing 1: inside one `transaction!` it subtracts the stock
 //! of every item and charges the user; if any of it fails, everything is rolled back.
 //! `cargo run -p shop -- graph` prints the dataflow graph.
+//!
+//! The REST API is the one existing clients of this workload use: most routes are declared on
+//! the handlers with `#[route]`; the batch-initialisation routes, which fan out to many
+//! instances, are added in [`routes`].
 
-#[stateful_runtime::app(main)]
-mod shop {
+/// The lambdas of the shop: stock, payment and orders.
+#[stateful_runtime::app]
+pub mod shop {
     use stateful_runtime::prelude::*;
 
     /// Why a shop operation was rejected.
@@ -61,12 +66,32 @@ mod shop {
         pub price: i64,
     }
 
+    /// What `Stock::create` answers.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ItemCreated {
+        /// The new item's id.
+        pub item_id: String,
+    }
+
     #[lambda(key = String, state = StockState)]
     impl Stock {
-        async fn create(ctx: &mut Ctx<Self>, price: i64) -> Result<(), ShopError> {
+        #[route(post, "/stock/item/create/{price}")]
+        async fn create(ctx: &mut Ctx<Self>, price: i64) -> Result<ItemCreated, ShopError> {
             ctx.set_state(StockState {
                 exists: true,
                 stock: 0,
+                price,
+            });
+            Ok(ItemCreated {
+                item_id: ctx.key().clone(),
+            })
+        }
+
+        /// Sets stock and price (batch initialisation).
+        async fn init(ctx: &mut Ctx<Self>, stock: i64, price: i64) -> Result<(), ShopError> {
+            ctx.set_state(StockState {
+                exists: true,
+                stock,
                 price,
             });
             Ok(())
@@ -130,12 +155,31 @@ mod shop {
         pub credit: i64,
     }
 
+    /// What `Payment::create` answers.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UserCreated {
+        /// The new user's id.
+        pub user_id: String,
+    }
+
     #[lambda(key = String, state = PaymentState)]
     impl Payment {
-        async fn create(ctx: &mut Ctx<Self>) -> Result<(), ShopError> {
+        #[route(post, "/payment/create_user")]
+        async fn create(ctx: &mut Ctx<Self>) -> Result<UserCreated, ShopError> {
             ctx.set_state(PaymentState {
                 exists: true,
                 credit: 0,
+            });
+            Ok(UserCreated {
+                user_id: ctx.key().clone(),
+            })
+        }
+
+        /// Creates the user with some credit (batch initialisation).
+        async fn init(ctx: &mut Ctx<Self>, credit: i64) -> Result<(), ShopError> {
+            ctx.set_state(PaymentState {
+                exists: true,
+                credit,
             });
             Ok(())
         }
@@ -203,13 +247,40 @@ mod shop {
         pub total_cost: i64,
     }
 
+    /// What `Order::create` answers.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct OrderCreated {
+        /// The new order's id.
+        pub order_id: String,
+    }
+
     #[lambda(key = String, state = OrderState)]
     impl Order {
-        async fn create(ctx: &mut Ctx<Self>, user_id: String) -> Result<(), ShopError> {
+        #[route(post, "/orders/create/{user_id}")]
+        async fn create(ctx: &mut Ctx<Self>, user_id: String) -> Result<OrderCreated, ShopError> {
             ctx.set_state(OrderState {
                 exists: true,
                 user_id,
                 ..OrderState::default()
+            });
+            Ok(OrderCreated {
+                order_id: ctx.key().clone(),
+            })
+        }
+
+        /// Creates a complete order (batch initialisation).
+        async fn init(
+            ctx: &mut Ctx<Self>,
+            user_id: String,
+            items: Vec<(String, i64)>,
+            total_cost: i64,
+        ) -> Result<(), ShopError> {
+            ctx.set_state(OrderState {
+                exists: true,
+                user_id,
+                items,
+                paid: false,
+                total_cost,
             });
             Ok(())
         }
@@ -270,6 +341,14 @@ mod shop {
     }
 }
 
+mod routes;
+
+fn main() -> std::process::ExitCode {
+    stateful_runtime::Service::new(shop::app())
+        .routes(routes::batch_routes)
+        .main()
+}
+
 #[cfg(test)]
 mod tests {
     use crate::shop;
@@ -295,13 +374,13 @@ mod tests {
     #[test]
     fn handlers_and_routes_are_in_declaration_order() {
         let names: Vec<&str> = shop::Order::HANDLERS.iter().map(|h| h.name).collect();
-        assert_eq!(names, ["create", "add_item", "find", "checkout"]);
+        assert_eq!(names, ["create", "init", "add_item", "find", "checkout"]);
         assert_eq!(
-            shop::Order::HANDLERS[1].route,
+            shop::Order::HANDLERS[2].route,
             Some(("POST", "/orders/addItem/{key}/{item_id}/{quantity}"))
         );
         assert_eq!(
-            shop::Order::HANDLERS[1].params,
+            shop::Order::HANDLERS[2].params,
             [("item_id", "String"), ("quantity", "i64")]
         );
         assert_eq!(shop::Stock::ID, 0);
@@ -310,17 +389,17 @@ mod tests {
         assert_eq!(app.lambdas.len(), 3);
         assert_eq!(
             app.lambda("Payment").and_then(|l| l.handler_index("pay")),
-            Some(2)
+            Some(3)
         );
     }
 
     #[test]
     fn json_arguments_follow_the_parameters() {
         let bytes =
-            shop::Order::json_args(1, serde_json::json!({"item_id": "apple", "quantity": 3}))
+            shop::Order::json_args(2, serde_json::json!({"item_id": "apple", "quantity": 3}))
                 .expect("valid arguments");
         assert!(!bytes.is_empty());
-        assert!(shop::Order::json_args(1, serde_json::json!({"item": "apple"})).is_err());
+        assert!(shop::Order::json_args(2, serde_json::json!({"item": "apple"})).is_err());
         assert!(shop::Order::json_args(9, serde_json::Value::Null).is_err());
     }
 }

@@ -670,17 +670,26 @@ impl Handle {
             Ok(outcome) => match (entry.result_json)(handler, &outcome.bytes) {
                 Err(e) => JsonResponse::Failed(CallError::Codec(e.to_string())),
                 Ok(v) => {
-                    let inner = match v {
-                        serde_json::Value::Object(mut m) if m.len() == 1 => m
-                            .remove("Ok")
-                            .or_else(|| m.remove("Err"))
-                            .unwrap_or(serde_json::Value::Null),
-                        other => other,
+                    let (inner, message) = match v {
+                        serde_json::Value::Object(mut m) => {
+                            let message = m
+                                .remove("message")
+                                .and_then(|v| v.as_str().map(str::to_owned));
+                            let inner = m
+                                .remove("Ok")
+                                .or_else(|| m.remove("Err"))
+                                .unwrap_or(serde_json::Value::Null);
+                            (inner, message)
+                        }
+                        other => (other, None),
                     };
                     if outcome.ok {
                         JsonResponse::Ok(inner)
                     } else {
-                        JsonResponse::Rejected(inner)
+                        JsonResponse::Rejected {
+                            message: message.unwrap_or_else(|| inner.to_string()),
+                            detail: inner,
+                        }
                     }
                 }
             },
@@ -694,7 +703,12 @@ pub enum JsonResponse {
     /// The handler returned `Ok(value)`.
     Ok(serde_json::Value),
     /// The handler returned `Err(value)` (a business rejection).
-    Rejected(serde_json::Value),
+    Rejected {
+        /// The error's `Display`.
+        message: String,
+        /// The error value as JSON.
+        detail: serde_json::Value,
+    },
     /// The runtime could not run the handler to completion.
     Failed(CallError),
 }

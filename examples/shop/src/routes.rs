@@ -1,0 +1,132 @@
+//! The batch-initialisation routes of the shop's REST API. Each fans out to many instances,
+//! so it is an HTTP route of its own that submits one request per instance.
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::json;
+use stateful_runtime::Handle;
+
+/// Instances submitted at once by a batch route.
+const CHUNK: u64 = 5_000;
+
+/// `POST /payment/batch_init/{n}/{starting_money}`, `POST /stock/batch_init/{n}/{starting_stock}/{item_price}`,
+/// `POST /orders/batch_init/{n}/{n_items}/{n_users}/{item_price}`.
+pub fn batch_routes(handle: Handle) -> Router {
+    let (h1, h2, h3) = (handle.clone(), handle.clone(), handle);
+    Router::new()
+        .route(
+            "/payment/batch_init/{n}/{starting_money}",
+            post(move |Path((n, money)): Path<(u64, i64)>| async move {
+                batch(&h1, n, "Payment", "init", |_| json!({ "credit": money })).await
+            }),
+        )
+        .route(
+            "/stock/batch_init/{n}/{starting_stock}/{item_price}",
+            post(
+                move |Path((n, stock, price)): Path<(u64, i64, i64)>| async move {
+                    batch(
+                        &h2,
+                        n,
+                        "Stock",
+                        "init",
+                        |_| json!({ "stock": stock, "price": price }),
+                    )
+                    .await
+                },
+            ),
+        )
+        .route(
+            "/orders/batch_init/{n}/{n_items}/{n_users}/{item_price}",
+            post(
+                move |Path((n, n_items, n_users, price)): Path<(u64, u64, u64, i64)>| async move {
+                    if n_items == 0 || n_users == 0 {
+                        return (
+                            StatusCode::BAD_REQUEST,
+                            "n_items and n_users must be positive",
+                        )
+                            .into_response();
+                    }
+                    batch(&h3, n, "Order", "init", |i| {
+                        let mut r = SplitMix(i);
+                        let a = r.next() % n_items;
+                        let b = r.next() % n_items;
+                        let user = r.next() % n_users;
+                        json!({
+                            "user_id": user.to_string(),
+                            "items": [[a.to_string(), 1], [b.to_string(), 1]],
+                            "total_cost": 2 * price,
+                        })
+                    })
+                    .await
+                },
+            ),
+        )
+}
+
+/// Runs `handler` of `lambda` on keys "0".."n-1" with the arguments `args(i)`.
+async fn batch(
+    handle: &Handle,
+    n: u64,
+    lambda: &str,
+    handler: &str,
+    args: impl Fn(u64) -> serde_json::Value,
+) -> Response {
+    let mut start = 0;
+    while start < n {
+        let end = (start + CHUNK).min(n);
+        let mut pending = Vec::with_capacity((end - start) as usize);
+        for i in start..end {
+            let submitted = handle
+                .prepare_json(lambda, &i.to_string(), handler, args(i))
+                .and_then(|(l, h, key, a)| handle.submit(l, key, h, a, None));
+            match submitted {
+                Ok(rx) => pending.push(rx),
+                Err(e) => {
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("batch init stopped at {i}: {e}"),
+                    )
+                        .into_response();
+                }
+            }
+        }
+        for rx in pending {
+            match rx.await {
+                Ok(r) if r.result.as_ref().is_ok_and(|o| o.ok) => {}
+                Ok(r) => {
+                    return (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("batch init failed: {:?}", r.result),
+                    )
+                        .into_response();
+                }
+                Err(_) => {
+                    return (StatusCode::SERVICE_UNAVAILABLE, "the service is stopping")
+                        .into_response();
+                }
+            }
+        }
+        start = end;
+    }
+    (
+        StatusCode::OK,
+        axum::Json(json!({ "msg": format!("Batch init for {lambda} successful"), "n": n })),
+    )
+        .into_response()
+}
+
+/// A small deterministic generator (splitmix64), so a batch is the same on every run.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
