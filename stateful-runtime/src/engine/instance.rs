@@ -74,6 +74,8 @@ pub struct Finished {
     pub seq: u64,
     /// The result.
     pub result: Result<Outcome, CallError>,
+    /// The client's idempotency key, if any.
+    pub idempotency_key: Option<String>,
 }
 
 /// What handling a unit of work produced.
@@ -337,7 +339,7 @@ impl<L: Lambda> Instance<L> {
         };
         self.completions.push(Completion {
             seq: txn.root,
-            idempotency_key,
+            idempotency_key: idempotency_key.clone(),
             ok,
             response,
         });
@@ -346,6 +348,7 @@ impl<L: Lambda> Instance<L> {
             epoch: env.epoch.get(),
             seq: txn.root,
             result,
+            idempotency_key,
         });
     }
 

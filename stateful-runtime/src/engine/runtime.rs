@@ -6,6 +6,7 @@
 //!        └──────── oneshot: released once the request's epoch is committed ◀─┘
 //! ```
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -187,12 +188,26 @@ pub(crate) struct Shared {
     pub stopping: AtomicBool,
     pub start_epoch: u64,
     next_seq: AtomicU64,
+    /// Requests with an idempotency key that are running: later duplicates wait for them.
+    idempotent: Mutex<HashMap<String, Vec<tokio::sync::oneshot::Sender<Response>>>>,
     receivers: Mutex<Vec<Option<Receiver<Request>>>>,
     threads: Mutex<Vec<Option<Thread>>>,
     replay: Mutex<Vec<Vec<Request>>>,
 }
 
 impl Shared {
+    /// A request with idempotency key `key` committed: answer the duplicates that waited.
+    pub(crate) fn idempotency_done(&self, key: &str, response: &Response) {
+        let waiters = self
+            .idempotent
+            .lock()
+            .map(|mut m| m.remove(key).unwrap_or_default())
+            .unwrap_or_default();
+        for w in waiters {
+            let _ = w.send(response.clone());
+        }
+    }
+
     pub(crate) fn take_receiver(&self, worker: usize) -> Option<Receiver<Request>> {
         self.receivers.lock().ok()?.get_mut(worker)?.take()
     }
@@ -426,6 +441,14 @@ impl Runtime {
                 );
             }
         }
+        // Replayed requests with an idempotency key count as running: a client retrying one
+        // waits for its answer instead of running it again.
+        let replaying_keys: HashMap<String, Vec<tokio::sync::oneshot::Sender<Response>>> = replay
+            .iter()
+            .flatten()
+            .filter_map(|r| r.idempotency_key.clone())
+            .map(|k| (k, Vec::new()))
+            .collect();
         let mut senders = Vec::with_capacity(workers);
         let mut receivers = Vec::with_capacity(workers);
         for _ in 0..workers {
@@ -445,6 +468,7 @@ impl Runtime {
             start_epoch,
             next_seq: AtomicU64::new(next_seq),
             receivers: Mutex::new(receivers),
+            idempotent: Mutex::new(replaying_keys),
             threads: Mutex::new(vec![None; workers]),
             replay: Mutex::new(replay),
         });
@@ -557,6 +581,29 @@ impl Handle {
                 Err(e) => return Err(InvokeError::Log(e.to_string())),
             }
         }
+        let admitted = self.admit(lambda, key, handler, args, idempotency_key.clone(), tx);
+        if let Err(e) = admitted {
+            if let Some(k) = &idempotency_key
+                && let Ok(mut running) = shared.idempotent.lock()
+            {
+                running.remove(k);
+            }
+            return Err(e);
+        }
+        Ok(rx)
+    }
+
+    /// Logs the request and hands it to the worker that owns its key.
+    fn admit(
+        &self,
+        lambda: u16,
+        key: Vec<u8>,
+        handler: u16,
+        args: Vec<u8>,
+        idempotency_key: Option<String>,
+        tx: tokio::sync::oneshot::Sender<Response>,
+    ) -> Result<(), InvokeError> {
+        let shared = &self.shared;
         let admitted = shared.in_flight.fetch_add(1, Ordering::AcqRel);
         if admitted >= shared.config.max_in_flight {
             shared.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -602,7 +649,7 @@ impl Handle {
             }
         }
         shared.unpark(w);
-        Ok(rx)
+        Ok(())
     }
 
     /// Invokes by names with JSON, waiting for the durable response: `Ok(json)` is the

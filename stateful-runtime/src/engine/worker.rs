@@ -408,12 +408,16 @@ fn release(
     while i < waiting.len() {
         if done(waiting[i].epoch) {
             let f = waiting.swap_remove(i);
+            let response = Response {
+                seq: f.seq,
+                result: f.result,
+            };
+            if let Some(k) = &f.idempotency_key {
+                shared.idempotency_done(k, &response);
+            }
             if let Some(tx) = responders.remove(&f.seq) {
                 shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-                let _ = tx.send(Response {
-                    seq: f.seq,
-                    result: f.result,
-                });
+                let _ = tx.send(response);
             }
         } else {
             i += 1;
