@@ -30,7 +30,13 @@ impl Service {
             .port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let child = Command::new(env!("CARGO_BIN_EXE_bank"))
-            .args(["--listen", &addr.to_string(), "--workers", "2", "--data-dir"])
+            .args([
+                "--listen",
+                &addr.to_string(),
+                "--workers",
+                "2",
+                "--data-dir",
+            ])
             .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -59,11 +65,21 @@ impl Drop for Service {
 }
 
 /// A minimal HTTP/1.1 client: one request per connection. Returns (status, body).
-fn http(addr: SocketAddr, method: &str, path: &str, idem: Option<&str>) -> std::io::Result<(u16, String)> {
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    idem: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let idem = idem.map(|k| format!("Idempotency-Key: {k}\r\n")).unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{idem}Content-Length: 0\r\nConnection: close\r\n\r\n")?;
+    let idem = idem
+        .map(|k| format!("Idempotency-Key: {k}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{idem}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
     let status = buf
@@ -120,7 +136,12 @@ fn kill9_under_concurrent_transfers_loses_nothing_and_applies_everything_once() 
     let dir = tempfile::tempdir().expect("tempdir");
     let mut svc = Service::start(dir.path());
     for a in 0..ACCOUNTS {
-        let (st, body) = until_answered(svc.addr, "POST", &format!("/deposit/a{a}/{INITIAL}"), Some(&format!("init-{a}")));
+        let (st, body) = until_answered(
+            svc.addr,
+            "POST",
+            &format!("/deposit/a{a}/{INITIAL}"),
+            Some(&format!("init-{a}")),
+        );
         assert_eq!(st, 200, "{body}");
     }
     let mut rng = Rng(0x5eed);
@@ -157,7 +178,10 @@ fn kill9_under_concurrent_transfers_loses_nothing_and_applies_everything_once() 
                                 outcomes.lock().expect("lock").insert(tr.idem.clone(), true);
                             }
                             Ok((400, _)) => {
-                                outcomes.lock().expect("lock").insert(tr.idem.clone(), false);
+                                outcomes
+                                    .lock()
+                                    .expect("lock")
+                                    .insert(tr.idem.clone(), false);
                             }
                             // Cut off by the kill (or overloaded): re-sent after the restart.
                             Ok(_) | Err(_) => {
@@ -183,7 +207,11 @@ fn kill9_under_concurrent_transfers_loses_nothing_and_applies_everything_once() 
             let ok = st == 200;
             let mut o = outcomes.lock().expect("lock");
             if let Some(before) = o.get(&tr.idem) {
-                assert_eq!(*before, ok, "{}: the stored answer changed after the crash", tr.idem);
+                assert_eq!(
+                    *before, ok,
+                    "{}: the stored answer changed after the crash",
+                    tr.idem
+                );
             }
             o.insert(tr.idem.clone(), ok);
         }
@@ -197,13 +225,31 @@ fn kill9_under_concurrent_transfers_loses_nothing_and_applies_everything_once() 
             }
         }
         let actual: Vec<i64> = (0..ACCOUNTS).map(|a| balance(svc.addr, a)).collect();
-        assert_eq!(actual.iter().sum::<i64>(), INITIAL * ACCOUNTS as i64, "money is conserved");
-        assert_eq!(actual, expected, "round {round}: each transfer applied exactly once");
-        assert!(actual.iter().all(|b| *b >= 0), "no account below zero: {actual:?}");
+        assert_eq!(
+            actual.iter().sum::<i64>(),
+            INITIAL * ACCOUNTS as i64,
+            "money is conserved"
+        );
+        assert_eq!(
+            actual, expected,
+            "round {round}: each transfer applied exactly once"
+        );
+        assert!(
+            actual.iter().all(|b| *b >= 0),
+            "no account below zero: {actual:?}"
+        );
     }
-    let successes = outcomes.lock().expect("lock").values().filter(|v| **v).count();
+    let successes = outcomes
+        .lock()
+        .expect("lock")
+        .values()
+        .filter(|v| **v)
+        .count();
     let cut = cut_off.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!("{successes} successful transfers; {cut} requests cut off by kills");
-    assert!(successes > 100, "the workload made progress ({successes} successful transfers)");
+    assert!(
+        successes > 100,
+        "the workload made progress ({successes} successful transfers)"
+    );
     assert!(cut > 0, "the kills landed while requests were in flight");
 }

@@ -1,0 +1,400 @@
+//! The paper's demo: orders, payment and stock as stateful functions (the library: the
+//! app module and its batch routes; `main.rs` serves it).
+//!
+//! `Order::checkout` is the paper's Listing 1: inside one `transaction!` it subtracts the stock
+//! of every item and charges the user; if any of it fails, everything is rolled back.
+//! `cargo run -p shop -- graph` prints the dataflow graph.
+//!
+//! The REST API is the one existing clients of this workload use: most routes are declared on
+//! the handlers with `#[route]`; the batch-initialisation routes, which fan out to many
+//! instances, are added in [`routes`].
+
+/// The lambdas of the shop: stock, payment and orders.
+#[stateful_runtime::app]
+pub mod shop {
+    use stateful_runtime::prelude::*;
+
+    /// Why a shop operation was rejected.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+    pub enum ShopError {
+        /// The item does not exist.
+        #[error("item `{0}` does not exist")]
+        NoSuchItem(String),
+        /// Not enough stock.
+        #[error("not enough stock of `{item}`: {available} left, {wanted} wanted")]
+        OutOfStock {
+            /// The item.
+            item: String,
+            /// Stock left.
+            available: i64,
+            /// Amount asked for.
+            wanted: i64,
+        },
+        /// The user does not exist.
+        #[error("user `{0}` does not exist")]
+        NoSuchUser(String),
+        /// The user's credit would go below zero.
+        #[error("user `{0}` has not enough credit")]
+        NotEnoughCredit(String),
+        /// The order does not exist.
+        #[error("order `{0}` does not exist")]
+        NoSuchOrder(String),
+        /// The order was paid already.
+        #[error("order `{0}` is already paid")]
+        AlreadyPaid(String),
+        /// The checkout transaction failed and was rolled back.
+        #[error("checkout of order `{0}` failed; nothing was charged")]
+        CheckoutFailed(String),
+        /// A call failed in the runtime.
+        #[error(transparent)]
+        Call(#[from] CallError),
+    }
+
+    /// The state of one stock item.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct StockState {
+        exists: bool,
+        stock: i64,
+        price: i64,
+    }
+
+    /// What `Stock::find` answers.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ItemView {
+        /// Units in stock.
+        pub stock: i64,
+        /// Unit price.
+        pub price: i64,
+    }
+
+    /// What `Stock::create` answers.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ItemCreated {
+        /// The new item's id.
+        pub item_id: String,
+    }
+
+    #[lambda(key = String, state = StockState)]
+    impl Stock {
+        #[route(post, "/stock/item/create/{price}")]
+        async fn create(ctx: &mut Ctx<Self>, price: i64) -> Result<ItemCreated, ShopError> {
+            ctx.set_state(StockState {
+                exists: true,
+                stock: 0,
+                price,
+            });
+            Ok(ItemCreated {
+                item_id: ctx.key().clone(),
+            })
+        }
+
+        /// Sets stock and price (batch initialisation).
+        async fn init(ctx: &mut Ctx<Self>, stock: i64, price: i64) -> Result<(), ShopError> {
+            ctx.set_state(StockState {
+                exists: true,
+                stock,
+                price,
+            });
+            Ok(())
+        }
+
+        #[route(post, "/stock/add/{key}/{amount}")]
+        async fn add(ctx: &mut Ctx<Self>, amount: i64) -> Result<(), ShopError> {
+            let item = ctx.key().clone();
+            let mut s = ctx.state_mut();
+            if !s.exists {
+                return Err(ShopError::NoSuchItem(item));
+            }
+            s.stock += amount;
+            Ok(())
+        }
+
+        #[route(post, "/stock/subtract/{key}/{amount}")]
+        async fn subtract(ctx: &mut Ctx<Self>, amount: i64) -> Result<(), ShopError> {
+            let item = ctx.key().clone();
+            let mut s = ctx.state_mut();
+            if !s.exists {
+                return Err(ShopError::NoSuchItem(item));
+            }
+            if s.stock < amount {
+                return Err(ShopError::OutOfStock {
+                    item,
+                    available: s.stock,
+                    wanted: amount,
+                });
+            }
+            s.stock -= amount;
+            Ok(())
+        }
+
+        #[route(get, "/stock/find/{key}")]
+        async fn find(ctx: &mut Ctx<Self>) -> Result<ItemView, ShopError> {
+            let s = ctx.state();
+            if !s.exists {
+                return Err(ShopError::NoSuchItem(ctx.key().clone()));
+            }
+            Ok(ItemView {
+                stock: s.stock,
+                price: s.price,
+            })
+        }
+    }
+
+    /// The state of one user's wallet.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct PaymentState {
+        exists: bool,
+        credit: i64,
+    }
+
+    /// What `Payment::find` answers.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UserView {
+        /// The user.
+        pub user_id: String,
+        /// Credit left.
+        pub credit: i64,
+    }
+
+    /// What `Payment::create` answers.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UserCreated {
+        /// The new user's id.
+        pub user_id: String,
+    }
+
+    #[lambda(key = String, state = PaymentState)]
+    impl Payment {
+        #[route(post, "/payment/create_user")]
+        async fn create(ctx: &mut Ctx<Self>) -> Result<UserCreated, ShopError> {
+            ctx.set_state(PaymentState {
+                exists: true,
+                credit: 0,
+            });
+            Ok(UserCreated {
+                user_id: ctx.key().clone(),
+            })
+        }
+
+        /// Creates the user with some credit (batch initialisation).
+        async fn init(ctx: &mut Ctx<Self>, credit: i64) -> Result<(), ShopError> {
+            ctx.set_state(PaymentState {
+                exists: true,
+                credit,
+            });
+            Ok(())
+        }
+
+        #[route(post, "/payment/add_funds/{key}/{amount}")]
+        async fn add_funds(ctx: &mut Ctx<Self>, amount: i64) -> Result<(), ShopError> {
+            let user = ctx.key().clone();
+            let mut s = ctx.state_mut();
+            if !s.exists {
+                return Err(ShopError::NoSuchUser(user));
+            }
+            s.credit += amount;
+            Ok(())
+        }
+
+        #[route(post, "/payment/pay/{key}/{amount}")]
+        async fn pay(ctx: &mut Ctx<Self>, amount: i64) -> Result<(), ShopError> {
+            let user = ctx.key().clone();
+            let mut s = ctx.state_mut();
+            if !s.exists {
+                return Err(ShopError::NoSuchUser(user));
+            }
+            if s.credit < amount {
+                return Err(ShopError::NotEnoughCredit(user));
+            }
+            s.credit -= amount;
+            Ok(())
+        }
+
+        #[route(get, "/payment/find_user/{key}")]
+        async fn find(ctx: &mut Ctx<Self>) -> Result<UserView, ShopError> {
+            let s = ctx.state();
+            if !s.exists {
+                return Err(ShopError::NoSuchUser(ctx.key().clone()));
+            }
+            Ok(UserView {
+                user_id: ctx.key().clone(),
+                credit: s.credit,
+            })
+        }
+    }
+
+    /// The state of one order.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct OrderState {
+        exists: bool,
+        user_id: String,
+        items: Vec<(String, i64)>,
+        paid: bool,
+        total_cost: i64,
+    }
+
+    /// What `Order::find` answers.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct OrderView {
+        /// The order.
+        pub order_id: String,
+        /// Whether it was checked out.
+        pub paid: bool,
+        /// Items and quantities.
+        pub items: Vec<(String, i64)>,
+        /// The buyer.
+        pub user_id: String,
+        /// Sum of price × quantity.
+        pub total_cost: i64,
+    }
+
+    /// What `Order::create` answers.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct OrderCreated {
+        /// The new order's id.
+        pub order_id: String,
+    }
+
+    #[lambda(key = String, state = OrderState)]
+    impl Order {
+        #[route(post, "/orders/create/{user_id}")]
+        async fn create(ctx: &mut Ctx<Self>, user_id: String) -> Result<OrderCreated, ShopError> {
+            ctx.set_state(OrderState {
+                exists: true,
+                user_id,
+                ..OrderState::default()
+            });
+            Ok(OrderCreated {
+                order_id: ctx.key().clone(),
+            })
+        }
+
+        /// Creates a complete order (batch initialisation).
+        async fn init(
+            ctx: &mut Ctx<Self>,
+            user_id: String,
+            items: Vec<(String, i64)>,
+            total_cost: i64,
+        ) -> Result<(), ShopError> {
+            ctx.set_state(OrderState {
+                exists: true,
+                user_id,
+                items,
+                paid: false,
+                total_cost,
+            });
+            Ok(())
+        }
+
+        #[route(post, "/orders/addItem/{key}/{item_id}/{quantity}")]
+        async fn add_item(
+            ctx: &mut Ctx<Self>,
+            item_id: String,
+            quantity: i64,
+        ) -> Result<(), ShopError> {
+            if !ctx.state().exists {
+                return Err(ShopError::NoSuchOrder(ctx.key().clone()));
+            }
+            let item = ctx.call::<Stock>(&item_id).find().await?;
+            let mut s = ctx.state_mut();
+            s.items.push((item_id, quantity));
+            s.total_cost += item.price * quantity;
+            Ok(())
+        }
+
+        #[route(get, "/orders/find/{key}")]
+        async fn find(ctx: &mut Ctx<Self>) -> Result<OrderView, ShopError> {
+            let s = ctx.state();
+            if !s.exists {
+                return Err(ShopError::NoSuchOrder(ctx.key().clone()));
+            }
+            Ok(OrderView {
+                order_id: ctx.key().clone(),
+                paid: s.paid,
+                items: s.items.clone(),
+                user_id: s.user_id.clone(),
+                total_cost: s.total_cost,
+            })
+        }
+
+        /// The paper's Listing 1: all stock subtractions and the payment, atomically.
+        #[route(post, "/orders/checkout/{key}")]
+        async fn checkout(ctx: &mut Ctx<Self>) -> Result<(), ShopError> {
+            let order = ctx.state().clone();
+            let id = ctx.key().clone();
+            if !order.exists {
+                return Err(ShopError::NoSuchOrder(id));
+            }
+            if order.paid {
+                return Err(ShopError::AlreadyPaid(id));
+            }
+            let (items, user, total) = (order.items, order.user_id, order.total_cost);
+            transaction! {
+                for (item, qty) in &items {
+                    ctx.call::<Stock>(item).subtract(*qty).await?;
+                }
+                ctx.call::<Payment>(&user).pay(total).await?;
+                ctx.state_mut().paid = true;
+                Ok(())
+            }
+            .on_failure_return(Err(ShopError::CheckoutFailed(id.clone())))
+        }
+    }
+}
+
+pub mod routes;
+
+#[cfg(test)]
+mod tests {
+    use crate::shop;
+    use stateful_runtime::Lambda;
+
+    #[test]
+    fn graph_json_snapshot() {
+        insta::assert_snapshot!(shop::GRAPH_JSON);
+    }
+
+    #[test]
+    fn graph_dot_snapshot_parses_back() {
+        insta::assert_snapshot!(shop::GRAPH_DOT);
+        let g = graphviz_rust::parse(shop::GRAPH_DOT).expect("DOT parses");
+        let text = format!("{g:?}");
+        assert!(
+            text.contains("diamond"),
+            "the checkout transaction is an AND-node"
+        );
+        assert!(text.contains("dashed"), "reply edges close the cycles");
+    }
+
+    #[test]
+    fn handlers_and_routes_are_in_declaration_order() {
+        let names: Vec<&str> = shop::Order::HANDLERS.iter().map(|h| h.name).collect();
+        assert_eq!(names, ["create", "init", "add_item", "find", "checkout"]);
+        assert_eq!(
+            shop::Order::HANDLERS[2].route,
+            Some(("POST", "/orders/addItem/{key}/{item_id}/{quantity}"))
+        );
+        assert_eq!(
+            shop::Order::HANDLERS[2].params,
+            [("item_id", "String"), ("quantity", "i64")]
+        );
+        assert_eq!(shop::Stock::ID, 0);
+        assert_eq!(shop::Order::ID, 2);
+        let app = shop::app();
+        assert_eq!(app.lambdas.len(), 3);
+        assert_eq!(
+            app.lambda("Payment").and_then(|l| l.handler_index("pay")),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn json_arguments_follow_the_parameters() {
+        let bytes =
+            shop::Order::json_args(2, serde_json::json!({"item_id": "apple", "quantity": 3}))
+                .expect("valid arguments");
+        assert!(!bytes.is_empty());
+        assert!(shop::Order::json_args(2, serde_json::json!({"item": "apple"})).is_err());
+        assert!(shop::Order::json_args(9, serde_json::Value::Null).is_err());
+    }
+}
