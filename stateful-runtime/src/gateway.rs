@@ -421,6 +421,32 @@ async fn metrics(State(gw): State<Gw>) -> Response {
     );
     let _ = writeln!(s, "# TYPE stateful_requests_in_flight gauge");
     let _ = writeln!(s, "stateful_requests_in_flight {}", gw.handle.in_flight());
+    for (name, help, v) in [
+        (
+            "stateful_invocations_total",
+            "handler invocations",
+            &m.invocations,
+        ),
+        (
+            "stateful_lock_waits_total",
+            "calls that waited for a lock",
+            &m.lock_waits,
+        ),
+        (
+            "stateful_aborts_total",
+            "requests aborted as deadlock victims and retried",
+            &m.aborts,
+        ),
+        (
+            "stateful_rollbacks_total",
+            "transaction blocks rolled back",
+            &m.rollbacks,
+        ),
+    ] {
+        let _ = writeln!(s, "# HELP {name} {help}");
+        let _ = writeln!(s, "# TYPE {name} counter");
+        let _ = writeln!(s, "{name} {}", v.load(Ordering::Relaxed));
+    }
     let _ = writeln!(s, "# TYPE stateful_commits_total counter");
     let _ = writeln!(
         s,

@@ -19,6 +19,7 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, Waker};
 
 use stateful_core::keys::{KeyGroup, key_group, worker_of};
@@ -109,6 +110,8 @@ pub struct Env {
     pub interval: u64,
     /// First epoch of this run (after the last committed one).
     pub start_epoch: u64,
+    /// Engine counters.
+    pub metrics: Arc<super::runtime::Metrics>,
 }
 
 impl Env {
@@ -309,6 +312,9 @@ impl<L: Lambda> Instance<L> {
             });
         }
         fx.out.extend(releases);
+        if aborted {
+            env.metrics.aborts.fetch_add(1, Relaxed);
+        }
         if aborted && rec.attempt + 1 < MAX_ATTEMPTS {
             rec.attempt += 1;
             rec.wounded = false;
@@ -388,6 +394,7 @@ impl<L: Lambda> Instance<L> {
             Some(lock) if lock.holder == txn => {}
             Some(lock) => {
                 let holder = lock.holder;
+                self.env().metrics.lock_waits.fetch_add(1, Relaxed);
                 lock.waiters
                     .push((self.env().epoch.get(), cap.retain(), call));
                 drop(table);
@@ -423,6 +430,7 @@ impl<L: Lambda> Instance<L> {
         };
         let id = self.next_inv;
         self.next_inv += 1;
+        self.env().metrics.invocations.fetch_add(1, Relaxed);
         let (worker, lambda) = self.me();
         let io = Rc::new(Io {
             base_scope: call.scope.clone(),
@@ -557,6 +565,7 @@ impl<L: Lambda> Instance<L> {
         mut parts: Vec<Addr>,
         fx: &mut Effects,
     ) {
+        self.env().metrics.rollbacks.fetch_add(1, Relaxed);
         parts.sort();
         parts.dedup();
         let (worker, lambda) = self.me();
@@ -655,20 +664,56 @@ impl<L: Lambda> Instance<L> {
         if !holds {
             return;
         }
-        if let Some(mut lock) = t.locks.remove(&key) {
-            // Oldest waiter first; it and every waiter of the same attempt get the lock.
-            lock.waiters
-                .sort_by_key(|(_, _, c)| (c.txn.root, c.txn.attempt));
-            for (epoch, caps, call) in lock.waiters.drain(..) {
-                fx.woken.push((
-                    epoch,
-                    caps,
+        let Some(lock) = t.locks.remove(&key) else {
+            return;
+        };
+        drop(t);
+        self.grant_next(key, lock.waiters, fx);
+    }
+
+    /// Hands a free lock to the oldest waiting attempt (and wakes only its calls); waiters of
+    /// attempts known to be aborted are failed instead.
+    fn grant_next(
+        &mut self,
+        key: Vec<u8>,
+        mut waiters: Vec<(u64, CapabilitySet<Time>, Call)>,
+        fx: &mut Effects,
+    ) {
+        let worker = self.env().worker;
+        while !waiters.is_empty() {
+            let oldest = waiters
+                .iter()
+                .map(|(_, _, c)| (c.txn.root, c.txn.attempt))
+                .min()
+                .unwrap_or_default();
+            let (mine, rest): (Vec<_>, Vec<_>) = waiters
+                .into_iter()
+                .partition(|(_, _, c)| (c.txn.root, c.txn.attempt) == oldest);
+            waiters = rest;
+            let aborted = self.aborted.contains_key(&oldest);
+            let txn = mine.first().map(|(_, _, c)| c.txn);
+            for (epoch, caps, call) in mine {
+                let work = if aborted {
+                    Work::Fail(call, CallError::Aborted)
+                } else {
                     Work::Msg(Msg {
-                        worker: self.env().worker,
+                        worker,
                         lambda: L::ID,
                         body: Body::Call(call),
-                    }),
-                ));
+                    })
+                };
+                fx.woken.push((epoch, caps, work));
+            }
+            if let (false, Some(holder)) = (aborted, txn) {
+                self.table.inner.borrow_mut().locks.insert(
+                    key,
+                    Lock {
+                        holder,
+                        undo: Vec::new(),
+                        waiters,
+                    },
+                );
+                return;
             }
         }
     }

@@ -167,6 +167,14 @@ pub struct Metrics {
     pub commit_us: AtomicU64,
     /// Requests admitted.
     pub requests: AtomicU64,
+    /// Handler invocations started (roots and calls).
+    pub invocations: AtomicU64,
+    /// Calls that waited for a lock held by another request.
+    pub lock_waits: AtomicU64,
+    /// Root attempts aborted (deadlock victims) and retried.
+    pub aborts: AtomicU64,
+    /// `transaction!` blocks rolled back.
+    pub rollbacks: AtomicU64,
 }
 
 impl Metrics {
@@ -183,7 +191,7 @@ pub(crate) struct Shared {
     pub config: Config,
     pub store: Arc<dyn StateStore>,
     pub ingress: Option<IngressLog>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub in_flight: AtomicUsize,
     pub stopping: AtomicBool,
     pub start_epoch: u64,
@@ -462,7 +470,7 @@ impl Runtime {
             config: config.clone(),
             store,
             ingress,
-            metrics: Metrics::default(),
+            metrics: Arc::new(Metrics::default()),
             in_flight: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             start_epoch,

@@ -281,6 +281,7 @@ pub(crate) fn run(worker: &mut timely::worker::Worker, shared: Arc<Shared>) {
                     epoch: epoch_cell.clone(),
                     interval,
                     start_epoch: shared.start_epoch,
+                    metrics: shared.metrics.clone(),
                 };
                 let committer = Committer {
                     worker: index as u32,
