@@ -1,0 +1,267 @@
+//! In-process benchmark of the engine (no HTTP): closed-loop clients keep `C` requests
+//! outstanding and record each latency in an HDR histogram.
+//!
+//! ```text
+//! cargo bench -p shop --bench engine                      # everything, 5 s per run
+//! cargo bench -p shop --bench engine -- counter 2 durable  # filter by words
+//! SECS=10 CONC=128 cargo bench -p shop --bench engine
+//! ```
+//!
+//! Workloads: `counter` (one lambda, one key per request out of 10k), `callreply` (a lambda
+//! calling another and awaiting the reply), `checkout` (the shop's transaction: order → 2 stock
+//! items + payment) with uniform keys and with a hot item.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::json;
+use stateful_runtime::{App, Config, Handle, Runtime};
+
+/// Two tiny lambdas: a counter, and a caller that calls it.
+#[stateful_runtime::app]
+pub mod micro {
+    use stateful_runtime::prelude::*;
+
+    /// A count.
+    #[derive(Debug, Default, Clone, Serialize, Deserialize)]
+    pub struct Count {
+        n: u64,
+    }
+
+    #[lambda(key = u64, state = Count)]
+    impl Counter {
+        async fn incr(ctx: &mut Ctx<Self>) -> Result<u64, Rejection> {
+            ctx.state_mut().n += 1;
+            Ok(ctx.state().n)
+        }
+    }
+
+    #[lambda(key = u64, state = Count)]
+    impl Caller {
+        async fn ping(ctx: &mut Ctx<Self>, target: u64) -> Result<u64, Rejection> {
+            let n = ctx.call::<Counter>(&target).incr().await?;
+            ctx.state_mut().n += 1;
+            Ok(n)
+        }
+    }
+}
+
+struct Run {
+    name: String,
+    workers: usize,
+    durable: bool,
+    conc: usize,
+}
+
+struct Outcome {
+    ops: u64,
+    errors: u64,
+    secs: f64,
+    hist: Histogram<u64>,
+    aborts: u64,
+}
+
+/// A request: (lambda, handler, key, args) as encoded by the handle.
+type Prepared = (u16, u16, Vec<u8>, Vec<u8>);
+
+fn drive(handle: &Handle, secs: f64, conc: usize, next: &(dyn Fn(u64) -> Prepared + Sync)) -> Outcome {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let warm = Duration::from_secs_f64((secs / 5.0).min(1.0));
+    let end = Instant::now() + warm + Duration::from_secs_f64(secs);
+    let measure_from = Instant::now() + warm;
+    let counter = std::sync::atomic::AtomicU64::new(0);
+    let aborts0 = handle.metrics().aborts.load(std::sync::atomic::Ordering::Relaxed);
+    let (hist, ops, errors) = rt.block_on(async {
+        let mut tasks = Vec::new();
+        let local = tokio::task::LocalSet::new();
+        let counter = &counter;
+        let results = local
+            .run_until(async {
+                for _ in 0..conc {
+                    let handle = handle.clone();
+                    tasks.push(async move {
+                        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("hist");
+                        let (mut ops, mut errors) = (0u64, 0u64);
+                        loop {
+                            let now = Instant::now();
+                            if now >= end {
+                                break;
+                            }
+                            let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let (l, hd, key, args) = next(i);
+                            let ok = match handle.submit(l, key, hd, args, None) {
+                                Ok(rx) => match rx.await {
+                                    Ok(r) => r.result.is_ok_and(|o| o.ok),
+                                    Err(_) => false,
+                                },
+                                Err(_) => false,
+                            };
+                            if now >= measure_from {
+                                let _ = h.record(now.elapsed().as_micros() as u64);
+                                ops += 1;
+                                if !ok {
+                                    errors += 1;
+                                }
+                            }
+                        }
+                        (h, ops, errors)
+                    });
+                }
+                futures_util::future::join_all(tasks).await
+            })
+            .await;
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("hist");
+        let (mut ops, mut errors) = (0, 0);
+        for (h, o, e) in results {
+            let _ = hist.add(h);
+            ops += o;
+            errors += e;
+        }
+        (hist, ops, errors)
+    });
+    Outcome {
+        ops,
+        errors,
+        secs,
+        hist,
+        aborts: handle.metrics().aborts.load(std::sync::atomic::Ordering::Relaxed) - aborts0,
+    }
+}
+
+fn start(app: App, run: &Run, dir: &tempfile::TempDir) -> Runtime {
+    let config = if run.durable {
+        Config::durable(dir.path(), run.workers)
+    } else {
+        Config::in_memory(run.workers)
+    };
+    Runtime::start(Arc::new(app), config).expect("start")
+}
+
+fn prepared(h: &Handle, lambda: &str, key: &str, handler: &str, args: serde_json::Value) -> Prepared {
+    let (l, hd, k, a) = h.prepare_json(lambda, key, handler, args).expect("valid request");
+    (l, hd, k, a)
+}
+
+/// Runs setup requests concurrently and waits for all of them.
+fn setup(h: &Handle, reqs: Vec<Prepared>) {
+    for chunk in reqs.chunks(20_000) {
+        let rxs: Vec<_> = chunk
+            .iter()
+            .map(|(l, hd, k, a)| h.submit(*l, k.clone(), *hd, a.clone(), None).expect("admitted"))
+            .collect();
+        for rx in rxs {
+            let r = rx.blocking_recv().expect("answered");
+            assert!(r.result.is_ok_and(|o| o.ok), "setup request failed");
+        }
+    }
+}
+
+fn report(run: &Run, o: &Outcome) {
+    let q = |p: f64| o.hist.value_at_quantile(p) as f64 / 1000.0;
+    println!(
+        "{:<18} workers={} {:<9} conc={:<4} {:>9.0} ops/s  p50={:>7.3} ms  p99={:>7.3} ms  p99.9={:>7.3} ms  max={:>8.3} ms  errors={} aborts={}",
+        run.name,
+        run.workers,
+        if run.durable { "durable" } else { "in-memory" },
+        run.conc,
+        o.ops as f64 / o.secs,
+        q(0.5),
+        q(0.99),
+        q(0.999),
+        o.hist.max() as f64 / 1000.0,
+        o.errors,
+        o.aborts,
+    );
+}
+
+fn main() {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let secs: f64 = std::env::var("SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0);
+    let conc: usize = std::env::var("CONC").ok().and_then(|s| s.parse().ok()).unwrap_or(64);
+    println!("# in-process engine benchmark: {secs} s per run after warm-up, closed loop");
+    for name in ["counter", "callreply", "checkout-uniform", "checkout-hot"] {
+        for workers in [1, 2] {
+            for durable in [true, false] {
+                let run = Run {
+                    name: name.to_owned(),
+                    workers,
+                    durable,
+                    conc,
+                };
+                let words = [
+                    name.to_owned(),
+                    workers.to_string(),
+                    if durable { "durable" } else { "in-memory" }.to_owned(),
+                ];
+                if !filters.iter().all(|f| words.iter().any(|w| w.starts_with(f.as_str()))) {
+                    continue;
+                }
+                let dir = tempfile::tempdir().expect("tempdir");
+                let outcome = match name {
+                    "counter" | "callreply" => {
+                        let rt = start(micro::app(), &run, &dir);
+                        let h = rt.handle();
+                        let keys = 10_000u64;
+                        let o = if name == "counter" {
+                            let reqs: Vec<Prepared> = (0..keys)
+                                .map(|k| prepared(&h, "Counter", &k.to_string(), "incr", serde_json::Value::Null))
+                                .collect();
+                            drive(&h, secs, conc, &|i| reqs[(i % keys) as usize].clone())
+                        } else {
+                            let reqs: Vec<Prepared> = (0..keys)
+                                .map(|k| prepared(&h, "Caller", &k.to_string(), "ping", json!(keys - 1 - k)))
+                                .collect();
+                            drive(&h, secs, conc, &|i| reqs[(i % keys) as usize].clone())
+                        };
+                        drop(h);
+                        rt.shutdown();
+                        o
+                    }
+                    _ => {
+                        let rt = start(shop::shop::app(), &run, &dir);
+                        let h = rt.handle();
+                        let hot = name == "checkout-hot";
+                        let (items, users) = (10_000u64, 10_000u64);
+                        let orders = 400_000u64;
+                        let mut init = Vec::new();
+                        for i in 0..items {
+                            init.push(prepared(&h, "Stock", &i.to_string(), "init", json!({"stock": 1_000_000_000, "price": 1})));
+                        }
+                        for u in 0..users {
+                            init.push(prepared(&h, "Payment", &u.to_string(), "init", json!({"credit": 1_000_000_000})));
+                        }
+                        for o in 0..orders {
+                            let (a, b) = if hot {
+                                // Half the orders contain item 0: one hot key.
+                                (if o % 2 == 0 { 0 } else { 1 + (o * 7919) % (items - 1) }, 1 + (o * 104_729) % (items - 1))
+                            } else {
+                                ((o * 7919) % items, (o * 104_729 + 1) % items)
+                            };
+                            init.push(prepared(
+                                &h,
+                                "Order",
+                                &o.to_string(),
+                                "init",
+                                json!({"user_id": (o % users).to_string(), "items": [[a.to_string(), 1], [b.to_string(), 1]], "total_cost": 2}),
+                            ));
+                        }
+                        setup(&h, init);
+                        let reqs: Vec<Prepared> = (0..orders)
+                            .map(|o| prepared(&h, "Order", &o.to_string(), "checkout", serde_json::Value::Null))
+                            .collect();
+                        let o = drive(&h, secs, conc, &|i| reqs[(i % orders) as usize].clone());
+                        drop(h);
+                        rt.shutdown();
+                        o
+                    }
+                };
+                report(&run, &outcome);
+            }
+        }
+    }
+}
