@@ -106,7 +106,7 @@ fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
     let state = &l.state;
     let key = match (&l.key, &l.event) {
         (Some(k), _) => quote!(#k),
-        (None, Some(e)) => quote!(<#e as #p::Keyed>::Key),
+        (None, Some(e)) => quote_spanned!(e.span()=> <#e as #p::Keyed>::Key),
         (None, None) => quote!(()),
     };
     let structure = define_struct.then(|| {
@@ -155,19 +155,21 @@ fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
         } else {
             quote!(let ctx = ctx; #target(&ctx, #(#names),*).await)
         };
+        let client_call = quote_spanned!(ret.span()=> self.0.call(#idx, &(#(#names,)*)));
+        let invoke = quote_spanned!(ret.span()=> #p::invocation(async move { #call }));
         dispatch.push(quote! {
             #idx => {
                 let (#(#names,)*): (#(#tys,)*) = #p::decode_args(args)?;
-                ::core::result::Result::Ok(#p::invocation(async move { #call }))
+                ::core::result::Result::Ok(#invoke)
             }
         });
         json.push(quote!(#idx => #p::json_args::<(#(#tys,)*)>(json, &[#(#name_strs),*]),));
-        results.push(quote!(#idx => #p::result_json::<#ret>(bytes),));
+        results.push(quote_spanned!(ret.span()=> #idx => #p::result_json::<#ret>(bytes),));
         let doc = format!("Calls `{name_str}::{hname}`.");
         methods.push(quote! {
             #[doc = #doc]
             pub fn #hname(self, #(#names: #tys),*) -> #p::CallFuture<'c, #ret> {
-                self.0.call(#idx, &(#(#names,)*))
+                #client_call
             }
         });
         checks.push(quote_spanned!(ret.span()=> #p::assert_handler_result::<#ret>();));
@@ -343,9 +345,10 @@ fn app_inner(attr: TokenStream, item: TokenStream) -> TokenStream {
     if !d.is_empty() {
         // Fallback: the items other code names, next to the errors.
         let errors = d.to_compile_errors();
+        let mut defined = types.clone();
         let structs = lambdas
             .iter()
-            .filter(|l| !types.contains(&l.name.to_string()))
+            .filter(|l| defined.insert(l.name.to_string()))
             .map(|l| {
                 let n = &l.name;
                 quote!(#[allow(dead_code)] pub struct #n;)
@@ -354,6 +357,7 @@ fn app_inner(attr: TokenStream, item: TokenStream) -> TokenStream {
             #errors
             #(#attrs)*
             #vis mod #name {
+                #![allow(unused_imports, dead_code)]
                 #(#items)*
                 #(#structs)*
                 /// The app's IR graph as JSON (empty: the app did not compile).
