@@ -81,8 +81,7 @@ pub fn json_args<A: DeserializeOwned + Serialize>(
 pub fn result_json<R: HandlerResult + Serialize>(
     bytes: &[u8],
 ) -> Result<serde_json::Value, DispatchError> {
-    let r: R =
-        postcard::from_bytes(bytes).map_err(|e| DispatchError::BadArguments(e.to_string()))?;
+    let r: R = postcard::from_bytes(bytes).map_err(|e| DispatchError::BadArguments(e.to_string()))?;
     serde_json::to_value(&r).map_err(|e| DispatchError::BadArguments(e.to_string()))
 }
 
