@@ -2,18 +2,19 @@
 //!
 //! Users depend on this crate alone: it re-exports the macros and a [`prelude`].
 
-#[doc(hidden)]
-#[path = "private.rs"]
-pub mod __private;
 pub mod app;
 pub mod codec;
 pub mod engine;
 pub mod lambda;
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
 
 pub use app::{App, LambdaEntry};
-pub use futures_util::join;
 pub use lambda::{CallError, CallFuture, Ctx, HandlerResult, Key, Keyed, Lambda, Rejection, State};
 pub use stateful_macros::{Keyed, app, lambda, transaction};
+
+pub use futures_util::join;
 
 #[doc = include_str!("../../docs/writing-lambdas.md")]
 pub mod guide {}
