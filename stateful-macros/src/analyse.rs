@@ -222,7 +222,10 @@ impl<'d> Walker<'d> {
             )
             .await
             {
-                ::core::result::Result::Ok(__stateful_ok) => ::core::result::Result::Ok(__stateful_ok),
+                ::core::result::Result::Ok(__stateful_ok) => ::core::result::Result::<
+                    _,
+                    <#ret as #p::HandlerResult>::Error,
+                >::Ok(__stateful_ok),
                 #failure
             }
         })
@@ -240,11 +243,7 @@ impl<'d> Walker<'d> {
                 callee: t.clone(),
                 handler: Some(mc.method.clone()),
                 args: mc.args.len(),
-                args_span: if mc.args.is_empty() {
-                    mc.paren_token.span.join()
-                } else {
-                    mc.args.span()
-                },
+                args_span: mc.paren_token.span.join(),
                 block: self.stack.last().copied(),
                 in_transaction: self.in_transaction(),
             });

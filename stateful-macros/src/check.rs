@@ -203,3 +203,87 @@ pub fn check(app: &AppModule, findings: &[Vec<Findings>], d: &mut Diagnostics) -
     }
     g
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyse::{Scope, Walker};
+    use crate::ast::parse_module;
+
+    fn run(module: syn::ItemMod) -> (AppGraph, Vec<String>) {
+        let mut d = Diagnostics::default();
+        let mut app = parse_module(module, &mut d).expect("a module");
+        let findings: Vec<Vec<Findings>> = app
+            .lambdas
+            .iter_mut()
+            .map(|l| {
+                l.handlers
+                    .iter_mut()
+                    .map(|h| {
+                        let scope = Scope::Handler {
+                            ctx: h.ctx.clone(),
+                            ret: Box::new(h.ret.clone()),
+                        };
+                        Walker::new(scope, &mut d).walk(&mut h.block)
+                    })
+                    .collect()
+            })
+            .collect();
+        let g = check(&app, &findings, &mut d);
+        (g, d.messages())
+    }
+
+    #[test]
+    fn every_mistake_is_reported_at_once() {
+        let (_, errs) = run(syn::parse_quote! {
+            mod shop {
+                #[lambda(key = String, state = i64)]
+                impl Stock {
+                    async fn subtract(ctx: &mut Ctx<Self>, n: i64) -> Result<(), Rejection> { Ok(()) }
+                    async fn subtract(ctx: &mut Ctx<Self>) -> Result<(), Rejection> { Ok(()) }
+                }
+                #[lambda(key = String)]
+                impl Order {
+                    async fn checkout(ctx: &mut Ctx<Self>) -> Result<(), Rejection> {
+                        ctx.call::<Stok>(&k).subtract(1).await?;
+                        ctx.call::<Stock>(&k).substract(1).await?;
+                        ctx.call::<Stock>(&k).subtract(1, 2).await
+                    }
+                }
+            }
+        });
+        assert_eq!(errs.len(), 4, "{errs:#?}");
+        assert!(errs[0].contains("already has a handler named `subtract`"));
+        assert!(errs[1].contains("did you mean `Stock`?"));
+        assert!(errs[2].contains("did you mean `subtract`?"));
+        assert!(errs[3].contains("takes 1 argument (n: i64) but 2 were given"));
+    }
+
+    #[test]
+    fn graph_has_and_nodes_and_reply_edges() {
+        let (g, errs) = run(syn::parse_quote! {
+            mod shop {
+                #[lambda(key = String, state = i64)]
+                impl Stock {
+                    async fn subtract(ctx: &mut Ctx<Self>, n: i64) -> Result<(), Rejection> { Ok(()) }
+                }
+                #[lambda(key = String)]
+                impl Order {
+                    async fn checkout(ctx: &mut Ctx<Self>) -> Result<(), Rejection> {
+                        transaction! {
+                            ctx.call::<Stock>(&k).subtract(1).await?;
+                            Ok(())
+                        }.on_failure_return(Ok(()))
+                    }
+                }
+            }
+        });
+        assert!(errs.is_empty(), "{errs:?}");
+        assert!(g.validate().is_empty());
+        assert!(g.has_cycle());
+        let json = g.to_json();
+        assert!(json.contains("\"kind\": \"transaction\""), "{json}");
+        assert!(json.contains("\"in_transaction\": true"), "{json}");
+        assert!(json.contains("\"edge\": \"reply\""), "{json}");
+    }
+}

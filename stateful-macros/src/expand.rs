@@ -106,7 +106,9 @@ fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
     let state = &l.state;
     let key = match (&l.key, &l.event) {
         (Some(k), _) => quote!(#k),
-        (None, Some(e)) => quote!(<#e as #p::Keyed>::Key),
+        (None, Some(e)) => {
+            quote_spanned!(e.span()=> <#e as ::stateful_runtime::__private::Keyed>::Key)
+        }
         (None, None) => quote!(()),
     };
     let structure = define_struct.then(|| {
@@ -132,13 +134,10 @@ fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
     let mut results = Vec::new();
     let mut methods = Vec::new();
     let mut checks = Vec::new();
-    if let Some(k) = &l.key {
-        checks.push(quote_spanned!(k.span()=> #p::assert_key::<#k>();));
-    }
-    if let Some(e) = &l.event {
-        checks.push(quote_spanned!(e.span()=> #p::assert_keyed::<#e>();));
-    }
-    checks.push(quote_spanned!(state.span()=> #p::assert_state::<#state>();));
+    // The key, state and event types are checked by the bounds of `Lambda::Key`,
+    // `Lambda::State` and `EventLambda::Event`: the impl below names them with the user's
+    // tokens, so rustc reports a missing trait there (an extra `assert_state` would only
+    // repeat the error).
     for (i, h) in l.handlers.iter().enumerate() {
         let idx = u16::try_from(i).unwrap_or(u16::MAX);
         let hname = h.name();
@@ -155,31 +154,39 @@ fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
         } else {
             quote!(let ctx = ctx; #target(&ctx, #(#names),*).await)
         };
+        let client_call = quote_spanned!(ret.span()=> self.0.call(#idx, &(#(#names,)*)));
+        let invoke = quote_spanned! {ret.span()=>
+            ::stateful_runtime::__private::invocation(async move { #call })
+        };
         dispatch.push(quote! {
             #idx => {
                 let (#(#names,)*): (#(#tys,)*) = #p::decode_args(args)?;
-                ::core::result::Result::Ok(#p::invocation(async move { #call }))
+                ::core::result::Result::Ok(#invoke)
             }
         });
         json.push(quote!(#idx => #p::json_args::<(#(#tys,)*)>(json, &[#(#name_strs),*]),));
-        results.push(quote!(#idx => #p::result_json::<#ret>(bytes),));
+        results.push(quote_spanned!(ret.span()=> #idx => ::stateful_runtime::__private::result_json::<#ret>(bytes),));
         let doc = format!("Calls `{name_str}::{hname}`.");
         methods.push(quote! {
             #[doc = #doc]
             pub fn #hname(self, #(#names: #tys),*) -> #p::CallFuture<'c, #ret> {
-                self.0.call(#idx, &(#(#names,)*))
+                #client_call
             }
         });
-        checks.push(quote_spanned!(ret.span()=> #p::assert_handler_result::<#ret>();));
+        checks.push(quote_spanned! {ret.span()=>
+            ::stateful_runtime::__private::assert_handler_result::<#ret>();
+        });
         for t in &tys {
-            checks.push(quote_spanned!(t.span()=> #p::assert_arg::<#t>();));
+            checks.push(
+                quote_spanned!(t.span()=> ::stateful_runtime::__private::assert_arg::<#t>();),
+            );
         }
     }
     let event_impl = l.event.as_ref().map(|e| {
         let ret = &l.handlers[0].ret;
-        quote! {
+        quote_spanned! {e.span()=>
             #[automatically_derived]
-            impl #p::EventLambda for #name {
+            impl ::stateful_runtime::__private::EventLambda for #name {
                 type Event = #e;
                 type Output = #ret;
             }
@@ -343,9 +350,10 @@ fn app_inner(attr: TokenStream, item: TokenStream) -> TokenStream {
     if !d.is_empty() {
         // Fallback: the items other code names, next to the errors.
         let errors = d.to_compile_errors();
+        let mut defined = types.clone();
         let structs = lambdas
             .iter()
-            .filter(|l| !types.contains(&l.name.to_string()))
+            .filter(|l| defined.insert(l.name.to_string()))
             .map(|l| {
                 let n = &l.name;
                 quote!(#[allow(dead_code)] pub struct #n;)
@@ -354,6 +362,7 @@ fn app_inner(attr: TokenStream, item: TokenStream) -> TokenStream {
             #errors
             #(#attrs)*
             #vis mod #name {
+                #![allow(unused_imports, dead_code)]
                 #(#items)*
                 #(#structs)*
                 /// The app's IR graph as JSON (empty: the app did not compile).

@@ -1,0 +1,15 @@
+use stateful_runtime::prelude::*;
+
+#[app]
+mod shop {
+    use stateful_runtime::prelude::*;
+
+    #[lambda(key = String, state = i64)]
+    impl Stock {
+        fn get(ctx: &mut Ctx<Self>) -> Result<i64, Rejection> {
+            Ok(*ctx.state())
+        }
+    }
+}
+
+fn main() {}

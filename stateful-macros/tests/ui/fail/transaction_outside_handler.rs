@@ -1,0 +1,22 @@
+use stateful_runtime::prelude::*;
+
+#[app]
+mod shop {
+    use stateful_runtime::prelude::*;
+
+    #[lambda(key = String, state = i64)]
+    impl Stock {
+        async fn get(ctx: &mut Ctx<Self>) -> Result<i64, Rejection> {
+            Ok(*ctx.state())
+        }
+    }
+
+    async fn helper() -> Result<(), Rejection> {
+        transaction! {
+            Ok(())
+        }
+        .on_failure_return(Ok(()))
+    }
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use stateful_runtime::prelude::*;
+
+async fn helper() -> Result<(), Rejection> {
+    transaction! {
+        Ok(())
+    }
+}
+
+fn main() {}
