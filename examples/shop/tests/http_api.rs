@@ -495,3 +495,21 @@ fn idempotency_key_applies_a_post_once_and_repeats_its_answer() {
     s.post_idem(&pay, b"pay-1").err(400);
     assert_eq!(s.credit(&user), 60);
 }
+
+#[test]
+fn concurrent_duplicates_with_one_idempotency_key_apply_once() {
+    let (_dir, s) = shop();
+    let user = s.user(0);
+    let path = format!("/payment/add_funds/{user}/10");
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| s.post_idem(&path, b"dup").status))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    assert_eq!(statuses, [200; 8]);
+    assert_eq!(s.credit(&user), 10);
+}
