@@ -497,7 +497,6 @@ fn idempotency_key_applies_a_post_once_and_repeats_its_answer() {
 }
 
 #[test]
-
 fn concurrent_duplicates_with_one_idempotency_key_apply_once() {
     let (_dir, s) = shop();
     let user = s.user(0);
