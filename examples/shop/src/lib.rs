@@ -101,10 +101,11 @@ pub mod shop {
         #[route(post, "/stock/add/{key}/{amount}")]
         async fn add(ctx: &mut Ctx<Self>, amount: i64) -> Result<(), ShopError> {
             let item = ctx.key().clone();
-            let mut s = ctx.state_mut();
-            if !s.exists {
+            // Check before `state_mut`: a rejection must not write the instance.
+            if !ctx.state().exists {
                 return Err(ShopError::NoSuchItem(item));
             }
+            let mut s = ctx.state_mut();
             s.stock += amount;
             Ok(())
         }
@@ -112,10 +113,11 @@ pub mod shop {
         #[route(post, "/stock/subtract/{key}/{amount}")]
         async fn subtract(ctx: &mut Ctx<Self>, amount: i64) -> Result<(), ShopError> {
             let item = ctx.key().clone();
-            let mut s = ctx.state_mut();
-            if !s.exists {
+            // Check before `state_mut`: a rejection must not write the instance.
+            if !ctx.state().exists {
                 return Err(ShopError::NoSuchItem(item));
             }
+            let mut s = ctx.state_mut();
             if s.stock < amount {
                 return Err(ShopError::OutOfStock {
                     item,
@@ -188,10 +190,11 @@ pub mod shop {
         #[route(post, "/payment/add_funds/{key}/{amount}")]
         async fn add_funds(ctx: &mut Ctx<Self>, amount: i64) -> Result<(), ShopError> {
             let user = ctx.key().clone();
-            let mut s = ctx.state_mut();
-            if !s.exists {
+            // Check before `state_mut`: a rejection must not write the instance.
+            if !ctx.state().exists {
                 return Err(ShopError::NoSuchUser(user));
             }
+            let mut s = ctx.state_mut();
             s.credit += amount;
             Ok(())
         }
@@ -199,10 +202,11 @@ pub mod shop {
         #[route(post, "/payment/pay/{key}/{amount}")]
         async fn pay(ctx: &mut Ctx<Self>, amount: i64) -> Result<(), ShopError> {
             let user = ctx.key().clone();
-            let mut s = ctx.state_mut();
-            if !s.exists {
+            // Check before `state_mut`: a rejection must not write the instance.
+            if !ctx.state().exists {
                 return Err(ShopError::NoSuchUser(user));
             }
+            let mut s = ctx.state_mut();
             if s.credit < amount {
                 return Err(ShopError::NotEnoughCredit(user));
             }

@@ -3,6 +3,7 @@
 
 use axum::Router;
 use axum::extract::Path;
+use axum::extract::rejection::PathRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -19,14 +20,24 @@ pub fn batch_routes(handle: Handle) -> Router {
     Router::new()
         .route(
             "/payment/batch_init/{n}/{starting_money}",
-            post(move |Path((n, money)): Path<(u64, i64)>| async move {
-                batch(&h1, n, "Payment", "init", |_| json!({ "credit": money })).await
-            }),
+            post(
+                move |path: Result<Path<(u64, i64)>, PathRejection>| async move {
+                    let Path((n, money)) = match path {
+                        Ok(p) => p,
+                        Err(e) => return bad_path(e),
+                    };
+                    batch(&h1, n, "Payment", "init", |_| json!({ "credit": money })).await
+                },
+            ),
         )
         .route(
             "/stock/batch_init/{n}/{starting_stock}/{item_price}",
             post(
-                move |Path((n, stock, price)): Path<(u64, i64, i64)>| async move {
+                move |path: Result<Path<(u64, i64, i64)>, PathRejection>| async move {
+                    let Path((n, stock, price)) = match path {
+                        Ok(p) => p,
+                        Err(e) => return bad_path(e),
+                    };
                     batch(
                         &h2,
                         n,
@@ -41,13 +52,16 @@ pub fn batch_routes(handle: Handle) -> Router {
         .route(
             "/orders/batch_init/{n}/{n_items}/{n_users}/{item_price}",
             post(
-                move |Path((n, n_items, n_users, price)): Path<(u64, u64, u64, i64)>| async move {
+                move |path: Result<Path<(u64, u64, u64, i64)>, PathRejection>| async move {
+                    let Path((n, n_items, n_users, price)) = match path {
+                        Ok(p) => p,
+                        Err(e) => return bad_path(e),
+                    };
                     if n_items == 0 || n_users == 0 {
-                        return (
+                        return error(
                             StatusCode::BAD_REQUEST,
                             "n_items and n_users must be positive",
-                        )
-                            .into_response();
+                        );
                     }
                     batch(&h3, n, "Order", "init", |i| {
                         let mut r = SplitMix(i);
@@ -64,6 +78,16 @@ pub fn batch_routes(handle: Handle) -> Router {
                 },
             ),
         )
+}
+
+/// An error answer in the gateway's shape: `{"error": message}`.
+fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (status, axum::Json(json!({ "error": msg.to_string() }))).into_response()
+}
+
+/// An unparsable path argument: 400, like the gateway's own routes.
+fn bad_path(e: PathRejection) -> Response {
+    error(StatusCode::BAD_REQUEST, e.body_text())
 }
 
 /// Runs `handler` of `lambda` on keys "0".."n-1" with the arguments `args(i)`.
@@ -85,11 +109,10 @@ async fn batch(
             match submitted {
                 Ok(rx) => pending.push(rx),
                 Err(e) => {
-                    return (
+                    return error(
                         StatusCode::SERVICE_UNAVAILABLE,
                         format!("batch init stopped at {i}: {e}"),
-                    )
-                        .into_response();
+                    );
                 }
             }
         }
@@ -97,15 +120,13 @@ async fn batch(
             match rx.await {
                 Ok(r) if r.result.as_ref().is_ok_and(|o| o.ok) => {}
                 Ok(r) => {
-                    return (
+                    return error(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         format!("batch init failed: {:?}", r.result),
-                    )
-                        .into_response();
+                    );
                 }
                 Err(_) => {
-                    return (StatusCode::SERVICE_UNAVAILABLE, "the service is stopping")
-                        .into_response();
+                    return error(StatusCode::SERVICE_UNAVAILABLE, "the service is stopping");
                 }
             }
         }

@@ -1,0 +1,515 @@
+//! End-to-end tests of the shop's REST API against the real binary: every route's happy path
+//! with its exact JSON shape, every error path (and that a failed request changed nothing),
+//! the all-or-nothing checkout, idempotency keys and the graph endpoints.
+
+mod common;
+
+use common::{Shop, TestDir};
+use serde_json::json;
+
+/// A service and the directory it lives in (kept alive as long as the service).
+fn shop() -> (TestDir, Shop) {
+    let mut dir = TestDir::new();
+    let shop = dir.start();
+    (dir, shop)
+}
+
+#[test]
+fn payment_routes_happy_path() {
+    let (_dir, s) = shop();
+    let created = s.post("/payment/create_user").ok();
+    let id = created["user_id"].as_str().expect("user_id").to_owned();
+    assert_eq!(created, json!({ "user_id": id }));
+    assert_eq!(
+        s.get(&format!("/payment/find_user/{id}")).ok(),
+        json!({ "user_id": id, "credit": 0 })
+    );
+    // Every new user gets a fresh id.
+    let other = s.post("/payment/create_user").ok();
+    assert_ne!(other["user_id"], json!(id));
+
+    assert_eq!(
+        s.post(&format!("/payment/add_funds/{id}/50")).ok(),
+        json!(null)
+    );
+    assert_eq!(s.credit(&id), 50);
+    assert_eq!(s.post(&format!("/payment/pay/{id}/20")).ok(), json!(null));
+    assert_eq!(s.credit(&id), 30);
+    // Paying the whole credit is allowed: it may reach zero.
+    s.post(&format!("/payment/pay/{id}/30")).ok();
+    assert_eq!(s.credit(&id), 0);
+
+    let batch = s.post("/payment/batch_init/3/100").ok();
+    assert_eq!(batch["n"], json!(3));
+    assert!(batch["msg"].as_str().is_some_and(|m| m.contains("Payment")));
+    for u in ["0", "1", "2"] {
+        assert_eq!(
+            s.get(&format!("/payment/find_user/{u}")).ok(),
+            json!({ "user_id": u, "credit": 100 })
+        );
+    }
+    s.get("/payment/find_user/3").err(400);
+}
+
+#[test]
+fn stock_routes_happy_path() {
+    let (_dir, s) = shop();
+    let created = s.post("/stock/item/create/7").ok();
+    let id = created["item_id"].as_str().expect("item_id").to_owned();
+    assert_eq!(created, json!({ "item_id": id }));
+    assert_eq!(
+        s.get(&format!("/stock/find/{id}")).ok(),
+        json!({ "stock": 0, "price": 7 })
+    );
+    assert_eq!(s.post(&format!("/stock/add/{id}/10")).ok(), json!(null));
+    assert_eq!(s.post(&format!("/stock/subtract/{id}/4")).ok(), json!(null));
+    assert_eq!(
+        s.get(&format!("/stock/find/{id}")).ok(),
+        json!({ "stock": 6, "price": 7 })
+    );
+    s.post(&format!("/stock/subtract/{id}/6")).ok();
+    assert_eq!(s.stock(&id), 0);
+
+    let batch = s.post("/stock/batch_init/4/20/3").ok();
+    assert_eq!(batch["n"], json!(4));
+    for i in ["0", "3"] {
+        assert_eq!(
+            s.get(&format!("/stock/find/{i}")).ok(),
+            json!({ "stock": 20, "price": 3 })
+        );
+    }
+    s.get("/stock/find/4").err(400);
+}
+
+#[test]
+fn order_routes_happy_path() {
+    let (_dir, s) = shop();
+    let user = s.user(100);
+    let (a, b) = (s.item(5, 10), s.item(3, 4));
+    let created = s.post(&format!("/orders/create/{user}")).ok();
+    let order = created["order_id"].as_str().expect("order_id").to_owned();
+    assert_eq!(created, json!({ "order_id": order }));
+    assert_eq!(
+        s.get(&format!("/orders/find/{order}")).ok(),
+        json!({ "order_id": order, "paid": false, "items": [], "user_id": user, "total_cost": 0 })
+    );
+    assert_eq!(
+        s.post(&format!("/orders/addItem/{order}/{a}/2")).ok(),
+        json!(null)
+    );
+    s.post(&format!("/orders/addItem/{order}/{b}/3")).ok();
+    assert_eq!(
+        s.get(&format!("/orders/find/{order}")).ok(),
+        json!({
+            "order_id": order, "paid": false, "items": [[a, 2], [b, 3]],
+            "user_id": user, "total_cost": 2 * 10 + 3 * 4,
+        })
+    );
+    assert_eq!(
+        s.post(&format!("/orders/checkout/{order}")).ok(),
+        json!(null)
+    );
+    assert_eq!(
+        s.get(&format!("/orders/find/{order}")).ok()["paid"],
+        json!(true)
+    );
+    assert_eq!((s.stock(&a), s.stock(&b)), (3, 0));
+    assert_eq!(s.credit(&user), 100 - 32);
+}
+
+#[test]
+fn orders_batch_init_builds_checkoutable_orders() {
+    let (_dir, s) = shop();
+    s.post("/stock/batch_init/5/100/2").ok();
+    s.post("/payment/batch_init/3/1000").ok();
+    let batch = s.post("/orders/batch_init/10/5/3/2").ok();
+    assert_eq!(batch["n"], json!(10));
+    for o in 0..10 {
+        let v = s.get(&format!("/orders/find/{o}")).ok();
+        assert_eq!(v["order_id"], json!(o.to_string()));
+        assert_eq!(v["paid"], json!(false));
+        assert_eq!(v["total_cost"], json!(4));
+        let items = v["items"].as_array().expect("items");
+        assert_eq!(items.len(), 2, "{v}");
+        for it in items {
+            let id: u64 = it[0].as_str().expect("item id").parse().expect("numeric");
+            assert!(id < 5 && it[1] == json!(1), "{v}");
+        }
+        let user: u64 = v["user_id"]
+            .as_str()
+            .expect("user")
+            .parse()
+            .expect("numeric");
+        assert!(user < 3, "{v}");
+    }
+    s.get("/orders/find/10").err(400);
+    // The batch orders reference the batch items and users: checking them all out debits
+    // exactly two units and 4 credit each.
+    for o in 0..10 {
+        s.post(&format!("/orders/checkout/{o}")).ok();
+    }
+    let stock: i64 = (0..5).map(|i| s.stock(&i.to_string())).sum();
+    let credit: i64 = (0..3).map(|u| s.credit(&u.to_string())).sum();
+    assert_eq!(stock, 500 - 20);
+    assert_eq!(credit, 3000 - 40);
+    // n_items = 0 cannot build an order.
+    s.post("/orders/batch_init/1/0/3/2").err(400);
+}
+
+#[test]
+fn generic_invoke_health_metrics_graph_and_state() {
+    let (_dir, s) = shop();
+    let user = s.user(0);
+    assert_eq!(
+        s.post_body(
+            &format!("/invoke/Payment/{user}/add_funds"),
+            r#"{"amount": 12}"#
+        )
+        .ok(),
+        json!(null)
+    );
+    assert_eq!(
+        s.post(&format!("/invoke/Payment/{user}/find")).ok(),
+        json!({ "user_id": user, "credit": 12 })
+    );
+    // A handler without a route is reachable through /invoke.
+    s.post_body("/invoke/Stock/sugar/init", r#"{"stock": 9, "price": 2}"#)
+        .ok();
+    assert_eq!(
+        s.get("/stock/find/sugar").ok(),
+        json!({ "stock": 9, "price": 2 })
+    );
+    assert_eq!(
+        s.state("Stock", "sugar"),
+        json!({ "exists": true, "stock": 9, "price": 2 })
+    );
+    assert_eq!(
+        s.state("Payment", &user),
+        json!({ "exists": true, "credit": 12 })
+    );
+    assert_eq!(s.state("Stock", "never-written"), json!(null));
+
+    // One rejection, for the 400 counter.
+    s.get("/payment/find_user/nobody").err(400);
+
+    let h = s.get("/healthz");
+    assert_eq!((h.status, h.body.as_str()), (200, "ok\n"));
+
+    let m = s.get("/metrics");
+    assert_eq!(m.status, 200);
+    assert!(
+        m.content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("text/plain"))
+    );
+    let counter = |class: &str| -> u64 {
+        let prefix = format!("stateful_http_requests_total{{class=\"{class}\"}} ");
+        m.body
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {class} counter in {}", m.body))
+    };
+    // Invocations so far: create_user, add_funds, find, init, stock/find (2xx); find_user (400).
+    assert_eq!((counter("2xx"), counter("400")), (5, 1), "{}", m.body);
+    assert!(m.body.contains("# TYPE stateful_commits_total counter"));
+
+    let g = s.get("/graph");
+    assert_eq!(g.status, 200);
+    assert!(g.body.contains("digraph"), "{}", g.body);
+    for name in ["Stock", "Payment", "Order"] {
+        assert!(g.body.contains(name), "{name} missing from the DOT");
+    }
+    s.get("/graph?format=png").err(400);
+}
+
+#[test]
+fn graph_svg_is_valid_svg_with_the_lambdas() {
+    let (dir, s) = shop();
+    let r = s.get("/graph?format=svg");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.content_type.as_deref(), Some("image/svg+xml"));
+    assert_svg(&r.body);
+
+    let out = dir.run(&["graph"]);
+    assert!(out.status.success());
+    let dot = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(dot.contains("digraph"), "{dot}");
+
+    let file = dir.data().with_file_name("graph.svg");
+    let out = dir.run(&[
+        "graph",
+        "--format",
+        "svg",
+        "-o",
+        file.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_svg(&std::fs::read_to_string(&file).expect("graph.svg written"));
+}
+
+fn assert_svg(text: &str) {
+    // Graphviz writes a DOCTYPE.
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..roxmltree::ParsingOptions::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(text, opts).expect("SVG parses as XML");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let texts: String = doc
+        .descendants()
+        .filter_map(|n| n.text())
+        .collect::<Vec<_>>()
+        .join(" ");
+    for name in ["Stock", "Payment", "Order"] {
+        assert!(texts.contains(name), "{name} missing from the SVG text");
+    }
+}
+
+/// A snapshot of the committed state of the instances a test touches.
+fn snapshot(s: &Shop, instances: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    instances.iter().map(|(l, k)| s.state(l, k)).collect()
+}
+
+#[test]
+fn unknown_ids_are_rejected_with_a_message_and_change_nothing() {
+    let (_dir, s) = shop();
+    let user = s.user(100);
+    let item = s.item(10, 5);
+    let order = s.order(&user, &[(&item, 1)]);
+    let known = [
+        ("Payment", user.as_str()),
+        ("Stock", item.as_str()),
+        ("Order", order.as_str()),
+    ];
+    let before = snapshot(&s, &known);
+    let cases: &[(&str, &str)] = &[
+        ("GET", "/payment/find_user/ghost"),
+        ("POST", "/payment/add_funds/ghost/5"),
+        ("POST", "/payment/pay/ghost/5"),
+        ("GET", "/stock/find/ghost"),
+        ("POST", "/stock/add/ghost/5"),
+        ("POST", "/stock/subtract/ghost/5"),
+        ("GET", "/orders/find/ghost"),
+        ("POST", &format!("/orders/addItem/ghost/{item}/1")),
+        ("POST", "/orders/checkout/ghost"),
+    ];
+    for (method, path) in cases {
+        let r = if *method == "GET" {
+            s.get(path)
+        } else {
+            s.post(path)
+        };
+        let msg = r.err(400);
+        assert!(
+            msg.contains("ghost") && msg.contains("does not exist"),
+            "{path}: {msg}"
+        );
+    }
+    // Nothing was created for the unknown ids, and nothing else changed.
+    for lambda in ["Payment", "Stock", "Order"] {
+        assert_eq!(s.state(lambda, "ghost"), json!(null), "{lambda}/ghost");
+    }
+    assert_eq!(snapshot(&s, &known), before);
+}
+
+#[test]
+fn going_below_zero_is_rejected_and_changes_nothing() {
+    let (_dir, s) = shop();
+    let user = s.user(10);
+    let item = s.item(3, 1);
+    let msg = s.post(&format!("/payment/pay/{user}/11")).err(400);
+    assert!(msg.contains("not enough credit"), "{msg}");
+    assert_eq!(s.credit(&user), 10);
+    let r = s.post(&format!("/stock/subtract/{item}/4"));
+    let msg = r.err(400);
+    assert!(msg.contains("not enough stock"), "{msg}");
+    // The rejection carries the error value as detail.
+    assert_eq!(
+        r.json()["detail"],
+        json!({ "OutOfStock": { "item": item, "available": 3, "wanted": 4 } })
+    );
+    assert_eq!(s.stock(&item), 3);
+}
+
+#[test]
+fn adding_a_missing_item_is_rejected_and_leaves_the_order_alone() {
+    let (_dir, s) = shop();
+    let user = s.user(10);
+    let item = s.item(3, 2);
+    let order = s.order(&user, &[(&item, 1)]);
+    let before = s.get(&format!("/orders/find/{order}")).ok();
+    let msg = s
+        .post(&format!("/orders/addItem/{order}/nosuchitem/1"))
+        .err(400);
+    assert!(msg.contains("nosuchitem"), "{msg}");
+    assert_eq!(s.get(&format!("/orders/find/{order}")).ok(), before);
+    assert_eq!(s.state("Stock", "nosuchitem"), json!(null));
+}
+
+#[test]
+fn checking_out_twice_charges_once() {
+    let (_dir, s) = shop();
+    let user = s.user(100);
+    let item = s.item(10, 7);
+    let order = s.order(&user, &[(&item, 2)]);
+    s.post(&format!("/orders/checkout/{order}")).ok();
+    let after_first = (s.credit(&user), s.stock(&item));
+    assert_eq!(after_first, (86, 8));
+    let msg = s.post(&format!("/orders/checkout/{order}")).err(400);
+    assert!(msg.contains("already paid"), "{msg}");
+    assert_eq!((s.credit(&user), s.stock(&item)), after_first);
+}
+
+#[test]
+fn malformed_requests_get_the_right_status_and_change_nothing() {
+    let (_dir, s) = shop();
+    let user = s.user(10);
+    let item = s.item(3, 2);
+    let known = [("Payment", user.as_str()), ("Stock", item.as_str())];
+    let before = snapshot(&s, &known);
+
+    // Unparsable path arguments.
+    s.post(&format!("/stock/add/{item}/abc")).err(400);
+    s.post(&format!("/payment/pay/{user}/1.5")).err(400);
+    s.post("/stock/item/create/cheap").err(400);
+    s.post("/payment/batch_init/many/10").err(400);
+    s.post("/stock/batch_init/2/x/1").err(400);
+    s.post("/orders/batch_init/2/2/2/-").err(400);
+    // Bodies that are not JSON.
+    let msg = s
+        .post_body(&format!("/invoke/Payment/{user}/add_funds"), "{amount: 5")
+        .err(422);
+    assert!(msg.contains("JSON"), "{msg}");
+    s.post_body(&format!("/payment/add_funds/{user}/5"), "five")
+        .err(422);
+    // JSON arguments of the wrong shape.
+    s.post_body(
+        &format!("/invoke/Payment/{user}/add_funds"),
+        r#"{"amount": "lots"}"#,
+    )
+    .err(400);
+    s.post_body(&format!("/invoke/Payment/{user}/add_funds"), "{}")
+        .err(400);
+    // Unknown routes, lambdas and handlers.
+    s.get("/no/such/route").err(404);
+    s.post("/payment/refund/x/1").err(404);
+    let msg = s
+        .post_body(
+            &format!("/invoke/Wallet/{user}/add_funds"),
+            r#"{"amount": 5}"#,
+        )
+        .err(404);
+    assert!(msg.contains("Wallet"), "{msg}");
+    let msg = s
+        .post_body(&format!("/invoke/Payment/{user}/steal"), r#"{"amount": 5}"#)
+        .err(404);
+    assert!(msg.contains("steal"), "{msg}");
+    s.get(&format!("/state/Wallet/{user}")).err(404);
+    // A route called with the wrong method is not served.
+    let r = s.get(&format!("/payment/add_funds/{user}/5"));
+    assert_eq!(r.status, 405, "{}", r.body);
+    // Bad Idempotency-Key headers: too long, not visible ASCII.
+    let long = vec![b'k'; 257];
+    let msg = s
+        .post_idem(&format!("/payment/add_funds/{user}/5"), &long)
+        .err(400);
+    assert!(msg.contains("Idempotency-Key"), "{msg}");
+    s.post_idem(&format!("/payment/add_funds/{user}/5"), b"caf\xe9")
+        .err(400);
+    s.post_idem(&format!("/invoke/Stock/{item}/add"), &long)
+        .err(400);
+
+    assert_eq!(snapshot(&s, &known), before);
+}
+
+#[test]
+fn checkout_is_all_or_nothing() {
+    let (_dir, s) = shop();
+    let rich = s.user(1_000);
+    let poor = s.user(29);
+    let a = s.item(5, 10);
+    let b = s.item(1, 10);
+    let stocks = |s: &Shop| (s.stock(&a), s.stock(&b));
+
+    // The second item lacks stock: the first item's subtraction is rolled back.
+    let order = s.order(&rich, &[(&a, 2), (&b, 3)]);
+    let msg = s.post(&format!("/orders/checkout/{order}")).err(400);
+    assert!(msg.contains("nothing was charged"), "{msg}");
+    assert_eq!(stocks(&s), (5, 1));
+    assert_eq!(s.credit(&rich), 1_000);
+    assert_eq!(
+        s.get(&format!("/orders/find/{order}")).ok()["paid"],
+        json!(false)
+    );
+
+    // The user lacks credit (30 > 29): both subtractions are rolled back.
+    let order = s.order(&poor, &[(&a, 2), (&b, 1)]);
+    s.post(&format!("/orders/checkout/{order}")).err(400);
+    assert_eq!(stocks(&s), (5, 1));
+    assert_eq!(s.credit(&poor), 29);
+    assert_eq!(
+        s.get(&format!("/orders/find/{order}")).ok()["paid"],
+        json!(false)
+    );
+
+    // The user of an order does not exist: nothing is subtracted.
+    let order = s.order("nobody", &[(&a, 1)]);
+    s.post(&format!("/orders/checkout/{order}")).err(400);
+    assert_eq!(stocks(&s), (5, 1));
+
+    // With one more unit of credit the same order goes through and debits exactly.
+    s.post(&format!("/payment/add_funds/{poor}/1")).ok();
+    let order = s.order(&poor, &[(&a, 2), (&b, 1)]);
+    s.post(&format!("/orders/checkout/{order}")).ok();
+    assert_eq!(stocks(&s), (3, 0));
+    assert_eq!(s.credit(&poor), 0);
+    assert_eq!(
+        s.get(&format!("/orders/find/{order}")).ok()["paid"],
+        json!(true)
+    );
+    assert_eq!(s.credit(&rich), 1_000);
+}
+
+#[test]
+fn idempotency_key_applies_a_post_once_and_repeats_its_answer() {
+    let (_dir, s) = shop();
+    let user = s.user(0);
+    let path = format!("/payment/add_funds/{user}/25");
+    for _ in 0..3 {
+        assert_eq!(s.post_idem(&path, b"fund-1").ok(), json!(null));
+    }
+    assert_eq!(s.credit(&user), 25);
+    // Another key applies again.
+    s.post_idem(&path, b"fund-2").ok();
+    assert_eq!(s.credit(&user), 50);
+    // A route that makes a fresh id answers the first id again.
+    let first = s.post_idem("/payment/create_user", b"signup-1").ok();
+    let again = s.post_idem("/payment/create_user", b"signup-1").ok();
+    assert_eq!(first, again);
+    assert_ne!(s.post("/payment/create_user").ok(), first);
+    // A rejection is repeated too, even once the request would now succeed.
+    let pay = format!("/payment/pay/{user}/60");
+    s.post_idem(&pay, b"pay-1").err(400);
+    s.post(&format!("/payment/add_funds/{user}/10")).ok();
+    s.post_idem(&pay, b"pay-1").err(400);
+    assert_eq!(s.credit(&user), 60);
+}
+
+#[test]
+fn concurrent_duplicates_with_one_idempotency_key_apply_once() {
+    let (_dir, s) = shop();
+    let user = s.user(0);
+    let path = format!("/payment/add_funds/{user}/10");
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| s.post_idem(&path, b"dup").status))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    assert_eq!(statuses, [200; 8]);
+    assert_eq!(s.credit(&user), 10);
+}
