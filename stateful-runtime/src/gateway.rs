@@ -64,17 +64,11 @@ impl HttpMetrics {
     }
 }
 
-/// One lock per idempotency key in flight: the engine deduplicates against completed requests
-/// only, so duplicates sent concurrently are serialised here; the second then finds the first's
-/// completion.
-type IdemLocks = Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
-
 #[derive(Clone)]
 struct Gw {
     handle: Handle,
     http: Arc<HttpMetrics>,
     ids: Arc<AtomicU64>,
-    idem_locks: IdemLocks,
 }
 
 /// Builds the gateway's router for a running engine, with `extra` routes of the app merged in.
@@ -84,7 +78,6 @@ pub fn router(handle: Handle, extra: Option<Router>) -> Router {
         http: Arc::new(HttpMetrics::default()),
         // Fresh ids for routes without a {key}: time-based prefix, then a counter.
         ids: Arc::new(AtomicU64::new(crate::engine::runtime::unix_ms() << 16)),
-        idem_locks: IdemLocks::default(),
     };
     let mut r: Router<Gw> = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -239,45 +232,6 @@ async fn run(
     idem: Option<String>,
 ) -> Response {
     let t0 = std::time::Instant::now();
-    let Some(k) = idem.clone() else {
-        return submit_and_wait(gw, lambda, handler, key, args, None, t0).await;
-    };
-    let lock = {
-        let mut locks = gw.idem_locks.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(locks.entry(k.clone()).or_default())
-    };
-    let guard = Arc::clone(&lock).lock_owned().await;
-    let resp = submit_and_wait(gw, lambda, handler, key, args, idem, t0).await;
-    // The engine can release an answer before the completion that records its key is
-    // readable; wait for it (bounded), so a retry after this answer is deduplicated.
-    if resp.status().is_success() || resp.status() == StatusCode::BAD_REQUEST {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while matches!(
-            gw.handle.store().completion_by_idempotency_key(&k),
-            Ok(None)
-        ) && std::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-    }
-    drop(guard);
-    drop(lock);
-    let mut locks = gw.idem_locks.lock().unwrap_or_else(|e| e.into_inner());
-    if locks.get(&k).is_some_and(|l| Arc::strong_count(l) == 1) {
-        locks.remove(&k);
-    }
-    resp
-}
-
-async fn submit_and_wait(
-    gw: &Gw,
-    lambda: u16,
-    handler: u16,
-    key: Vec<u8>,
-    args: Vec<u8>,
-    idem: Option<String>,
-    t0: std::time::Instant,
-) -> Response {
     let resp = match gw.handle.submit(lambda, key, handler, args, idem) {
         Err(e) => invoke_error(e),
         Ok(rx) => match rx.await {
