@@ -425,3 +425,26 @@ fn idempotency_key_returns_the_stored_response() {
     assert_eq!(first.result, after.result);
     assert_eq!(get(&h, "idem"), 5);
 }
+
+#[test]
+fn a_response_is_released_only_after_its_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = Runtime::start(app(), Config::durable(dir.path(), 2)).expect("start");
+    let h = rt.handle();
+    for i in 0..200 {
+        let (l, hd, key, args) = h
+            .prepare_json("Counter", &format!("c{}", i % 7), "add", serde_json::json!(1))
+            .expect("prepare");
+        let resp = h
+            .submit(l, key, hd, args, None)
+            .expect("submit")
+            .blocking_recv()
+            .expect("answer");
+        let stored = h.store().completion(resp.seq).expect("store readable");
+        assert!(
+            stored.is_some(),
+            "request {} was answered before its completion was committed",
+            resp.seq
+        );
+    }
+}

@@ -66,7 +66,12 @@ struct Outcome {
 /// A request: (lambda, handler, key, args) as encoded by the handle.
 type Prepared = (u16, u16, Vec<u8>, Vec<u8>);
 
-fn drive(handle: &Handle, secs: f64, conc: usize, next: &(dyn Fn(u64) -> Prepared + Sync)) -> Outcome {
+fn drive(
+    handle: &Handle,
+    secs: f64,
+    conc: usize,
+    next: &(dyn Fn(u64) -> Prepared + Sync),
+) -> Outcome {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -75,7 +80,10 @@ fn drive(handle: &Handle, secs: f64, conc: usize, next: &(dyn Fn(u64) -> Prepare
     let end = Instant::now() + warm + Duration::from_secs_f64(secs);
     let measure_from = Instant::now() + warm;
     let counter = std::sync::atomic::AtomicU64::new(0);
-    let aborts0 = handle.metrics().aborts.load(std::sync::atomic::Ordering::Relaxed);
+    let aborts0 = handle
+        .metrics()
+        .aborts
+        .load(std::sync::atomic::Ordering::Relaxed);
     let (hist, ops, errors) = rt.block_on(async {
         let mut tasks = Vec::new();
         let local = tokio::task::LocalSet::new();
@@ -85,7 +93,8 @@ fn drive(handle: &Handle, secs: f64, conc: usize, next: &(dyn Fn(u64) -> Prepare
                 for _ in 0..conc {
                     let handle = handle.clone();
                     tasks.push(async move {
-                        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("hist");
+                        let mut h =
+                            Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("hist");
                         let (mut ops, mut errors) = (0u64, 0u64);
                         loop {
                             let now = Instant::now();
@@ -129,7 +138,11 @@ fn drive(handle: &Handle, secs: f64, conc: usize, next: &(dyn Fn(u64) -> Prepare
         errors,
         secs,
         hist,
-        aborts: handle.metrics().aborts.load(std::sync::atomic::Ordering::Relaxed) - aborts0,
+        aborts: handle
+            .metrics()
+            .aborts
+            .load(std::sync::atomic::Ordering::Relaxed)
+            - aborts0,
     }
 }
 
@@ -142,8 +155,16 @@ fn start(app: App, run: &Run, dir: &tempfile::TempDir) -> Runtime {
     Runtime::start(Arc::new(app), config).expect("start")
 }
 
-fn prepared(h: &Handle, lambda: &str, key: &str, handler: &str, args: serde_json::Value) -> Prepared {
-    let (l, hd, k, a) = h.prepare_json(lambda, key, handler, args).expect("valid request");
+fn prepared(
+    h: &Handle,
+    lambda: &str,
+    key: &str,
+    handler: &str,
+    args: serde_json::Value,
+) -> Prepared {
+    let (l, hd, k, a) = h
+        .prepare_json(lambda, key, handler, args)
+        .expect("valid request");
     (l, hd, k, a)
 }
 
@@ -152,7 +173,10 @@ fn setup(h: &Handle, reqs: Vec<Prepared>) {
     for chunk in reqs.chunks(20_000) {
         let rxs: Vec<_> = chunk
             .iter()
-            .map(|(l, hd, k, a)| h.submit(*l, k.clone(), *hd, a.clone(), None).expect("admitted"))
+            .map(|(l, hd, k, a)| {
+                h.submit(*l, k.clone(), *hd, a.clone(), None)
+                    .expect("admitted")
+            })
             .collect();
         for rx in rxs {
             let r = rx.blocking_recv().expect("answered");
@@ -180,9 +204,18 @@ fn report(run: &Run, o: &Outcome) {
 }
 
 fn main() {
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let secs: f64 = std::env::var("SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0);
-    let conc: usize = std::env::var("CONC").ok().and_then(|s| s.parse().ok()).unwrap_or(64);
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let secs: f64 = std::env::var("SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5.0);
+    let conc: usize = std::env::var("CONC")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
     println!("# in-process engine benchmark: {secs} s per run after warm-up, closed loop");
     for name in ["counter", "callreply", "checkout-uniform", "checkout-hot"] {
         for workers in [1, 2] {
@@ -198,7 +231,10 @@ fn main() {
                     workers.to_string(),
                     if durable { "durable" } else { "in-memory" }.to_owned(),
                 ];
-                if !filters.iter().all(|f| words.iter().any(|w| w.starts_with(f.as_str()))) {
+                if !filters
+                    .iter()
+                    .all(|f| words.iter().any(|w| w.starts_with(f.as_str())))
+                {
                     continue;
                 }
                 let dir = tempfile::tempdir().expect("tempdir");
@@ -209,12 +245,28 @@ fn main() {
                         let keys = 10_000u64;
                         let o = if name == "counter" {
                             let reqs: Vec<Prepared> = (0..keys)
-                                .map(|k| prepared(&h, "Counter", &k.to_string(), "incr", serde_json::Value::Null))
+                                .map(|k| {
+                                    prepared(
+                                        &h,
+                                        "Counter",
+                                        &k.to_string(),
+                                        "incr",
+                                        serde_json::Value::Null,
+                                    )
+                                })
                                 .collect();
                             drive(&h, secs, conc, &|i| reqs[(i % keys) as usize].clone())
                         } else {
                             let reqs: Vec<Prepared> = (0..keys)
-                                .map(|k| prepared(&h, "Caller", &k.to_string(), "ping", json!(keys - 1 - k)))
+                                .map(|k| {
+                                    prepared(
+                                        &h,
+                                        "Caller",
+                                        &k.to_string(),
+                                        "ping",
+                                        json!(keys - 1 - k),
+                                    )
+                                })
                                 .collect();
                             drive(&h, secs, conc, &|i| reqs[(i % keys) as usize].clone())
                         };
@@ -230,15 +282,34 @@ fn main() {
                         let orders = 400_000u64;
                         let mut init = Vec::new();
                         for i in 0..items {
-                            init.push(prepared(&h, "Stock", &i.to_string(), "init", json!({"stock": 1_000_000_000, "price": 1})));
+                            init.push(prepared(
+                                &h,
+                                "Stock",
+                                &i.to_string(),
+                                "init",
+                                json!({"stock": 1_000_000_000, "price": 1}),
+                            ));
                         }
                         for u in 0..users {
-                            init.push(prepared(&h, "Payment", &u.to_string(), "init", json!({"credit": 1_000_000_000})));
+                            init.push(prepared(
+                                &h,
+                                "Payment",
+                                &u.to_string(),
+                                "init",
+                                json!({"credit": 1_000_000_000}),
+                            ));
                         }
                         for o in 0..orders {
                             let (a, b) = if hot {
                                 // Half the orders contain item 0: one hot key.
-                                (if o % 2 == 0 { 0 } else { 1 + (o * 7919) % (items - 1) }, 1 + (o * 104_729) % (items - 1))
+                                (
+                                    if o % 2 == 0 {
+                                        0
+                                    } else {
+                                        1 + (o * 7919) % (items - 1)
+                                    },
+                                    1 + (o * 104_729) % (items - 1),
+                                )
                             } else {
                                 ((o * 7919) % items, (o * 104_729 + 1) % items)
                             };
@@ -252,7 +323,15 @@ fn main() {
                         }
                         setup(&h, init);
                         let reqs: Vec<Prepared> = (0..orders)
-                            .map(|o| prepared(&h, "Order", &o.to_string(), "checkout", serde_json::Value::Null))
+                            .map(|o| {
+                                prepared(
+                                    &h,
+                                    "Order",
+                                    &o.to_string(),
+                                    "checkout",
+                                    serde_json::Value::Null,
+                                )
+                            })
                             .collect();
                         let o = drive(&h, secs, conc, &|i| reqs[(i % orders) as usize].clone());
                         drop(h);

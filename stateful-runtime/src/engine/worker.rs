@@ -403,8 +403,15 @@ fn release(
     if waiting.is_empty() {
         return;
     }
-    // Released: epochs the probe has passed (every operator committed them).
-    let done = |e: u64| probe.with_frontier(|f| f.iter().all(|t| *t > e));
+    // Every operator holds its ack capability at the commit epoch `c` it has not written yet,
+    // so the probe passing `c` means every operator committed `c`. A request of epoch `e` is
+    // durable once the commit epoch covering it, `commit_epoch_of(e)`, is passed; passing `e`
+    // alone is not enough (the probe sits at `c >= e` until `c` commits).
+    let interval = shared.config.commit_interval_ms.max(1);
+    let done = |e: u64| {
+        let c = commit_epoch_of(e, interval);
+        probe.with_frontier(|f| f.iter().all(|t| *t > c))
+    };
     let mut i = 0;
     while i < waiting.len() {
         if done(waiting[i].epoch) {
