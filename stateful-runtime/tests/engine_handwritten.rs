@@ -433,7 +433,12 @@ fn a_response_is_released_only_after_its_commit() {
     let h = rt.handle();
     for i in 0..200 {
         let (l, hd, key, args) = h
-            .prepare_json("Counter", &format!("c{}", i % 7), "add", serde_json::json!(1))
+            .prepare_json(
+                "Counter",
+                &format!("c{}", i % 7),
+                "add",
+                serde_json::json!(1),
+            )
             .expect("prepare");
         let resp = h
             .submit(l, key, hd, args, None)

@@ -574,6 +574,16 @@ impl Handle {
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         if let Some(k) = &idempotency_key {
+            // Under the lock: a completion is committed before its key leaves the map, so a
+            // duplicate sees either the running request or the stored answer, never neither.
+            let mut running = shared
+                .idempotent
+                .lock()
+                .map_err(|_| InvokeError::Log("idempotency table poisoned".into()))?;
+            if let Some(waiters) = running.get_mut(k) {
+                waiters.push(tx);
+                return Ok(rx);
+            }
             match shared.store.completion_by_idempotency_key(k) {
                 Ok(Some(done)) => {
                     let result =
@@ -588,6 +598,7 @@ impl Handle {
                 Ok(None) => {}
                 Err(e) => return Err(InvokeError::Log(e.to_string())),
             }
+            running.insert(k.clone(), Vec::new());
         }
         let admitted = self.admit(lambda, key, handler, args, idempotency_key.clone(), tx);
         if let Err(e) = admitted {
