@@ -279,7 +279,7 @@ fn main() {
                         let h = rt.handle();
                         let hot = name == "checkout-hot";
                         let (items, users) = (10_000u64, 10_000u64);
-                        let orders = 400_000u64;
+                        let orders = 150_000u64;
                         let mut init = Vec::new();
                         for i in 0..items {
                             init.push(prepared(

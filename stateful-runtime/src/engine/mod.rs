@@ -13,6 +13,7 @@
 //!   that advances epochs and releases responses once their epoch is durable.
 //! - [`runtime`]: starting, the in-process [`Handle`] to invoke handlers, shutdown.
 
+pub(crate) mod commit;
 pub(crate) mod instance;
 pub mod runtime;
 pub(crate) mod worker;

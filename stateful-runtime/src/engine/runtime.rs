@@ -190,7 +190,8 @@ pub(crate) struct Shared {
     pub app: Arc<App>,
     pub config: Config,
     pub store: Arc<dyn StateStore>,
-    pub ingress: Option<IngressLog>,
+    pub ingress: Option<Arc<IngressLog>>,
+    pub pipeline: Arc<super::commit::CommitPipeline>,
     pub metrics: Arc<Metrics>,
     pub in_flight: AtomicUsize,
     pub stopping: AtomicBool,
@@ -382,7 +383,7 @@ impl Runtime {
         if app.lambdas.is_empty() {
             return Err(StartError::Config("the app has no lambdas".into()));
         }
-        let (store, ingress): (Arc<dyn StateStore>, Option<IngressLog>) = match config.durability {
+        let (store, ingress): (Arc<dyn StateStore>, Option<Arc<IngressLog>>) = match config.durability {
             Durability::InMemory => (Arc::new(MemoryStore::new()), None),
             Durability::Durable => {
                 let dir = config.data_dir.clone().ok_or_else(|| {
@@ -399,7 +400,7 @@ impl Runtime {
                         "ingress log had a torn tail; truncated it"
                     );
                 }
-                (Arc::new(store), Some(log))
+                (Arc::new(store), Some(Arc::new(log)))
             }
         };
         let workers = config.workers;
@@ -465,12 +466,20 @@ impl Runtime {
             receivers.push(Some(rx));
         }
         let start_epoch = unix_ms().max(recovered.committed_epoch + 1);
+        let metrics = Arc::new(Metrics::default());
+        let pipeline = super::commit::CommitPipeline::start(
+            workers * app.lambdas.len(),
+            store.clone(),
+            ingress.clone(),
+            metrics.clone(),
+        );
         let shared = Arc::new(Shared {
+            pipeline,
             app,
             config: config.clone(),
             store,
             ingress,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             in_flight: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             start_epoch,
@@ -511,6 +520,7 @@ impl Runtime {
         }
         if let Some(g) = self.guards.take() {
             drop(g.join());
+            self.handle.shared.pipeline.close();
         }
     }
 }

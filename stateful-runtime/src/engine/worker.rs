@@ -35,6 +35,7 @@ use timely::dataflow::{InputHandle, ProbeHandle, Scope, Stream};
 use timely::order::Product;
 use timely::progress::frontier::MutableAntichain;
 
+use super::commit::CommitPipeline;
 use super::instance::{Cap, Effects, Env, Finished, Time, Work};
 use super::runtime::{Request, Response, Shared};
 use super::{Body, Call, LambdaRuntime, Msg, ReplyTo, Txn};
@@ -61,44 +62,29 @@ fn passed(frontiers: &[MutableAntichain<Time>], c: u64) -> bool {
         .all(|f| f.frontier().iter().all(|t| t.outer > c))
 }
 
+/// How an operator hands its snapshots to the committer thread.
 struct Committer {
-    worker: u32,
-    lambda: u16,
-    interval: u64,
-    shared: Arc<Shared>,
+    id: CommitterId,
+    idx: usize,
+    pipeline: Arc<CommitPipeline>,
+    sender: Option<std::sync::mpsc::Sender<(usize, CommitBatch)>>,
 }
 
 impl Committer {
-    fn commit(&self, rt: &mut dyn LambdaRuntime, c: u64) {
+    /// Takes the snapshot of commit epoch `c` and queues it; returns at once.
+    fn send(&self, rt: &mut dyn LambdaRuntime, c: u64) {
         let (writes, completed) = rt.snapshot(c);
-        let t0 = std::time::Instant::now();
-        if let Some(log) = &self.shared.ingress
-            && let Err(e) = log.sync()
-        {
-            fatal(&format!("cannot sync the ingress log: {e}"));
-        }
         let batch = CommitBatch {
-            committer: CommitterId {
-                worker: self.worker,
-                lambda: self.lambda,
-            },
+            committer: self.id,
             epoch: c,
             writes,
             completed,
         };
-        if let Err(e) = self.shared.store.commit(batch) {
-            fatal(&format!("cannot commit epoch {c}: {e}"));
+        let sent = self.sender.as_ref().map(|s| s.send((self.idx, batch)));
+        if !matches!(sent, Some(Ok(()))) {
+            super::commit::fatal("the committer thread is gone");
         }
-        self.shared.metrics.record_commit(t0.elapsed());
-        let _ = self.interval;
     }
-}
-
-/// Durability cannot be kept: stop the process rather than acknowledge anything more.
-fn fatal(msg: &str) -> ! {
-    tracing::error!("{msg}; stopping");
-    eprintln!("stateful: fatal: {msg}");
-    std::process::abort();
 }
 
 type Session<'a> = timely::dataflow::operators::generic::OutputBuilderSession<
@@ -157,10 +143,17 @@ fn build_operator<'s>(
     let start_epoch = env.start_epoch;
     let epoch_cell = env.epoch.clone();
     rt.init(env);
+    let address = b.operator_info().address;
+    committer
+        .pipeline
+        .register(committer.idx, scope.worker().sync_activator_for(address.to_vec()));
     b.build(move |mut caps| {
         let ack_cap: Option<Capability<Time>> = caps.pop();
         caps.clear();
         let mut hold = ack_cap;
+        // Commit epochs snapshotted and queued, not yet durable (oldest first).
+        let mut pending: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
+        let mut closed = false;
         let mut c = 0u64;
         let mut started = false;
         let mut stash: Vec<(u64, CapabilitySet<Time>, Msg)> = Vec::new();
@@ -206,20 +199,17 @@ fn build_operator<'s>(
             }
             drain_input!(in_ingress);
             drain_input!(in_fb);
-            // Commit every epoch whose inputs are complete, then run what waited for it.
-            while hold.is_some() && passed(frontiers, c) {
-                committer.commit(rt.as_mut(), c);
-                let closed = frontiers.iter().all(|f| f.frontier().is_empty());
-                if closed {
-                    hold = None;
+            // Snapshot every epoch whose inputs are complete, then run what waited for it.
+            while !closed && hold.is_some() && passed(frontiers, c) {
+                committer.send(rt.as_mut(), c);
+                pending.push_back(c);
+                if frontiers.iter().all(|f| f.frontier().is_empty()) {
+                    closed = true;
                     break;
                 }
                 let next = commit_epoch_of(min_outer(frontiers).unwrap_or(c + 1), interval)
                     .max(c + interval);
                 c = next;
-                if let Some(h) = hold.as_mut() {
-                    h.downgrade(&Product::new(c, 0));
-                }
                 if !stash.is_empty() {
                     let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut stash)
                         .into_iter()
@@ -235,6 +225,28 @@ fn build_operator<'s>(
                             &mut fx,
                             &mut out,
                         );
+                    }
+                }
+            }
+            // The hold stays at the oldest commit epoch that is not durable yet.
+            let durable = committer.pipeline.durable(committer.idx);
+            while pending.front().is_some_and(|p| *p <= durable) {
+                pending.pop_front();
+            }
+            match pending.front().copied() {
+                Some(oldest) => {
+                    if let Some(h) = hold.as_mut()
+                        && h.time().outer < oldest
+                    {
+                        h.downgrade(&Product::new(oldest, 0));
+                    }
+                }
+                None if closed => hold = None,
+                None => {
+                    if let Some(h) = hold.as_mut()
+                        && h.time().outer < c
+                    {
+                        h.downgrade(&Product::new(c, 0));
                     }
                 }
             }
@@ -283,11 +295,15 @@ pub(crate) fn run(worker: &mut timely::worker::Worker, shared: Arc<Shared>) {
                     start_epoch: shared.start_epoch,
                     metrics: shared.metrics.clone(),
                 };
+                let idx = index * lambdas + usize::from(entry.id);
                 let committer = Committer {
-                    worker: index as u32,
-                    lambda: entry.id,
-                    interval,
-                    shared: shared.clone(),
+                    id: CommitterId {
+                        worker: index as u32,
+                        lambda: entry.id,
+                    },
+                    idx,
+                    pipeline: shared.pipeline.clone(),
+                    sender: shared.pipeline.sender(),
                 };
                 let (o, a) = build_operator(
                     inner,

@@ -156,6 +156,14 @@ pub trait StateStore: Send + Sync + 'static {
     /// committed completion that used it; it is forgotten when recovery discards that
     /// completion.
     fn commit(&self, batch: CommitBatch) -> Result<(), StoreError>;
+    /// Writes several commits (each atomic, in order) and makes them all durable with one
+    /// flush: the group commit of a commit epoch's batches from every committer.
+    fn commit_group(&self, batches: Vec<CommitBatch>) -> Result<(), StoreError> {
+        for b in batches {
+            self.commit(b)?;
+        }
+        Ok(())
+    }
     /// A completed request by sequence number.
     fn completion(&self, seq: u64) -> Result<Option<Completion>, StoreError>;
     /// The completed request with this idempotency key.

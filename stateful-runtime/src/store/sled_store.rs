@@ -78,6 +78,57 @@ pub struct SledStore {
 }
 
 impl SledStore {
+    /// Writes one committer's epoch as one atomic sled batch, without flushing.
+    fn apply(&self, batch: CommitBatch) -> Result<(), StoreError> {
+        let CommitBatch {
+            committer,
+            epoch,
+            writes,
+            completed,
+        } = batch;
+        let last = self
+            .marker(committer)?
+            .ok_or(StoreError::UnknownCommitter(committer))?;
+        if epoch <= last {
+            return Err(StoreError::StaleEpoch {
+                committer,
+                epoch,
+                committed: last,
+            });
+        }
+        let mut b = sled::Batch::default();
+        let mut entry = IndexEntry::default();
+        for w in writes {
+            let k = version_key(w.lambda, w.group, &w.key, epoch)?;
+            b.insert(k.clone(), encode_value(w.value.as_deref()));
+            entry.versions.push(k);
+        }
+        let mut claimed = BTreeSet::new();
+        for c in completed {
+            if let Some(idem) = &c.idempotency_key {
+                let ik = idempotency_key(idem);
+                if !self.db.contains_key(&ik)? && claimed.insert(ik.clone()) {
+                    b.insert(ik, &c.seq.to_be_bytes());
+                }
+            }
+            let stored = StoredCompletion {
+                ok: c.ok,
+                idempotency_key: c.idempotency_key,
+                response: c.response,
+            };
+            let bytes = postcard::to_stdvec(&stored).map_err(|e| corrupt("completion", e))?;
+            b.insert(completion_key(c.seq), bytes);
+            entry.completions.push((c.seq, stored.idempotency_key));
+        }
+        if !entry.versions.is_empty() || !entry.completions.is_empty() {
+            let bytes = postcard::to_stdvec(&entry).map_err(|e| corrupt("epoch index", e))?;
+            b.insert(index_key(epoch, committer), bytes);
+        }
+        b.insert(marker_key(committer), &epoch.to_be_bytes());
+        self.db.apply_batch(b)?;
+        Ok(())
+    }
+
     /// Opens (or creates) the store in `dir`.
     ///
     /// Fails with [`StoreError::Locked`] when another process (or another open handle in this
@@ -320,52 +371,15 @@ impl StateStore for SledStore {
     }
 
     fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
-        let CommitBatch {
-            committer,
-            epoch,
-            writes,
-            completed,
-        } = batch;
-        let last = self
-            .marker(committer)?
-            .ok_or(StoreError::UnknownCommitter(committer))?;
-        if epoch <= last {
-            return Err(StoreError::StaleEpoch {
-                committer,
-                epoch,
-                committed: last,
-            });
+        self.apply(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn commit_group(&self, batches: Vec<CommitBatch>) -> Result<(), StoreError> {
+        for b in batches {
+            self.apply(b)?;
         }
-        let mut b = sled::Batch::default();
-        let mut entry = IndexEntry::default();
-        for w in writes {
-            let k = version_key(w.lambda, w.group, &w.key, epoch)?;
-            b.insert(k.clone(), encode_value(w.value.as_deref()));
-            entry.versions.push(k);
-        }
-        let mut claimed = BTreeSet::new();
-        for c in completed {
-            if let Some(idem) = &c.idempotency_key {
-                let ik = idempotency_key(idem);
-                if !self.db.contains_key(&ik)? && claimed.insert(ik.clone()) {
-                    b.insert(ik, &c.seq.to_be_bytes());
-                }
-            }
-            let stored = StoredCompletion {
-                ok: c.ok,
-                idempotency_key: c.idempotency_key,
-                response: c.response,
-            };
-            let bytes = postcard::to_stdvec(&stored).map_err(|e| corrupt("completion", e))?;
-            b.insert(completion_key(c.seq), bytes);
-            entry.completions.push((c.seq, stored.idempotency_key));
-        }
-        if !entry.versions.is_empty() || !entry.completions.is_empty() {
-            let bytes = postcard::to_stdvec(&entry).map_err(|e| corrupt("epoch index", e))?;
-            b.insert(index_key(epoch, committer), bytes);
-        }
-        b.insert(marker_key(committer), &epoch.to_be_bytes());
-        self.db.apply_batch(b)?;
         self.db.flush()?;
         Ok(())
     }
