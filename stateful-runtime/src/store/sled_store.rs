@@ -138,6 +138,9 @@ impl SledStore {
             .path(dir)
             // Every commit flushes explicitly; no background flusher thread.
             .flush_every_ms(None)
+            // sled's default page cache is 1 GiB; the engine keeps live state in memory
+            // itself, so a small cache keeps the whole service well under 1 GiB.
+            .cache_capacity(128 << 20)
             .open()
             .map_err(|e| map_open_error(e, dir))?;
         Ok(Self { db })
