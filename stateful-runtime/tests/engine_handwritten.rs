@@ -8,7 +8,7 @@ use stateful_runtime::__private::{
     self as p, DispatchError, HandlerMeta, Invocation, Lambda, RawCall,
 };
 use stateful_runtime::{
-    App, CallFuture, Config, Ctx, JsonResponse, LambdaEntry, Rejection, Runtime,
+    App, CallError, CallFuture, Config, Ctx, JsonResponse, LambdaEntry, Rejection, Runtime,
 };
 
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
@@ -452,4 +452,60 @@ fn a_response_is_released_only_after_its_commit() {
             resp.seq
         );
     }
+}
+
+#[test]
+fn overload_is_refused_with_a_clear_error_and_changes_nothing() {
+    let mut config = Config::in_memory(1);
+    config.max_in_flight = 2;
+    let rt = Runtime::start(app(), config).expect("start");
+    let h = rt.handle();
+    let (l, hd, key, args) = h
+        .prepare_json("Counter", "busy", "add", serde_json::json!(1))
+        .expect("prepare");
+    // Answers take at least one commit interval, so the first two are still in flight.
+    let a = h
+        .submit(l, key.clone(), hd, args.clone(), None)
+        .expect("admitted");
+    let b = h
+        .submit(l, key.clone(), hd, args.clone(), None)
+        .expect("admitted");
+    let refused = h.submit(l, key.clone(), hd, args.clone(), None);
+    assert!(
+        matches!(refused, Err(stateful_runtime::InvokeError::Overloaded(_))),
+        "{refused:?}"
+    );
+    a.blocking_recv().expect("answered");
+    b.blocking_recv().expect("answered");
+    assert_eq!(get(&h, "busy"), 2, "the refused request did not run");
+}
+
+#[test]
+fn undecodable_arguments_and_keys_fail_the_request_and_change_nothing() {
+    let rt = Runtime::start(app(), Config::in_memory(2)).expect("start");
+    let h = rt.handle();
+    let (l, hd, key, _) = h
+        .prepare_json("Counter", "bad", "add", serde_json::json!(1))
+        .expect("prepare");
+    let resp = h
+        .submit(l, key.clone(), hd, vec![0xff, 0xff, 0xff], None)
+        .expect("admitted")
+        .blocking_recv()
+        .expect("answered");
+    assert!(matches!(resp.result, Err(CallError::Codec(_))), "{resp:?}");
+    let resp = h
+        .submit(l, vec![0xff, 0xff, 0xff, 0xff, 0xff], hd, vec![2], None)
+        .expect("admitted")
+        .blocking_recv()
+        .expect("answered");
+    assert!(matches!(resp.result, Err(CallError::Codec(_))), "{resp:?}");
+    assert!(
+        h.submit(l, key.clone(), 99, vec![], None).is_err(),
+        "unknown handler"
+    );
+    assert!(
+        h.submit(99, key, 0, vec![], None).is_err(),
+        "unknown lambda"
+    );
+    assert_eq!(get(&h, "bad"), 0);
 }

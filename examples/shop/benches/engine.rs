@@ -285,7 +285,10 @@ fn main() {
                         let h = rt.handle();
                         let hot = name == "checkout-hot";
                         let (items, users) = (10_000u64, 10_000u64);
-                        let orders: u64 = std::env::var("ORDERS").ok().and_then(|s| s.parse().ok()).unwrap_or(300_000);
+                        let orders: u64 = std::env::var("ORDERS")
+                            .ok()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(300_000);
                         let mut init = Vec::new();
                         for i in 0..items {
                             init.push(prepared(

@@ -383,7 +383,9 @@ impl Runtime {
         if app.lambdas.is_empty() {
             return Err(StartError::Config("the app has no lambdas".into()));
         }
-        let (store, ingress): (Arc<dyn StateStore>, Option<Arc<IngressLog>>) = match config.durability {
+        let (store, ingress): (Arc<dyn StateStore>, Option<Arc<IngressLog>>) = match config
+            .durability
+        {
             Durability::InMemory => (Arc::new(MemoryStore::new()), None),
             Durability::Durable => {
                 let dir = config.data_dir.clone().ok_or_else(|| {

@@ -144,9 +144,10 @@ fn build_operator<'s>(
     let epoch_cell = env.epoch.clone();
     rt.init(env);
     let address = b.operator_info().address;
-    committer
-        .pipeline
-        .register(committer.idx, scope.worker().sync_activator_for(address.to_vec()));
+    committer.pipeline.register(
+        committer.idx,
+        scope.worker().sync_activator_for(address.to_vec()),
+    );
     b.build(move |mut caps| {
         let ack_cap: Option<Capability<Time>> = caps.pop();
         caps.clear();
