@@ -49,7 +49,7 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Print the committed state of one instance as JSON.
+    /// Print the committed state of one instance as JSON (now, or as it was at a past time).
     Inspect {
         /// Lambda name, as in the graph (e.g. Stock).
         lambda: String,
@@ -58,6 +58,23 @@ enum Command {
         /// Data directory of the service (default: ./stateful-data/<app>).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Show the state as of this commit epoch (a number, as `history` prints) or RFC 3339
+        /// time (e.g. 2026-11-26T18:00:00Z).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Print every committed version of one instance: commit epoch, time and state.
+    History {
+        /// Lambda name, as in the graph (e.g. Stock).
+        lambda: String,
+        /// The instance's key.
+        key: String,
+        /// Data directory of the service (default: ./stateful-data/<app>).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -127,7 +144,14 @@ impl Service {
                 lambda,
                 key,
                 data_dir,
-            }) => inspect(&self.app, &lambda, &key, data_dir),
+                at,
+            }) => inspect(&self.app, &lambda, &key, data_dir, at.as_deref()),
+            Some(Command::History {
+                lambda,
+                key,
+                data_dir,
+                json,
+            }) => history(&self.app, &lambda, &key, data_dir, json),
         }
     }
 
@@ -265,11 +289,29 @@ fn graph(app: &App, format: GraphFormat, output: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn inspect(app: &App, lambda: &str, key: &str, data_dir: Option<PathBuf>) -> ExitCode {
+fn inspect(
+    app: &App,
+    lambda: &str,
+    key: &str,
+    data_dir: Option<PathBuf>,
+    at: Option<&str>,
+) -> ExitCode {
     let dir = data_dir.unwrap_or_else(|| default_data_dir(app.name));
+    let at = match at.map(crate::inspect::parse_at).transpose() {
+        Ok(at) => at,
+        Err(e) => {
+            eprintln!("{}: {e}", app.name);
+            return ExitCode::from(2);
+        }
+    };
     let result = crate::engine::runtime::open_for_reading(app, &dir).and_then(|(store, groups)| {
-        crate::inspect::committed_state(app, store.as_ref(), groups, lambda, key)
-            .map_err(|e| e.to_string())
+        match at {
+            None => crate::inspect::committed_state(app, store.as_ref(), groups, lambda, key),
+            Some(epoch) => {
+                crate::inspect::state_at(app, store.as_ref(), groups, lambda, key, epoch)
+            }
+        }
+        .map_err(|e| e.to_string())
     });
     match result {
         Ok(v) => {
@@ -277,6 +319,35 @@ fn inspect(app: &App, lambda: &str, key: &str, data_dir: Option<PathBuf>) -> Exi
                 "{}",
                 serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
             );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", app.name);
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn history(app: &App, lambda: &str, key: &str, data_dir: Option<PathBuf>, json: bool) -> ExitCode {
+    let dir = data_dir.unwrap_or_else(|| default_data_dir(app.name));
+    let result = crate::engine::runtime::open_for_reading(app, &dir).and_then(|(store, groups)| {
+        crate::inspect::history(app, store.as_ref(), groups, lambda, key).map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(versions) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&versions).unwrap_or_else(|e| e.to_string())
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(versions) => {
+            if versions.is_empty() {
+                println!("{lambda} {key}: no committed version");
+            }
+            for v in versions {
+                println!("{}  {}  {}", v.epoch, v.time, v.state);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

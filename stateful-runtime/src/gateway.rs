@@ -84,6 +84,7 @@ pub fn router(handle: Handle, extra: Option<Router>) -> Router {
         .route("/metrics", get(metrics))
         .route("/graph", get(graph))
         .route("/state/{lambda}/{key}", get(state))
+        .route("/debug/history/{lambda}/{key}", get(history))
         .route("/invoke/{lambda}/{key}/{handler}", post(invoke_generic));
     let mut seen: HashSet<(String, String)> = HashSet::new();
     for entry in &handle.app().lambdas {
@@ -330,14 +331,57 @@ fn path_value(raw: &str, ty: &str) -> Value {
     serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
 }
 
-async fn state(State(gw): State<Gw>, Path((lambda, key)): Path<(String, String)>) -> Response {
-    match crate::inspect::committed_state(
+#[derive(serde::Deserialize)]
+struct AtQuery {
+    at: Option<String>,
+}
+
+async fn state(
+    State(gw): State<Gw>,
+    Path((lambda, key)): Path<(String, String)>,
+    Query(q): Query<AtQuery>,
+) -> Response {
+    if let Some(at) = q.at {
+        let epoch = match crate::inspect::parse_at(&at) {
+            Ok(e) => e,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        let r = crate::inspect::state_at(
+            gw.handle.app(),
+            gw.handle.store().as_ref(),
+            gw.handle.key_groups(),
+            &lambda,
+            &key,
+            epoch,
+        );
+        return inspected(r);
+    }
+    inspected(crate::inspect::committed_state(
         gw.handle.app(),
         gw.handle.store().as_ref(),
         gw.handle.key_groups(),
         &lambda,
         &key,
-    ) {
+    ))
+}
+
+async fn history(State(gw): State<Gw>, Path((lambda, key)): Path<(String, String)>) -> Response {
+    inspected(
+        crate::inspect::history(
+            gw.handle.app(),
+            gw.handle.store().as_ref(),
+            gw.handle.key_groups(),
+            &lambda,
+            &key,
+        )
+        .and_then(|v| {
+            serde_json::to_value(v).map_err(|e| crate::inspect::InspectError::Decode(e.to_string()))
+        }),
+    )
+}
+
+fn inspected(r: Result<Value, crate::inspect::InspectError>) -> Response {
+    match r {
         Ok(v) => (StatusCode::OK, axum::Json(v)).into_response(),
         Err(e @ crate::inspect::InspectError::UnknownLambda(_)) => error(StatusCode::NOT_FOUND, e),
         Err(e @ crate::inspect::InspectError::BadKey(_)) => error(StatusCode::BAD_REQUEST, e),

@@ -509,3 +509,51 @@ fn undecodable_arguments_and_keys_fail_the_request_and_change_nothing() {
     );
     assert_eq!(get(&h, "bad"), 0);
 }
+
+#[test]
+fn history_and_state_at_match_what_the_service_answered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = Runtime::start(app(), Config::durable(dir.path(), 2)).expect("start");
+    let h = rt.handle();
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    };
+    let before = now_ms() - 1;
+    let mut seen = Vec::new();
+    for i in 1..=6 {
+        let v = match h
+            .invoke_json_blocking("Counter", "tt", "add", serde_json::json!(i))
+            .expect("answered")
+        {
+            JsonResponse::Ok(v) => v,
+            other => panic!("{other:?}"),
+        };
+        // The answer came after its commit epoch, and the next request commits later.
+        seen.push((now_ms() - 1, v));
+    }
+    let (app, store, groups) = (h.app(), h.store().as_ref(), h.key_groups());
+    for (at, answered) in &seen {
+        let state = stateful_runtime::inspect::state_at(app, store, groups, "Counter", "tt", *at)
+            .expect("readable");
+        assert_eq!(&state["n"], answered, "state at {at}");
+    }
+    let versions =
+        stateful_runtime::inspect::history(app, store, groups, "Counter", "tt").expect("readable");
+    let values: Vec<_> = versions.iter().map(|v| v.state["n"].clone()).collect();
+    let answered: Vec<_> = seen.iter().map(|(_, v)| v.clone()).collect();
+    assert_eq!(values, answered, "one version per committed change");
+    assert!(versions.windows(2).all(|w| w[0].epoch < w[1].epoch));
+    // Before the first write there is nothing; bad input is a clear error.
+    let none = stateful_runtime::inspect::state_at(app, store, groups, "Counter", "tt", before)
+        .expect("readable");
+    assert_eq!(none, serde_json::Value::Null);
+    assert!(stateful_runtime::inspect::history(app, store, groups, "Nope", "tt").is_err());
+    assert!(stateful_runtime::inspect::parse_at("yesterday").is_err());
+    assert_eq!(
+        stateful_runtime::inspect::parse_at("1970-01-01T00:00:01Z"),
+        Ok(1000)
+    );
+}

@@ -150,6 +150,8 @@ impl Response {
 /// A request on its way to a worker.
 pub(crate) struct Request {
     pub seq: u64,
+    /// When the request was accepted (unix ms): it enters the dataflow at an epoch no earlier.
+    pub at_ms: u64,
     pub lambda: u16,
     pub key: Vec<u8>,
     pub handler: u16,
@@ -436,6 +438,7 @@ impl Runtime {
                 let w = worker_of(g, config.key_groups, workers);
                 replay[w].push(Request {
                     seq: r.seq,
+                    at_ms: 0,
                     lambda: r.lambda,
                     key: r.key,
                     handler: r.handler,
@@ -640,10 +643,11 @@ impl Handle {
             shared.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(InvokeError::Overloaded(admitted));
         }
+        let at_ms = unix_ms();
         let seq = match &shared.ingress {
             Some(log) => log
                 .append(NewRecord {
-                    timestamp_ms: unix_ms(),
+                    timestamp_ms: at_ms,
                     lambda,
                     key: key.clone(),
                     handler,
@@ -661,6 +665,7 @@ impl Handle {
         let w = worker_of(g, shared.config.key_groups, self.senders.len());
         let req = Request {
             seq,
+            at_ms,
             lambda,
             key,
             handler,

@@ -342,18 +342,28 @@ pub(crate) fn run(worker: &mut timely::worker::Worker, shared: Arc<Shared>) {
     }
     let mut waiting: Vec<Finished> = Vec::new();
     loop {
-        let mut n = 0;
-        while let Ok(req) = rx.try_recv() {
-            send_request(&mut inputs, req, &mut responders, index as u32);
-            n += 1;
-        }
+        // Advance first, so that a request enters at an epoch no earlier than its arrival:
+        // a version's commit epoch then never precedes the wall-clock time of a request it
+        // contains (what `inspect --at TIME` relies on).
         let now = super::runtime::unix_ms().max(shared.start_epoch);
         if now > epoch {
             epoch = now;
             for i in inputs.iter_mut() {
                 i.advance_to(epoch);
             }
-        } else if n > 0 {
+        }
+        let mut n = 0;
+        while let Ok(req) = rx.try_recv() {
+            if req.at_ms > epoch {
+                epoch = req.at_ms;
+                for i in inputs.iter_mut() {
+                    i.advance_to(epoch);
+                }
+            }
+            send_request(&mut inputs, req, &mut responders, index as u32);
+            n += 1;
+        }
+        if n > 0 {
             for i in inputs.iter_mut() {
                 i.flush();
             }
