@@ -413,6 +413,14 @@ async fn graph(State(gw): State<Gw>, Query(q): Query<GraphQuery>) -> Response {
     }
 }
 
+/// (name, kind, help, read) of one per-operator series.
+type OperatorSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&crate::engine::OperatorMetrics) -> u64,
+);
+
 async fn metrics(State(gw): State<Gw>) -> Response {
     use std::fmt::Write;
     let m = gw.handle.metrics();
@@ -490,6 +498,64 @@ async fn metrics(State(gw): State<Gw>) -> Response {
         let _ = writeln!(s, "# HELP {name} {help}");
         let _ = writeln!(s, "# TYPE {name} counter");
         let _ = writeln!(s, "{name} {}", v.load(Ordering::Relaxed));
+    }
+    // Per operator: one lambda on one worker.
+    let lambdas = gw.handle.app().lambdas.len().max(1);
+    let per_op: [OperatorSeries; 6] = [
+        (
+            "stateful_operator_messages_total",
+            "counter",
+            "messages handled",
+            |m| m.messages.load(Ordering::Relaxed),
+        ),
+        (
+            "stateful_operator_invocations_total",
+            "counter",
+            "handler invocations",
+            |m| m.invocations.load(Ordering::Relaxed),
+        ),
+        (
+            "stateful_operator_lock_waits_total",
+            "counter",
+            "calls that queued for a lock",
+            |m| m.lock_waits.load(Ordering::Relaxed),
+        ),
+        (
+            "stateful_operator_busy_microseconds_total",
+            "counter",
+            "time spent handling messages",
+            |m| m.busy_us.load(Ordering::Relaxed),
+        ),
+        (
+            "stateful_operator_waiting",
+            "gauge",
+            "calls waiting in lock queues",
+            |m| m.waiting.load(Ordering::Relaxed),
+        ),
+        (
+            "stateful_operator_stashed",
+            "gauge",
+            "messages held for the next commit epoch",
+            |m| m.stashed.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, get) in per_op {
+        let _ = writeln!(s, "# HELP {name} {help}");
+        let _ = writeln!(s, "# TYPE {name} {kind}");
+        for (i, om) in m.operators.iter().enumerate() {
+            let lambda = gw
+                .handle
+                .app()
+                .lambdas
+                .get(i % lambdas)
+                .map_or("?", |l| l.name);
+            let _ = writeln!(
+                s,
+                "{name}{{lambda=\"{lambda}\",worker=\"{}\"}} {}",
+                i / lambdas,
+                get(om)
+            );
+        }
     }
     let _ = writeln!(s, "# TYPE stateful_commits_total counter");
     let _ = writeln!(

@@ -213,6 +213,14 @@ fn generic_invoke_health_metrics_graph_and_state() {
     // Invocations so far: create_user, add_funds, find, init, stock/find (2xx); find_user (400).
     assert_eq!((counter("2xx"), counter("400")), (5, 1), "{}", m.body);
     assert!(m.body.contains("# TYPE stateful_commits_total counter"));
+    // Per operator (lambda × worker): the Payment handlers ran, so some worker counts them.
+    let payment_invocations: u64 = m
+        .body
+        .lines()
+        .filter(|l| l.starts_with("stateful_operator_invocations_total{lambda=\"Payment\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(payment_invocations >= 3, "{}", m.body);
 
     let g = s.get("/graph");
     assert_eq!(g.status, 200);

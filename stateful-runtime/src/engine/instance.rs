@@ -112,6 +112,14 @@ pub struct Env {
     pub start_epoch: u64,
     /// Engine counters.
     pub metrics: Arc<super::runtime::Metrics>,
+    /// Index of this operator in `metrics.operators`.
+    pub op: usize,
+}
+
+impl Env {
+    fn op_metrics(&self) -> Option<&super::runtime::OperatorMetrics> {
+        self.metrics.operators.get(self.op)
+    }
 }
 
 impl Env {
@@ -395,6 +403,9 @@ impl<L: Lambda> Instance<L> {
             Some(lock) => {
                 let holder = lock.holder;
                 self.env().metrics.lock_waits.fetch_add(1, Relaxed);
+                if let Some(m) = self.env().op_metrics() {
+                    m.lock_waits.fetch_add(1, Relaxed);
+                }
                 lock.waiters
                     .push((self.env().epoch.get(), cap.retain(), call));
                 drop(table);
@@ -431,6 +442,9 @@ impl<L: Lambda> Instance<L> {
         let id = self.next_inv;
         self.next_inv += 1;
         self.env().metrics.invocations.fetch_add(1, Relaxed);
+        if let Some(m) = self.env().op_metrics() {
+            m.invocations.fetch_add(1, Relaxed);
+        }
         let (worker, lambda) = self.me();
         let io = Rc::new(Io {
             base_scope: call.scope.clone(),
@@ -820,6 +834,16 @@ impl<L: Lambda> LambdaRuntime for Instance<L> {
                 Body::Wounded { txn } => self.on_wounded(txn, fx),
             },
         }
+    }
+
+    fn waiting(&self) -> usize {
+        self.table
+            .inner
+            .borrow()
+            .locks
+            .values()
+            .map(|l| l.waiters.len())
+            .sum()
     }
 
     fn snapshot(&mut self, epoch: u64) -> (Vec<StateWrite>, Vec<Completion>) {

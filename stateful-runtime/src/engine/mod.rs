@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::lambda::{CallError, Lambda, Outcome};
 
 pub use runtime::{
-    Config, Durability, Handle, InvokeError, JsonResponse, Metrics, Response, Runtime, StartError,
+    Config, Durability, Handle, InvokeError, JsonResponse, Metrics, OperatorMetrics, Response,
+    Runtime, StartError,
 };
 
 /// The address of one lambda instance.
@@ -136,6 +137,9 @@ pub trait LambdaRuntime {
         &mut self,
         epoch: u64,
     ) -> (Vec<crate::store::StateWrite>, Vec<crate::store::Completion>);
+    /// Calls waiting in lock queues now.
+    #[doc(hidden)]
+    fn waiting(&self) -> usize;
 }
 
 pub(crate) fn lambda_runtime<L: Lambda>() -> Box<dyn LambdaRuntime> {

@@ -177,9 +177,35 @@ pub struct Metrics {
     pub aborts: AtomicU64,
     /// `transaction!` blocks rolled back.
     pub rollbacks: AtomicU64,
+    /// Per operator (one lambda on one worker), indexed `worker * lambdas + lambda`.
+    pub operators: Vec<OperatorMetrics>,
+}
+
+/// Counters and gauges of one operator: one lambda on one worker.
+#[derive(Debug, Default)]
+pub struct OperatorMetrics {
+    /// Messages handled (calls, replies, control).
+    pub messages: AtomicU64,
+    /// Handler invocations started.
+    pub invocations: AtomicU64,
+    /// Calls that queued behind another request's lock.
+    pub lock_waits: AtomicU64,
+    /// Microseconds spent handling messages.
+    pub busy_us: AtomicU64,
+    /// Gauge: calls waiting in lock queues now.
+    pub waiting: AtomicU64,
+    /// Gauge: messages of later epochs held until the current commit epoch is snapshotted.
+    pub stashed: AtomicU64,
 }
 
 impl Metrics {
+    pub(crate) fn new(operators: usize) -> Self {
+        Metrics {
+            operators: (0..operators).map(|_| OperatorMetrics::default()).collect(),
+            ..Metrics::default()
+        }
+    }
+
     pub(crate) fn record_commit(&self, d: Duration) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.commit_us
@@ -471,7 +497,7 @@ impl Runtime {
             receivers.push(Some(rx));
         }
         let start_epoch = unix_ms().max(recovered.committed_epoch + 1);
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(workers * app.lambdas.len()));
         let pipeline = super::commit::CommitPipeline::start(
             workers * app.lambdas.len(),
             store.clone(),

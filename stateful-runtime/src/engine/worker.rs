@@ -95,8 +95,10 @@ type Session<'a> = timely::dataflow::operators::generic::OutputBuilderSession<
 
 /// Handles one unit of work, then everything it woke, sending outputs under the right
 /// capabilities.
+#[allow(clippy::too_many_arguments)]
 fn run_work(
     rt: &mut dyn LambdaRuntime,
+    messages: Option<&super::runtime::OperatorMetrics>,
     epoch_cell: &Cell<u64>,
     work: Work,
     cap: &Cap<'_>,
@@ -105,6 +107,9 @@ fn run_work(
     out: &mut Session<'_>,
 ) {
     epoch_cell.set(epoch);
+    if let Some(m) = messages {
+        m.messages.fetch_add(1, Ordering::Relaxed);
+    }
     rt.handle(work, cap, fx);
     if !fx.out.is_empty() {
         match cap {
@@ -142,6 +147,8 @@ fn build_operator<'s>(
     let interval = env.interval;
     let start_epoch = env.start_epoch;
     let epoch_cell = env.epoch.clone();
+    let metrics = env.metrics.clone();
+    let op = env.op;
     rt.init(env);
     let address = b.operator_info().address;
     committer.pipeline.register(
@@ -160,6 +167,7 @@ fn build_operator<'s>(
         let mut stash: Vec<(u64, CapabilitySet<Time>, Msg)> = Vec::new();
         let mut fx = Effects::default();
         move |frontiers| {
+            let t0 = std::time::Instant::now();
             let mut out = out.activate();
             if !started {
                 started = true;
@@ -185,6 +193,7 @@ fn build_operator<'s>(
                                 } else {
                                     run_work(
                                         rt.as_mut(),
+                                        metrics.operators.get(op),
                                         &epoch_cell,
                                         Work::Msg(msg),
                                         &Cap::Input(&cap),
@@ -219,6 +228,7 @@ fn build_operator<'s>(
                     for (epoch, caps, msg) in now {
                         run_work(
                             rt.as_mut(),
+                            metrics.operators.get(op),
                             &epoch_cell,
                             Work::Msg(msg),
                             &Cap::Held(&caps),
@@ -228,6 +238,12 @@ fn build_operator<'s>(
                         );
                     }
                 }
+            }
+            if let Some(m) = metrics.operators.get(op) {
+                m.busy_us
+                    .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+                m.stashed.store(stash.len() as u64, Ordering::Relaxed);
+                m.waiting.store(rt.waiting() as u64, Ordering::Relaxed);
             }
             // The hold stays at the oldest commit epoch that is not durable yet.
             let durable = committer.pipeline.durable(committer.idx);
@@ -295,6 +311,7 @@ pub(crate) fn run(worker: &mut timely::worker::Worker, shared: Arc<Shared>) {
                     interval,
                     start_epoch: shared.start_epoch,
                     metrics: shared.metrics.clone(),
+                    op: index * lambdas + usize::from(entry.id),
                 };
                 let idx = index * lambdas + usize::from(entry.id);
                 let committer = Committer {
