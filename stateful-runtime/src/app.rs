@@ -14,6 +14,7 @@ pub struct LambdaEntry {
     pub(crate) result_json: fn(u16, &[u8]) -> Result<serde_json::Value, DispatchError>,
     pub(crate) key_from_str: fn(&str) -> Result<Vec<u8>, DispatchError>,
     pub(crate) state_to_json: fn(&[u8]) -> Result<serde_json::Value, String>,
+    pub(crate) key_to_json: fn(&[u8]) -> serde_json::Value,
     pub(crate) runtime: fn() -> Box<dyn crate::engine::LambdaRuntime>,
 }
 
@@ -34,6 +35,13 @@ fn key_from_str<L: Lambda>(s: &str) -> Result<Vec<u8>, DispatchError> {
     Ok(crate::lambda::encode(&key))
 }
 
+fn key_to_json<L: Lambda>(bytes: &[u8]) -> serde_json::Value {
+    crate::lambda::decode::<L::Key>(bytes)
+        .ok()
+        .and_then(|k| serde_json::to_value(k).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
 fn state_to_json<L: Lambda>(bytes: &[u8]) -> Result<serde_json::Value, String> {
     let s: L::State = crate::codec::decode_state(bytes).map_err(|e| e.to_string())?;
     serde_json::to_value(s).map_err(|e| e.to_string())
@@ -50,6 +58,7 @@ impl LambdaEntry {
             result_json: L::result_json,
             key_from_str: key_from_str::<L>,
             state_to_json: state_to_json::<L>,
+            key_to_json: key_to_json::<L>,
             runtime: crate::engine::lambda_runtime::<L>,
         }
     }

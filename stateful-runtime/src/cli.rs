@@ -63,6 +63,30 @@ enum Command {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Re-run the logged requests of a data dir with this binary into a new data dir, in the
+    /// order they committed (so unchanged code reproduces every state and response).
+    Replay {
+        /// The data dir to replay.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The new data dir to create.
+        #[arg(long)]
+        into: PathBuf,
+        /// Stop after `seq:N`, `epoch:N` or an RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// List the instances whose state differs between two data dirs (a run and its replay),
+    /// and the requests whose responses differ.
+    Diff {
+        /// The original data dir.
+        old: PathBuf,
+        /// The replayed data dir.
+        new: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print every committed version of one instance: commit epoch, time and state.
     History {
         /// Lambda name, as in the graph (e.g. Stock).
@@ -146,6 +170,12 @@ impl Service {
                 data_dir,
                 at,
             }) => inspect(&self.app, &lambda, &key, data_dir, at.as_deref()),
+            Some(Command::Replay {
+                data_dir,
+                into,
+                until,
+            }) => replay(self.app, &data_dir, &into, until.as_deref()),
+            Some(Command::Diff { old, new, json }) => diff(&self.app, &old, &new, json),
             Some(Command::History {
                 lambda,
                 key,
@@ -348,6 +378,63 @@ fn history(app: &App, lambda: &str, key: &str, data_dir: Option<PathBuf>, json: 
             for v in versions {
                 println!("{}  {}  {}", v.epoch, v.time, v.state);
             }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", app.name);
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn replay(app: App, old: &Path, new: &Path, until: Option<&str>) -> ExitCode {
+    let name = app.name;
+    let until = match until.map(crate::replay::Until::parse).transpose() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match crate::replay::replay(Arc::new(app), old, new, until) {
+        Ok(r) => {
+            println!(
+                "replayed {} requests into {} ({} had never completed; {} after --until skipped)",
+                r.replayed,
+                new.display(),
+                r.never_completed,
+                r.skipped
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn diff(app: &App, old: &Path, new: &Path, json: bool) -> ExitCode {
+    match crate::replay::diff(app, old, new) {
+        Ok(d) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&d).unwrap_or_else(|e| e.to_string())
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(d) => {
+            for i in &d.instances {
+                println!("{} {}: {} -> {}", i.lambda, i.key, i.old, i.new);
+            }
+            for r in &d.responses {
+                println!("request {} {}: {} -> {}", r.seq, r.target, r.old, r.new);
+            }
+            println!(
+                "{} instances and {} responses differ",
+                d.instances.len(),
+                d.responses.len()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

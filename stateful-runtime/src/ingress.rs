@@ -119,6 +119,14 @@ pub struct IngressLog {
     inner: Mutex<Inner>,
 }
 
+/// Reads every intact record of the log at `path` without changing the file (a torn tail is
+/// ignored, not truncated): for replaying another data dir.
+pub fn read_log(path: &Path) -> Result<Vec<IngressRecord>, StoreError> {
+    let bytes = std::fs::read(path)?;
+    let (records, _) = scan(&bytes)?;
+    Ok(records)
+}
+
 impl IngressLog {
     /// Opens (or creates) the log at `path`, truncating a torn or corrupt tail.
     ///

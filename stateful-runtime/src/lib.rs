@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod ingress;
 pub mod inspect;
 pub mod lambda;
+pub mod replay;
 pub mod store;
 
 pub use app::{App, LambdaEntry};

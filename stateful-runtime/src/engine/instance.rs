@@ -114,6 +114,8 @@ pub struct Env {
     pub metrics: Arc<super::runtime::Metrics>,
     /// Index of this operator in `metrics.operators`.
     pub op: usize,
+    /// The next position in the completion order (shared by all workers).
+    pub order: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Env {
@@ -351,11 +353,13 @@ impl<L: Lambda> Instance<L> {
             Ok(o) => (o.ok, crate::lambda::encode(&result)),
             Err(_) => (false, crate::lambda::encode(&result)),
         };
+        let order = self.env().order.fetch_add(1, Relaxed);
         self.completions.push(Completion {
             seq: txn.root,
             idempotency_key: idempotency_key.clone(),
             ok,
             response,
+            order,
         });
         let env = self.env();
         env.finished.borrow_mut().push(Finished {

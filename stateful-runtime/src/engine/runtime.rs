@@ -221,6 +221,8 @@ pub(crate) struct Shared {
     pub ingress: Option<Arc<IngressLog>>,
     pub pipeline: Arc<super::commit::CommitPipeline>,
     pub metrics: Arc<Metrics>,
+    /// The next position in the completion order.
+    pub order: Arc<AtomicU64>,
     pub in_flight: AtomicUsize,
     pub stopping: AtomicBool,
     pub start_epoch: u64,
@@ -511,6 +513,9 @@ impl Runtime {
             store,
             ingress,
             metrics,
+            // Increasing across runs too: a later run starts at a later epoch, and no run
+            // completes 65,536 requests per millisecond of its lifetime.
+            order: Arc::new(AtomicU64::new(start_epoch << 16)),
             in_flight: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             start_epoch,

@@ -312,6 +312,7 @@ pub(crate) fn run(worker: &mut timely::worker::Worker, shared: Arc<Shared>) {
                     start_epoch: shared.start_epoch,
                     metrics: shared.metrics.clone(),
                     op: index * lambdas + usize::from(entry.id),
+                    order: shared.order.clone(),
                 };
                 let idx = index * lambdas + usize::from(entry.id);
                 let committer = Committer {

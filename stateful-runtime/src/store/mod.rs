@@ -58,6 +58,9 @@ pub struct Completion {
     pub ok: bool,
     /// Encoded response.
     pub response: Vec<u8>,
+    /// Position in the total order in which requests completed (a serial order consistent with
+    /// every conflict, used to replay a log exactly).
+    pub order: u64,
 }
 
 /// Everything one committer changed in one commit epoch. Written atomically.

@@ -120,6 +120,7 @@ impl Model {
                     idempotency_key: idem.map(|i| format!("idem-{i}")),
                     ok: *ok,
                     response: self.next_seq.to_le_bytes().to_vec(),
+                    order: self.next_seq,
                 }
             })
             .collect();

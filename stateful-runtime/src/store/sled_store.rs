@@ -52,6 +52,7 @@ struct StoredCompletion {
     ok: bool,
     idempotency_key: Option<String>,
     response: Vec<u8>,
+    order: u64,
 }
 
 /// [`StateStore`] on a sled database in a data dir.
@@ -115,6 +116,7 @@ impl SledStore {
                 ok: c.ok,
                 idempotency_key: c.idempotency_key,
                 response: c.response,
+                order: c.order,
             };
             let bytes = postcard::to_stdvec(&stored).map_err(|e| corrupt("completion", e))?;
             b.insert(completion_key(c.seq), bytes);
@@ -398,6 +400,7 @@ impl StateStore for SledStore {
             idempotency_key: s.idempotency_key,
             ok: s.ok,
             response: s.response,
+            order: s.order,
         }))
     }
 
