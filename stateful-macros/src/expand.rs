@@ -131,6 +131,7 @@ fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
     let metas = l.handlers.iter().map(handler_meta);
     let mut dispatch = Vec::new();
     let mut json = Vec::new();
+    let mut args_back = Vec::new();
     let mut results = Vec::new();
     let mut methods = Vec::new();
     let mut checks = Vec::new();
@@ -143,7 +144,7 @@ fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
         let hname = h.name();
         let names: Vec<_> = h.params.iter().map(|(n, _)| n).collect();
         let tys: Vec<_> = h.params.iter().map(|(_, t)| t).collect();
-        let name_strs = names.iter().map(|n| n.to_string());
+        let name_strs: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let ret = &h.ret;
         let target = match l.form {
             Form::Entity => quote!(#name::#hname),
@@ -165,6 +166,7 @@ fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
             }
         });
         json.push(quote!(#idx => #p::json_args::<(#(#tys,)*)>(json, &[#(#name_strs),*]),));
+        args_back.push(quote!(#idx => #p::args_json::<(#(#tys,)*)>(bytes, &[#(#name_strs),*]),));
         results.push(quote_spanned!(ret.span()=> #idx => ::stateful_runtime::__private::result_json::<#ret>(bytes),));
         let doc = format!("Calls `{name_str}::{hname}`.");
         methods.push(quote! {
@@ -235,6 +237,15 @@ fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
                 ) -> ::core::result::Result<::std::vec::Vec<u8>, #p::DispatchError> {
                     match handler {
                         #(#json)*
+                        _ => ::core::result::Result::Err(unknown(handler)),
+                    }
+                }
+                fn args_json(
+                    handler: u16,
+                    bytes: &[u8],
+                ) -> ::core::result::Result<#p::serde_json::Value, #p::DispatchError> {
+                    match handler {
+                        #(#args_back)*
                         _ => ::core::result::Result::Err(unknown(handler)),
                     }
                 }

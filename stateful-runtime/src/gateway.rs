@@ -85,6 +85,7 @@ pub fn router(handle: Handle, extra: Option<Router>) -> Router {
         .route("/graph", get(graph))
         .route("/state/{lambda}/{key}", get(state))
         .route("/debug/history/{lambda}/{key}", get(history))
+        .route("/debug/trace/{seq}", get(trace))
         .route("/invoke/{lambda}/{key}/{handler}", post(invoke_generic));
     let mut seen: HashSet<(String, String)> = HashSet::new();
     for entry in &handle.app().lambdas {
@@ -378,6 +379,28 @@ async fn history(State(gw): State<Gw>, Path((lambda, key)): Path<(String, String
             serde_json::to_value(v).map_err(|e| crate::inspect::InspectError::Decode(e.to_string()))
         }),
     )
+}
+
+async fn trace(State(gw): State<Gw>, Path(seq): Path<String>) -> Response {
+    let Ok(seq) = seq.parse::<u64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("`{seq}` is not a request number"),
+        );
+    };
+    match crate::inspect::trace(
+        gw.handle.app(),
+        gw.handle.store().as_ref(),
+        gw.handle.key_groups(),
+        seq,
+    ) {
+        Ok(v) => (StatusCode::OK, axum::Json(v)).into_response(),
+        Err(
+            e @ (crate::inspect::TraceError::UnknownRequest(_)
+            | crate::inspect::TraceError::NotRecorded(_)),
+        ) => error(StatusCode::NOT_FOUND, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
 }
 
 fn inspected(r: Result<Value, crate::inspect::InspectError>) -> Response {

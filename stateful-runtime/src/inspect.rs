@@ -156,3 +156,221 @@ pub fn render_svg(dot: &str) -> Result<String, String> {
     }
     String::from_utf8(out.stdout).map_err(|e| format!("dot printed non-UTF-8: {e}"))
 }
+
+/// Why a request cannot be traced.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TraceError {
+    /// No completed request has this sequence number.
+    #[error(
+        "request {0} is unknown or did not complete (see the `log` command for request numbers)"
+    )]
+    UnknownRequest(u64),
+    /// The request completed, but its call tree was not recorded.
+    #[error("request {0} completed, but no trace was recorded for it")]
+    NotRecorded(u64),
+    /// Reading failed.
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+}
+
+fn result_json(app: &App, lambda: u16, handler: u16, encoded: &[u8]) -> serde_json::Value {
+    let Some(entry) = app.lambdas.get(usize::from(lambda)) else {
+        return serde_json::Value::Null;
+    };
+    match crate::lambda::decode::<Result<crate::lambda::Outcome, crate::lambda::CallError>>(encoded)
+    {
+        Ok(Ok(o)) => (entry.result_json)(handler, &o.bytes).unwrap_or(serde_json::Value::Null),
+        Ok(Err(e)) => serde_json::json!({ "failed": e.to_string() }),
+        Err(e) => serde_json::json!({ "undecodable": e }),
+    }
+}
+
+fn node_json(
+    app: &App,
+    store: &dyn StateStore,
+    groups: u16,
+    epoch: u64,
+    n: &crate::engine::TraceNode,
+) -> Result<serde_json::Value, InspectError> {
+    let entry = app
+        .lambdas
+        .get(usize::from(n.lambda))
+        .ok_or_else(|| InspectError::UnknownLambda(n.lambda.to_string()))?;
+    let group = key_group(&n.key, groups);
+    let state = |at: u64| -> Result<serde_json::Value, InspectError> {
+        match store.get_at(entry.id, group, &n.key, at)? {
+            None => Ok(serde_json::Value::Null),
+            Some(b) => (entry.state_to_json)(&b).map_err(InspectError::Decode),
+        }
+    };
+    let children = n
+        .children
+        .iter()
+        .map(|c| node_json(app, store, groups, epoch, c))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(serde_json::json!({
+        "lambda": entry.name,
+        "key": (entry.key_to_json)(&n.key),
+        "handler": entry.handlers.get(usize::from(n.handler)).map_or("?", |h| h.name),
+        "args": (entry.args_json)(n.handler, &n.args).unwrap_or(serde_json::Value::Null),
+        "result": result_json(app, n.lambda, n.handler, &n.result),
+        "rolled_back_blocks": n.rollbacks,
+        "micros": n.micros,
+        "state_before": state(epoch.saturating_sub(1))?,
+        "state_after": state(epoch)?,
+        "calls": children,
+    }))
+}
+
+/// The recorded call tree of request `seq`: every invocation (lambda, key, handler,
+/// arguments, result), rolled-back blocks, timings, and each participant's committed state
+/// before and after the commit epoch of the request (which may include other requests of the
+/// same epoch).
+pub fn trace(
+    app: &App,
+    store: &dyn StateStore,
+    groups: u16,
+    seq: u64,
+) -> Result<serde_json::Value, TraceError> {
+    let c = store
+        .completion(seq)
+        .map_err(InspectError::from)?
+        .ok_or(TraceError::UnknownRequest(seq))?;
+    if c.trace.is_empty() {
+        return Err(TraceError::NotRecorded(seq));
+    }
+    let t: crate::engine::instance::RootTrace = crate::lambda::decode(&c.trace)
+        .map_err(|e| InspectError::Decode(format!("trace of request {seq}: {e}")))?;
+    Ok(serde_json::json!({
+        "request": seq,
+        "epoch": c.epoch,
+        "time": epoch_time(c.epoch),
+        "ok": c.ok,
+        "attempts": t.attempts,
+        "root": node_json(app, store, groups, c.epoch, &t.root)?,
+    }))
+}
+
+/// Renders a trace (as returned by [`trace`]) as an indented text tree.
+pub fn trace_text(t: &serde_json::Value) -> String {
+    fn node(out: &mut String, n: &serde_json::Value, depth: usize) {
+        use std::fmt::Write;
+        let pad = "  ".repeat(depth);
+        let _ = writeln!(
+            out,
+            "{pad}{}.{}({}) {} -> {}  [{} µs{}]",
+            n["lambda"].as_str().unwrap_or("?"),
+            n["handler"].as_str().unwrap_or("?"),
+            n["key"],
+            n["args"],
+            n["result"],
+            n["micros"],
+            match n["rolled_back_blocks"].as_u64() {
+                Some(0) | None => String::new(),
+                Some(k) => format!(", {k} transaction block(s) rolled back"),
+            }
+        );
+        let _ = writeln!(
+            out,
+            "{pad}  state: {} => {}",
+            n["state_before"], n["state_after"]
+        );
+        if let Some(calls) = n["calls"].as_array() {
+            for c in calls {
+                node(out, c, depth + 1);
+            }
+        }
+    }
+    let mut out = format!(
+        "request {} committed in epoch {} ({}), {}, {} attempt(s)\n",
+        t["request"],
+        t["epoch"],
+        t["time"].as_str().unwrap_or("?"),
+        if t["ok"].as_bool() == Some(true) {
+            "succeeded"
+        } else {
+            "rejected or failed"
+        },
+        t["attempts"]
+    );
+    node(&mut out, &t["root"], 1);
+    out
+}
+
+/// One logged request, for the `log` command.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoggedRequest {
+    /// Sequence number (what `trace` takes).
+    pub seq: u64,
+    /// When it was accepted.
+    pub time: String,
+    /// Lambda.
+    pub lambda: String,
+    /// Key.
+    pub key: serde_json::Value,
+    /// Handler.
+    pub handler: String,
+    /// Arguments.
+    pub args: serde_json::Value,
+    /// `ok`, `rejected`, `failed`, or `not completed`.
+    pub outcome: &'static str,
+}
+
+/// The logged requests of a data dir, optionally only those addressed to one lambda/key.
+pub fn log(
+    app: &App,
+    store: &dyn StateStore,
+    dir: &std::path::Path,
+    lambda: Option<&str>,
+    key: Option<&str>,
+) -> Result<Vec<LoggedRequest>, InspectError> {
+    let want = match lambda {
+        Some(l) => Some(
+            app.lambda(l)
+                .ok_or_else(|| InspectError::UnknownLambda(l.to_owned()))?,
+        ),
+        None => None,
+    };
+    let want_key = match (want, key) {
+        (Some(e), Some(k)) => {
+            Some((e.key_from_str)(k).map_err(|e| InspectError::BadKey(e.to_string()))?)
+        }
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for r in crate::ingress::read_log(&dir.join("ingress.log"))? {
+        if want.is_some_and(|e| e.id != r.lambda) || want_key.as_ref().is_some_and(|k| *k != r.key)
+        {
+            continue;
+        }
+        let Some(entry) = app.lambdas.get(usize::from(r.lambda)) else {
+            continue;
+        };
+        let outcome = match store.completion(r.seq)? {
+            None => "not completed",
+            Some(c) if c.ok => "ok",
+            Some(c) => match crate::lambda::decode::<
+                Result<crate::lambda::Outcome, crate::lambda::CallError>,
+            >(&c.response)
+            {
+                Ok(Ok(_)) => "rejected",
+                _ => "failed",
+            },
+        };
+        out.push(LoggedRequest {
+            seq: r.seq,
+            time: epoch_time(r.timestamp_ms),
+            lambda: entry.name.to_owned(),
+            key: (entry.key_to_json)(&r.key),
+            handler: entry
+                .handlers
+                .get(usize::from(r.handler))
+                .map_or("?", |h| h.name)
+                .to_owned(),
+            args: (entry.args_json)(r.handler, &r.args).unwrap_or(serde_json::Value::Null),
+            outcome,
+        });
+    }
+    Ok(out)
+}

@@ -193,6 +193,11 @@ pub trait Lambda: Sized + 'static {
     /// Converts JSON arguments (an object by parameter name, an array, or, for one parameter,
     /// the bare value) to the postcard-encoded tuple `dispatch` takes.
     fn json_args(handler: u16, json: serde_json::Value) -> Result<Vec<u8>, DispatchError>;
+    /// Converts encoded arguments back to JSON (an object by parameter name), for traces.
+    fn args_json(handler: u16, bytes: &[u8]) -> Result<serde_json::Value, DispatchError> {
+        let _ = (handler, bytes);
+        Ok(serde_json::Value::Null)
+    }
     /// Converts an encoded handler result to JSON: `Ok(value)` or `Err(error)` as JSON.
     fn result_json(handler: u16, bytes: &[u8]) -> Result<serde_json::Value, DispatchError>;
 }

@@ -88,6 +88,24 @@ pub fn json_args<A: DeserializeOwned + Serialize>(
     Ok(crate::lambda::encode(&tuple))
 }
 
+/// Converts the postcard-encoded argument tuple `A` back to JSON, by parameter name.
+pub fn args_json<A: DeserializeOwned + Serialize>(
+    bytes: &[u8],
+    names: &[&str],
+) -> Result<serde_json::Value, DispatchError> {
+    let tuple: A =
+        postcard::from_bytes(bytes).map_err(|e| DispatchError::BadArguments(e.to_string()))?;
+    let values = match serde_json::to_value(&tuple) {
+        Ok(serde_json::Value::Array(a)) => a,
+        Ok(serde_json::Value::Null) => Vec::new(),
+        Ok(other) => vec![other],
+        Err(e) => return Err(DispatchError::BadArguments(e.to_string())),
+    };
+    Ok(serde_json::Value::Object(
+        names.iter().map(|n| (*n).to_owned()).zip(values).collect(),
+    ))
+}
+
 /// Converts the encoded result of a handler to JSON (`{"Ok": ..}` or `{"Err": ..}`).
 pub fn result_json<R: HandlerResult + Serialize>(
     bytes: &[u8],

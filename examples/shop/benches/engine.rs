@@ -153,11 +153,13 @@ fn drive(
 }
 
 fn start(app: App, run: &Run, dir: &tempfile::TempDir) -> Runtime {
-    let config = if run.durable {
+    let mut config = if run.durable {
         Config::durable(dir.path(), run.workers)
     } else {
         Config::in_memory(run.workers)
     };
+    // TRACES=0 measures without recording call trees.
+    config.record_traces = std::env::var("TRACES").map_or(true, |v| v != "0");
     Runtime::start(Arc::new(app), config).expect("start")
 }
 

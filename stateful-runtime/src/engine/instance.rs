@@ -26,7 +26,7 @@ use stateful_core::keys::{KeyGroup, key_group, worker_of};
 use timely::dataflow::operators::{CapabilitySet, InputCapability};
 use timely::order::Product;
 
-use super::{Addr, Body, Call, LambdaRuntime, Msg, ReplyTo, Txn};
+use super::{Addr, Body, Call, LambdaRuntime, Msg, ReplyTo, TraceNode, Txn};
 use crate::codec;
 use crate::lambda::{CallError, Ctx, Invocation, Io, Lambda, Outcome, Reply, StateAccess};
 use crate::store::{Completion, StateStore, StateWrite};
@@ -64,6 +64,15 @@ pub enum Work {
     /// Fail a queued call (its attempt was aborted).
     #[allow(private_interfaces)]
     Fail(Call, CallError),
+}
+
+/// The recorded call tree of a request (stored with its completion).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RootTrace {
+    /// Attempts it took (more than one: it was a deadlock victim and was retried).
+    pub attempts: u32,
+    /// The root invocation.
+    pub root: TraceNode,
 }
 
 /// A response ready to be released once its epoch is durable.
@@ -116,6 +125,8 @@ pub struct Env {
     pub op: usize,
     /// The next position in the completion order (shared by all workers).
     pub order: Arc<std::sync::atomic::AtomicU64>,
+    /// Whether call trees are recorded for `trace`.
+    pub traces: bool,
 }
 
 impl Env {
@@ -179,6 +190,12 @@ struct Inv {
     participants: Vec<Addr>,
     /// Set after a panic inside a transaction block: reply with this once rolled back.
     failing: Option<CallError>,
+    /// For traces: what was called, what it called, when it started.
+    handler: u16,
+    args: Vec<u8>,
+    children: Vec<TraceNode>,
+    rollbacks: u32,
+    started: std::time::Instant,
 }
 
 struct RootRec {
@@ -271,6 +288,7 @@ impl<L: Lambda> Instance<L> {
         txn: Txn,
         result: Result<Outcome, CallError>,
         participants: Vec<Addr>,
+        trace: Option<Box<TraceNode>>,
         fx: &mut Effects,
     ) {
         match reply {
@@ -287,9 +305,10 @@ impl<L: Lambda> Instance<L> {
                     slot: *slot,
                     result,
                     participants,
+                    trace,
                 },
             }),
-            ReplyTo::Root { .. } => self.root_ended(txn, result, participants, fx),
+            ReplyTo::Root { .. } => self.root_ended(txn, result, participants, trace, fx),
         }
     }
 
@@ -298,6 +317,7 @@ impl<L: Lambda> Instance<L> {
         txn: Txn,
         result: Result<Outcome, CallError>,
         participants: Vec<Addr>,
+        trace: Option<Box<TraceNode>>,
         fx: &mut Effects,
     ) {
         let env = self.env().clone();
@@ -354,12 +374,20 @@ impl<L: Lambda> Instance<L> {
             Err(_) => (false, crate::lambda::encode(&result)),
         };
         let order = self.env().order.fetch_add(1, Relaxed);
+        let trace = trace.map(|t| {
+            crate::lambda::encode(&RootTrace {
+                attempts: txn.attempt + 1,
+                root: *t,
+            })
+        });
         self.completions.push(Completion {
             seq: txn.root,
             idempotency_key: idempotency_key.clone(),
             ok,
             response,
             order,
+            epoch: 0,
+            trace: trace.unwrap_or_default(),
         });
         let env = self.env();
         env.finished.borrow_mut().push(Finished {
@@ -373,7 +401,14 @@ impl<L: Lambda> Instance<L> {
     fn on_call(&mut self, call: Call, cap: &Cap<'_>, fx: &mut Effects) {
         let txn = call.txn;
         if self.aborted.contains_key(&(txn.root, txn.attempt)) {
-            self.reply(&call.reply, txn, Err(CallError::Aborted), Vec::new(), fx);
+            self.reply(
+                &call.reply,
+                txn,
+                Err(CallError::Aborted),
+                Vec::new(),
+                None,
+                fx,
+            );
             return;
         }
         if let ReplyTo::Root { .. } = call.reply {
@@ -388,7 +423,7 @@ impl<L: Lambda> Instance<L> {
             }
         }
         if let Err(e) = self.ensure_loaded(&call.key) {
-            self.reply(&call.reply, txn, Err(e), Vec::new(), fx);
+            self.reply(&call.reply, txn, Err(e), Vec::new(), None, fx);
             return;
         }
         let mut table = self.table.inner.borrow_mut();
@@ -438,6 +473,7 @@ impl<L: Lambda> Instance<L> {
                     call.txn,
                     Err(err),
                     vec![self.addr(&call.key)],
+                    None,
                     fx,
                 );
                 return;
@@ -472,6 +508,7 @@ impl<L: Lambda> Instance<L> {
                     call.txn,
                     Err(err),
                     vec![self.addr(&call.key)],
+                    None,
                     fx,
                 );
             }
@@ -486,6 +523,11 @@ impl<L: Lambda> Instance<L> {
                         reply: call.reply,
                         participants: Vec::new(),
                         failing: None,
+                        handler: call.handler,
+                        args: call.args,
+                        children: Vec::new(),
+                        rollbacks: 0,
+                        started: std::time::Instant::now(),
                     },
                 );
                 self.poll(id, fx);
@@ -584,6 +626,9 @@ impl<L: Lambda> Instance<L> {
         fx: &mut Effects,
     ) {
         self.env().metrics.rollbacks.fetch_add(1, Relaxed);
+        if let Some(i) = self.invs.get_mut(&inv) {
+            i.rollbacks += 1;
+        }
         parts.sort();
         parts.dedup();
         let (worker, lambda) = self.me();
@@ -615,7 +660,19 @@ impl<L: Lambda> Instance<L> {
         participants.sort();
         participants.dedup();
         drop(inv.fut);
-        self.reply(&inv.reply, inv.txn, result, participants, fx);
+        let trace = self.env().traces.then(|| {
+            Box::new(TraceNode {
+                lambda: L::ID,
+                key: inv.key.clone(),
+                handler: inv.handler,
+                args: inv.args,
+                result: crate::lambda::encode(&result),
+                rollbacks: inv.rollbacks,
+                micros: inv.started.elapsed().as_micros() as u64,
+                children: inv.children,
+            })
+        });
+        self.reply(&inv.reply, inv.txn, result, participants, trace, fx);
     }
 
     fn on_reply(
@@ -624,11 +681,15 @@ impl<L: Lambda> Instance<L> {
         slot: u32,
         result: Result<Outcome, CallError>,
         participants: Vec<Addr>,
+        trace: Option<Box<TraceNode>>,
         fx: &mut Effects,
     ) {
         let Some(i) = self.invs.get_mut(&inv) else {
             return;
         };
+        if let Some(t) = trace {
+            i.children.push(*t);
+        }
         if let Some(b) = i.io.blocks.borrow_mut().last_mut() {
             b.participants.extend(participants.iter().cloned());
         }
@@ -787,7 +848,7 @@ impl<L: Lambda> LambdaRuntime for Instance<L> {
 
     fn handle(&mut self, work: Work, cap: &Cap<'_>, fx: &mut Effects) {
         match work {
-            Work::Fail(call, e) => self.reply(&call.reply, call.txn, Err(e), Vec::new(), fx),
+            Work::Fail(call, e) => self.reply(&call.reply, call.txn, Err(e), Vec::new(), None, fx),
             Work::Msg(msg) => match msg.body {
                 Body::Call(call) => self.on_call(call, cap, fx),
                 Body::Reply {
@@ -795,7 +856,8 @@ impl<L: Lambda> LambdaRuntime for Instance<L> {
                     slot,
                     result,
                     participants,
-                } => self.on_reply(inv, slot, result, participants, fx),
+                    trace,
+                } => self.on_reply(inv, slot, result, participants, trace, fx),
                 Body::Rollback {
                     txn,
                     key,

@@ -75,6 +75,27 @@ pub(crate) struct Call {
     pub reply: ReplyTo,
 }
 
+/// One invocation of a request's call tree, as recorded for `trace`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceNode {
+    /// Lambda id.
+    pub lambda: u16,
+    /// Encoded key.
+    pub key: Vec<u8>,
+    /// Handler index.
+    pub handler: u16,
+    /// Encoded arguments.
+    pub args: Vec<u8>,
+    /// Encoded `Result<Outcome, CallError>` of the invocation.
+    pub result: Vec<u8>,
+    /// `transaction!` blocks of this invocation that were rolled back.
+    pub rollbacks: u32,
+    /// Microseconds from start to answer.
+    pub micros: u64,
+    /// The calls it made, in the order their answers arrived.
+    pub children: Vec<TraceNode>,
+}
+
 /// What travels between operators.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum Body {
@@ -84,6 +105,7 @@ pub(crate) enum Body {
         slot: u32,
         result: Result<Outcome, CallError>,
         participants: Vec<Addr>,
+        trace: Option<Box<TraceNode>>,
     },
     /// Undo the writes of `txn` at `key` made under `scope`, then ack.
     Rollback {

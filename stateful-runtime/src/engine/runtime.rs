@@ -50,6 +50,8 @@ pub struct Config {
     pub key_groups: u16,
     /// Requests admitted at once before [`InvokeError::Overloaded`].
     pub max_in_flight: usize,
+    /// Record each request's call tree with its completion (for `trace`).
+    pub record_traces: bool,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             commit_interval_ms: 5,
             key_groups: DEFAULT_KEY_GROUPS,
             max_in_flight: 100_000,
+            record_traces: true,
         }
     }
 }

@@ -313,6 +313,7 @@ pub(crate) fn run(worker: &mut timely::worker::Worker, shared: Arc<Shared>) {
                     metrics: shared.metrics.clone(),
                     op: index * lambdas + usize::from(entry.id),
                     order: shared.order.clone(),
+                    traces: shared.config.record_traces,
                 };
                 let idx = index * lambdas + usize::from(entry.id);
                 let committer = Committer {

@@ -177,7 +177,8 @@ impl StateStore for MemoryStore {
             inner.versions.insert(k.clone(), w.value);
             entry.versions.push(k);
         }
-        for c in completed {
+        for mut c in completed {
+            c.epoch = epoch;
             if let Some(idem) = &c.idempotency_key {
                 inner.idempotency.entry(idem.clone()).or_insert(c.seq);
             }

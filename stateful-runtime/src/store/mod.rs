@@ -61,6 +61,10 @@ pub struct Completion {
     /// Position in the total order in which requests completed (a serial order consistent with
     /// every conflict, used to replay a log exactly).
     pub order: u64,
+    /// The commit epoch it completed in (set by the store when read back; ignored on commit).
+    pub epoch: u64,
+    /// The encoded call tree (empty when traces are off).
+    pub trace: Vec<u8>,
 }
 
 /// Everything one committer changed in one commit epoch. Written atomically.

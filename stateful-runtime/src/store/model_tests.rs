@@ -121,6 +121,8 @@ impl Model {
                     ok: *ok,
                     response: self.next_seq.to_le_bytes().to_vec(),
                     order: self.next_seq,
+                    epoch,
+                    trace: Vec::new(),
                 }
             })
             .collect();

@@ -53,6 +53,8 @@ struct StoredCompletion {
     idempotency_key: Option<String>,
     response: Vec<u8>,
     order: u64,
+    epoch: u64,
+    trace: Vec<u8>,
 }
 
 /// [`StateStore`] on a sled database in a data dir.
@@ -117,6 +119,8 @@ impl SledStore {
                 idempotency_key: c.idempotency_key,
                 response: c.response,
                 order: c.order,
+                epoch,
+                trace: c.trace,
             };
             let bytes = postcard::to_stdvec(&stored).map_err(|e| corrupt("completion", e))?;
             b.insert(completion_key(c.seq), bytes);
@@ -401,6 +405,8 @@ impl StateStore for SledStore {
             ok: s.ok,
             response: s.response,
             order: s.order,
+            epoch: s.epoch,
+            trace: s.trace,
         }))
     }
 
