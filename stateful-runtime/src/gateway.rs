@@ -86,6 +86,7 @@ pub fn router(handle: Handle, extra: Option<Router>) -> Router {
         .route("/state/{lambda}/{key}", get(state))
         .route("/debug/history/{lambda}/{key}", get(history))
         .route("/debug/trace/{seq}", get(trace))
+        .route("/debug/log", get(request_log))
         .route("/invoke/{lambda}/{key}/{handler}", post(invoke_generic));
     let mut seen: HashSet<(String, String)> = HashSet::new();
     for entry in &handle.app().lambdas {
@@ -374,6 +375,33 @@ async fn history(State(gw): State<Gw>, Path((lambda, key)): Path<(String, String
             gw.handle.key_groups(),
             &lambda,
             &key,
+        )
+        .and_then(|v| {
+            serde_json::to_value(v).map_err(|e| crate::inspect::InspectError::Decode(e.to_string()))
+        }),
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct LogQuery {
+    lambda: Option<String>,
+    key: Option<String>,
+}
+
+async fn request_log(State(gw): State<Gw>, Query(q): Query<LogQuery>) -> Response {
+    let Some(dir) = gw.handle.data_dir() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this service runs in memory: there is no request log",
+        );
+    };
+    inspected(
+        crate::inspect::log(
+            gw.handle.app(),
+            gw.handle.store().as_ref(),
+            dir,
+            q.lambda.as_deref(),
+            q.key.as_deref(),
         )
         .and_then(|v| {
             serde_json::to_value(v).map_err(|e| crate::inspect::InspectError::Decode(e.to_string()))

@@ -581,6 +581,14 @@ impl Handle {
         &self.shared.store
     }
 
+    /// The data dir (durable runtimes only).
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        match self.shared.config.durability {
+            Durability::Durable => self.shared.config.data_dir.as_deref(),
+            Durability::InMemory => None,
+        }
+    }
+
     /// Key groups of the data dir.
     pub fn key_groups(&self) -> u16 {
         self.shared.config.key_groups
