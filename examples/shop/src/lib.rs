@@ -263,6 +263,8 @@ pub mod shop {
     impl Order {
         #[route(post, "/orders/create/{user_id}")]
         async fn create(ctx: &mut Ctx<Self>, user_id: String) -> Result<OrderCreated, ShopError> {
+            // The user must exist (an unknown id is a 4xx, and nothing is created).
+            ctx.call::<Payment>(&user_id).find().await?;
             ctx.set_state(OrderState {
                 exists: true,
                 user_id,

@@ -301,6 +301,7 @@ fn unknown_ids_are_rejected_with_a_message_and_change_nothing() {
         ("GET", "/orders/find/ghost"),
         ("POST", &format!("/orders/addItem/ghost/{item}/1")),
         ("POST", "/orders/checkout/ghost"),
+        ("POST", "/orders/create/ghost"),
     ];
     for (method, path) in cases {
         let r = if *method == "GET" {
@@ -461,9 +462,9 @@ fn checkout_is_all_or_nothing() {
         json!(false)
     );
 
-    // The user of an order does not exist: nothing is subtracted.
-    let order = s.order("nobody", &[(&a, 1)]);
-    s.post(&format!("/orders/checkout/{order}")).err(400);
+    // The user of an order does not exist: the order is not even created.
+    let msg = s.post("/orders/create/nobody").err(400);
+    assert!(msg.contains("nobody") && msg.contains("does not exist"), "{msg}");
     assert_eq!(stocks(&s), (5, 1));
 
     // With one more unit of credit the same order goes through and debits exactly.
