@@ -58,8 +58,8 @@ enum Command {
         /// Data directory of the service (default: ./stateful-data/<app>).
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Show the state as of this commit epoch (a number, as `history` prints) or RFC 3339
-        /// time (e.g. 2026-11-26T18:00:00Z).
+        /// Show the state as of this commit epoch (a number, as `history` prints), RFC 3339
+        /// time (e.g. 2026-11-26T18:00:00Z), or request (`seq:N`, right after it committed).
         #[arg(long)]
         at: Option<String>,
     },
@@ -370,22 +370,16 @@ fn inspect(
     at: Option<&str>,
 ) -> ExitCode {
     let dir = data_dir.unwrap_or_else(|| default_data_dir(app.name));
-    let at = match at.map(crate::inspect::parse_at).transpose() {
-        Ok(at) => at,
-        Err(e) => {
-            eprintln!("{}: {e}", app.name);
-            return ExitCode::from(2);
-        }
-    };
-    let result = crate::engine::runtime::open_for_reading(app, &dir).and_then(|(store, groups)| {
-        match at {
-            None => crate::inspect::committed_state(app, store.as_ref(), groups, lambda, key),
-            Some(epoch) => {
+    let result =
+        crate::engine::runtime::open_for_reading(app, &dir).and_then(|(store, groups)| match at {
+            None => crate::inspect::committed_state(app, store.as_ref(), groups, lambda, key)
+                .map_err(|e| e.to_string()),
+            Some(at) => {
+                let epoch = crate::inspect::resolve_at(store.as_ref(), at)?;
                 crate::inspect::state_at(app, store.as_ref(), groups, lambda, key, epoch)
+                    .map_err(|e| e.to_string())
             }
-        }
-        .map_err(|e| e.to_string())
-    });
+        });
     match result {
         Ok(v) => {
             println!(

@@ -214,7 +214,7 @@ fn answer(r: JsonResponse) -> Response {
         )
             .into_response(),
         JsonResponse::Failed(e) => match e {
-            CallError::Aborted => {
+            CallError::Aborted | CallError::Deadlocked(_) => {
                 let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e);
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -344,7 +344,7 @@ async fn state(
     Query(q): Query<AtQuery>,
 ) -> Response {
     if let Some(at) = q.at {
-        let epoch = match crate::inspect::parse_at(&at) {
+        let epoch = match crate::inspect::resolve_at(gw.handle.store().as_ref(), &at) {
             Ok(e) => e,
             Err(e) => return error(StatusCode::BAD_REQUEST, e),
         };

@@ -73,6 +73,19 @@ pub fn epoch_time(epoch: u64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// Resolves `--at`: `seq:N` (the commit epoch of request N) or what [`parse_at`] takes.
+pub fn resolve_at(store: &dyn StateStore, s: &str) -> Result<u64, String> {
+    if let Some(n) = s.strip_prefix("seq:") {
+        let seq: u64 = n.parse().map_err(|e| format!("`{s}`: {e}"))?;
+        return match store.completion(seq) {
+            Ok(Some(c)) => Ok(c.epoch),
+            Ok(None) => Err(format!("request {seq} is unknown or did not complete")),
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    parse_at(s)
+}
+
 /// Parses `--at`: a commit epoch (a number) or an RFC 3339 time (`2026-11-26T18:00:00Z`).
 pub fn parse_at(s: &str) -> Result<u64, String> {
     if let Ok(epoch) = s.parse::<u64>() {

@@ -68,6 +68,9 @@ pub enum CallError {
     /// Arguments or results could not be encoded or decoded.
     #[error("could not decode a message: {0}")]
     Codec(String),
+    /// The request was a deadlock victim too many times in a row and was given up.
+    #[error("gave up after {0} attempts as a deadlock victim; retry later")]
+    Deadlocked(u32),
     /// The target lambda or handler does not exist.
     #[error("no such lambda or handler: {0}")]
     NoSuchTarget(String),

@@ -173,6 +173,26 @@ pub mod chain {
             .on_failure_return(Ok("outer rolled back".to_owned()))
         }
 
+        /// Two calls in parallel inside a block: if either fails, both are undone.
+        async fn both(
+            ctx: &mut Ctx<Self>,
+            a: String,
+            b: String,
+            fail_b: bool,
+        ) -> Result<String, Rejection> {
+            let last = if fail_b { "reject" } else { "ok" }.to_owned();
+            transaction! {
+                let (x, y) = join!(
+                    ctx.call::<Cell>(&a).bump(),
+                    ctx.call::<Cell>(&b).bump_chain(Vec::new(), last)
+                );
+                x?;
+                y?;
+                Ok("both".to_owned())
+            }
+            .on_failure_return(Ok("rolled back".to_owned()))
+        }
+
         /// No block: the first call's effect stays when the second fails.
         async fn no_block(ctx: &mut Ctx<Self>, a: String, b: String) -> Result<i64, Rejection> {
             ctx.call::<Cell>(&a).bump().await?;
@@ -376,5 +396,33 @@ fn outside_a_block_a_failed_call_keeps_the_other_effects() {
         cell(&h, "b"),
         1,
         "the callee's own write before its rejection stays too"
+    );
+}
+
+#[test]
+fn parallel_calls_in_a_block_commit_together_or_not_at_all() {
+    let rt = Runtime::start(Arc::new(chain::app()), Config::in_memory(2)).expect("start");
+    let h = rt.handle();
+    let r = ok(
+        &h,
+        "Cell",
+        "root",
+        "both",
+        json!({"a": "p", "b": "q", "fail_b": false}),
+    );
+    assert_eq!(r, json!("both"));
+    assert_eq!((cell(&h, "p"), cell(&h, "q")), (1, 1));
+    let r = ok(
+        &h,
+        "Cell",
+        "root",
+        "both",
+        json!({"a": "p", "b": "q", "fail_b": true}),
+    );
+    assert_eq!(r, json!("rolled back"));
+    assert_eq!(
+        (cell(&h, "p"), cell(&h, "q")),
+        (1, 1),
+        "both calls were undone"
     );
 }

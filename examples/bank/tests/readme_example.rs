@@ -4,7 +4,10 @@
 #[test]
 fn the_readme_example_is_the_bank_example() {
     let readme = include_str!("../../../README.md");
-    let start = readme.find("```rust,ignore\n").expect("the README has the example") + 15;
+    let start = readme
+        .find("```rust,ignore\n")
+        .expect("the README has the example")
+        + 15;
     let end = start + readme[start..].find("```").expect("closed");
     let example = &readme[start..end];
     let code = include_str!("../src/main.rs");

@@ -464,7 +464,10 @@ fn checkout_is_all_or_nothing() {
 
     // The user of an order does not exist: the order is not even created.
     let msg = s.post("/orders/create/nobody").err(400);
-    assert!(msg.contains("nobody") && msg.contains("does not exist"), "{msg}");
+    assert!(
+        msg.contains("nobody") && msg.contains("does not exist"),
+        "{msg}"
+    );
     assert_eq!(stocks(&s), (5, 1));
 
     // With one more unit of credit the same order goes through and debits exactly.

@@ -116,7 +116,16 @@ fn log_trace_and_history_of_checkouts() {
         pear[0].state
     );
 
+    // `--at seq:N`: the state right after request N committed.
+    let at = stateful_runtime::inspect::resolve_at(&store, &format!("seq:{}", checkouts[0].seq))
+        .expect("a completed request");
+    assert_eq!(
+        state_at(&app, &store, groups, "Order", "o1", at).expect("at")["paid"],
+        json!(true)
+    );
+
     // Bad input.
+    assert!(stateful_runtime::inspect::resolve_at(&store, "seq:999999").is_err());
     assert!(trace(&app, &store, groups, 999_999).is_err());
     assert!(log(&app, &store, dir.path(), Some("Nope"), None).is_err());
 }

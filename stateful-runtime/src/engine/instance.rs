@@ -361,7 +361,7 @@ impl<L: Lambda> Instance<L> {
             return;
         };
         let result = if aborted {
-            Err(CallError::Aborted)
+            Err(CallError::Deadlocked(rec.attempt + 1))
         } else {
             result
         };
