@@ -268,6 +268,17 @@ impl Shop {
         )
     }
 
+    /// `POST path` with an `Idempotency-Key`, tolerating a dead service: the status, or `None`
+    /// when the connection failed (the answer is unknown).
+    pub fn try_post_idem(&self, path: &str, key: &str) -> Option<u16> {
+        self.agent
+            .post(&format!("{}{path}", self.base))
+            .header("idempotency-key", key)
+            .send_empty()
+            .ok()
+            .map(|r| r.status().as_u16())
+    }
+
     /// The committed state of one instance (`GET /state/{lambda}/{key}`).
     pub fn state(&self, lambda: &str, key: &str) -> Value {
         self.get(&format!("/state/{lambda}/{key}")).ok()
