@@ -7,12 +7,13 @@
 #![allow(missing_docs)]
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use stateful_tests::{SplitMix as Rng, http};
 
 const ACCOUNTS: usize = 8;
 const INITIAL: i64 = 1_000;
@@ -64,33 +65,6 @@ impl Drop for Service {
     }
 }
 
-/// A minimal HTTP/1.1 client: one request per connection. Returns (status, body).
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    idem: Option<&str>,
-) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let idem = idem
-        .map(|k| format!("Idempotency-Key: {k}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{idem}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    let status = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad response: {buf:?}")))?;
-    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    Ok((status, body))
-}
-
 /// Sends until an answer arrives (the service may be down for a moment).
 fn until_answered(addr: SocketAddr, method: &str, path: &str, idem: Option<&str>) -> (u16, String) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -119,18 +93,6 @@ struct Transfer {
     idem: String,
 }
 
-/// Small deterministic generator (splitmix64).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 #[test]
 fn kill9_under_concurrent_transfers_loses_nothing_and_applies_everything_once() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -153,12 +115,12 @@ fn kill9_under_concurrent_transfers_loses_nothing_and_applies_everything_once() 
         // A batch of transfers, sent by 6 threads while the service is killed at a random moment.
         let batch: Vec<Transfer> = (0..240)
             .map(|i| {
-                let from = (rng.next() % ACCOUNTS as u64) as usize;
-                let to = (from + 1 + (rng.next() % (ACCOUNTS as u64 - 1)) as usize) % ACCOUNTS;
+                let from = (rng.next_u64() % ACCOUNTS as u64) as usize;
+                let to = (from + 1 + (rng.next_u64() % (ACCOUNTS as u64 - 1)) as usize) % ACCOUNTS;
                 Transfer {
                     from,
                     to,
-                    amount: 1 + (rng.next() % 300) as i64,
+                    amount: 1 + (rng.next_u64() % 300) as i64,
                     idem: format!("r{round}-t{i}"),
                 }
             })
@@ -192,7 +154,7 @@ fn kill9_under_concurrent_transfers_loses_nothing_and_applies_everything_once() 
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(50 + rng.next() % 400));
+        std::thread::sleep(Duration::from_millis(50 + rng.next_u64() % 400));
         svc.kill9();
         for t in threads {
             t.join().expect("client thread");

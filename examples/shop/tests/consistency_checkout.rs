@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use stateful_runtime::{Config, Handle, JsonResponse, Runtime};
+use stateful_tests::SplitMix as Rng;
 
 type Req = (String, String, String, Value);
 
@@ -123,18 +124,6 @@ fn one_item_stock_100_thousand_users_credit_1() {
     }
 }
 
-/// Small deterministic generator (splitmix64).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 #[test]
 fn random_two_item_checkouts_balance_exactly() {
     for (workers, seed) in [(1, 1), (2, 2), (4, 3)] {
@@ -146,7 +135,7 @@ fn random_two_item_checkouts_balance_exactly() {
         let mut stock = Vec::new();
         let mut credit = Vec::new();
         for i in 0..items {
-            let s = 20 + (rng.next() % 40) as i64;
+            let s = 20 + (rng.next_u64() % 40) as i64;
             stock.push(s);
             setup.push(req(
                 "Stock",
@@ -156,7 +145,7 @@ fn random_two_item_checkouts_balance_exactly() {
             ));
         }
         for u in 0..users {
-            let c = (rng.next() % 60) as i64;
+            let c = (rng.next_u64() % 60) as i64;
             credit.push(c);
             setup.push(req(
                 "Payment",
@@ -167,9 +156,12 @@ fn random_two_item_checkouts_balance_exactly() {
         }
         let mut defs = Vec::new();
         for o in 0..orders {
-            let (a, b) = (rng.next() % items, rng.next() % items);
-            let (qa, qb) = (1 + (rng.next() % 3) as i64, 1 + (rng.next() % 3) as i64);
-            let u = rng.next() % users;
+            let (a, b) = (rng.next_u64() % items, rng.next_u64() % items);
+            let (qa, qb) = (
+                1 + (rng.next_u64() % 3) as i64,
+                1 + (rng.next_u64() % 3) as i64,
+            );
+            let u = rng.next_u64() % users;
             let total = qa * (1 + a as i64) + qb * (1 + b as i64);
             defs.push((a as usize, qa, b as usize, qb, u as usize, total));
             setup.push(req(
