@@ -34,11 +34,16 @@ pub fn committed_state(
     lambda: &str,
     key: &str,
 ) -> Result<serde_json::Value, InspectError> {
-    let entry = app
-        .lambda(lambda)
-        .ok_or_else(|| InspectError::UnknownLambda(lambda.to_owned()))?;
-    let key = (entry.key_from_str)(key).map_err(|e| InspectError::BadKey(e.to_string()))?;
-    match store.get(entry.id, key_group(&key, groups), &key)? {
+    let (entry, key) = entry_and_key(app, lambda, key)?;
+    state_json(entry, store.get(entry.id, key_group(&key, groups), &key)?)
+}
+
+/// A stored state value as JSON (`null` when absent).
+fn state_json(
+    entry: &crate::app::LambdaEntry,
+    value: Option<Vec<u8>>,
+) -> Result<serde_json::Value, InspectError> {
+    match value {
         None => Ok(serde_json::Value::Null),
         Some(bytes) => (entry.state_to_json)(&bytes).map_err(InspectError::Decode),
     }
@@ -112,10 +117,7 @@ pub fn history(
     let (entry, key) = entry_and_key(app, lambda, key)?;
     let mut out = Vec::new();
     for (epoch, value) in store.history(entry.id, key_group(&key, groups), &key)? {
-        let state = match value {
-            None => serde_json::Value::Null,
-            Some(bytes) => (entry.state_to_json)(&bytes).map_err(InspectError::Decode)?,
-        };
+        let state = state_json(entry, value)?;
         out.push(Version {
             epoch,
             time: epoch_time(epoch),
@@ -136,10 +138,10 @@ pub fn state_at(
     epoch: u64,
 ) -> Result<serde_json::Value, InspectError> {
     let (entry, key) = entry_and_key(app, lambda, key)?;
-    match store.get_at(entry.id, key_group(&key, groups), &key, epoch)? {
-        None => Ok(serde_json::Value::Null),
-        Some(bytes) => (entry.state_to_json)(&bytes).map_err(InspectError::Decode),
-    }
+    state_json(
+        entry,
+        store.get_at(entry.id, key_group(&key, groups), &key, epoch)?,
+    )
 }
 
 /// Renders DOT to SVG with Graphviz's `dot` program.
@@ -187,13 +189,20 @@ pub enum TraceError {
     Inspect(#[from] InspectError),
 }
 
-fn result_json(app: &App, lambda: u16, handler: u16, encoded: &[u8]) -> serde_json::Value {
+/// An encoded `Result<Outcome, CallError>` of handler `handler` of lambda `lambda` as JSON.
+pub(crate) fn result_json(
+    app: &App,
+    lambda: u16,
+    handler: u16,
+    encoded: &[u8],
+) -> serde_json::Value {
     let Some(entry) = app.lambdas.get(usize::from(lambda)) else {
         return serde_json::Value::Null;
     };
     match crate::lambda::decode::<Result<crate::lambda::Outcome, crate::lambda::CallError>>(encoded)
     {
-        Ok(Ok(o)) => (entry.result_json)(handler, &o.bytes).unwrap_or(serde_json::Value::Null),
+        Ok(Ok(o)) => (entry.result_json)(handler, &o.bytes)
+            .unwrap_or_else(|e| serde_json::json!({ "undecodable": e.to_string() })),
         Ok(Err(e)) => serde_json::json!({ "failed": e.to_string() }),
         Err(e) => serde_json::json!({ "undecodable": e }),
     }
@@ -211,12 +220,7 @@ fn node_json(
         .get(usize::from(n.lambda))
         .ok_or_else(|| InspectError::UnknownLambda(n.lambda.to_string()))?;
     let group = key_group(&n.key, groups);
-    let state = |at: u64| -> Result<serde_json::Value, InspectError> {
-        match store.get_at(entry.id, group, &n.key, at)? {
-            None => Ok(serde_json::Value::Null),
-            Some(b) => (entry.state_to_json)(&b).map_err(InspectError::Decode),
-        }
-    };
+    let state = |at: u64| state_json(entry, store.get_at(entry.id, group, &n.key, at)?);
     let children = n
         .children
         .iter()

@@ -180,18 +180,6 @@ pub struct DiffReport {
     pub responses: Vec<ResponseDiff>,
 }
 
-fn response_json(app: &App, lambda: u16, handler: u16, bytes: &[u8]) -> serde_json::Value {
-    let Some(entry) = app.lambdas.get(usize::from(lambda)) else {
-        return serde_json::Value::Null;
-    };
-    match crate::lambda::decode::<Result<crate::lambda::Outcome, crate::lambda::CallError>>(bytes) {
-        Ok(Ok(outcome)) => (entry.result_json)(handler, &outcome.bytes)
-            .unwrap_or_else(|e| serde_json::json!({ "undecodable": e.to_string() })),
-        Ok(Err(e)) => serde_json::json!({ "failed": e.to_string() }),
-        Err(e) => serde_json::json!({ "undecodable": e }),
-    }
-}
-
 /// Compares the committed state of every instance and the response of every request of `old`
 /// with `new` (a replay of it).
 pub fn diff(app: &App, old: &Path, new: &Path) -> Result<DiffReport, ReplayError> {
@@ -225,9 +213,9 @@ pub fn diff(app: &App, old: &Path, new: &Path) -> Result<DiffReport, ReplayError
             continue;
         };
         let now = b.completion_by_idempotency_key(&replay_key(r.seq))?;
-        let old_json = response_json(app, r.lambda, r.handler, &was.response);
+        let old_json = crate::inspect::result_json(app, r.lambda, r.handler, &was.response);
         let new_json = now.map_or(serde_json::Value::Null, |c| {
-            response_json(app, r.lambda, r.handler, &c.response)
+            crate::inspect::result_json(app, r.lambda, r.handler, &c.response)
         });
         if old_json != new_json {
             let entry = app.lambdas.get(usize::from(r.lambda));

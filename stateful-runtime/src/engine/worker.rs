@@ -454,10 +454,9 @@ fn release(
     // durable once the commit epoch covering it, `commit_epoch_of(e)`, is passed; passing `e`
     // alone is not enough (the probe sits at `c >= e` until `c` commits).
     let interval = shared.config.commit_interval_ms.max(1);
-    let done = |e: u64| {
-        let c = commit_epoch_of(e, interval);
-        probe.with_frontier(|f| f.iter().all(|t| *t > c))
-    };
+    // Read the frontier once (`None`: empty, everything committed).
+    let frontier = probe.with_frontier(|f| f.iter().min().copied());
+    let done = |e: u64| frontier.is_none_or(|t| t > commit_epoch_of(e, interval));
     let mut i = 0;
     while i < waiting.len() {
         if done(waiting[i].epoch) {
