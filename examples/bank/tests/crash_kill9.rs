@@ -43,9 +43,14 @@ impl Service {
             .stderr(Stdio::null())
             .spawn()
             .expect("bank starts");
-        let s = Service { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http(s.addr, "GET", "/healthz", None).is_err() {
+        let mut s = Service { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // A 200 from /healthz while our child is alive: a bare connect could reach another
+        // listener, or the port could be taken and the child gone.
+        while !matches!(http(s.addr, "GET", "/healthz", None), Ok((200, _))) {
+            if let Some(status) = s.child.try_wait().expect("try_wait") {
+                panic!("bank exited before listening: {status}");
+            }
             assert!(Instant::now() < deadline, "service did not come up");
             std::thread::sleep(Duration::from_millis(20));
         }

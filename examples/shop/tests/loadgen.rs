@@ -1,56 +1,17 @@
 //! End-to-end test of `loadgen` against a real `shop` service.
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Command, Output};
+
+use common::TestDir;
 
 const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
-const SHOP: &str = env!("CARGO_BIN_EXE_shop");
-
-/// The service, killed when dropped.
-struct Shop {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Shop {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local address").port()
-}
-
-fn start_shop() -> Shop {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let child = Command::new(SHOP)
-        .args(["--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--workers", "2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the shop");
-    let shop = Shop {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the shop did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    shop
 }
 
 fn loadgen(args: &[&str]) -> Output {
@@ -69,8 +30,11 @@ fn loadgen(args: &[&str]) -> Output {
 
 #[test]
 fn prepare_run_checkout_and_verify() {
-    let shop = start_shop();
-    let url = shop.url.as_str();
+    // Waits for `/healthz` to answer 200 from the child it started (a bare TCP connect can
+    // succeed against another listener, or by a loopback self-connect, before the shop binds).
+    let mut test_dir = TestDir::new();
+    let shop = test_dir.start();
+    let url = shop.base();
     let out = loadgen(&[
         "prepare", "--users", "200", "--items", "200", "--orders", "400", "--url", url,
     ]);
