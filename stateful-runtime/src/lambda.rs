@@ -276,6 +276,8 @@ pub(crate) struct Io {
     pub aborted: Cell<bool>,
     /// Set when the handler panicked: its unflushed changes are dropped.
     pub failed: Cell<bool>,
+    /// Sequence number of the request this invocation works for (names the writer of state).
+    pub root: u64,
 }
 
 impl Io {
@@ -297,8 +299,9 @@ impl Io {
 pub(crate) trait StateAccess<S> {
     /// The current value (default when absent).
     fn load(&self, key: &[u8]) -> S;
-    /// Stores a new value written under `scope` (recorded in the root's undo log).
-    fn store(&self, key: &[u8], value: S, scope: &[u64]);
+    /// Stores a new value written under `scope` (recorded in the root's undo log) by
+    /// request `root`.
+    fn store(&self, key: &[u8], value: S, scope: &[u64], root: u64);
 }
 
 /// The context of one invocation: its key, its state, and calls to other lambdas.
@@ -368,7 +371,8 @@ impl<L: Lambda> Ctx<L> {
     pub(crate) fn flush(&self) {
         if self.dirty.get() {
             let value = self.state.borrow().clone();
-            self.table.store(&self.key_bytes, value, &self.io.scope());
+            self.table
+                .store(&self.key_bytes, value, &self.io.scope(), self.io.root);
             self.dirty.set(false);
         }
     }

@@ -14,7 +14,7 @@
 //! only ever waits for an older one (wound-wait on the ingress sequence number).
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
@@ -152,7 +152,8 @@ struct Lock<S> {
 struct TableInner<S> {
     values: HashMap<Vec<u8>, S>,
     locks: HashMap<Vec<u8>, Lock<S>>,
-    dirty: HashSet<Vec<u8>>,
+    /// Keys changed in the current epoch, with the requests (seqs) that wrote them.
+    dirty: HashMap<Vec<u8>, Vec<u64>>,
 }
 
 /// The state table of one lambda on one worker (shared with the contexts of its invocations).
@@ -170,14 +171,17 @@ impl<S: crate::lambda::State> StateAccess<S> for Table<S> {
             .unwrap_or_default()
     }
 
-    fn store(&self, key: &[u8], value: S, scope: &[u64]) {
+    fn store(&self, key: &[u8], value: S, scope: &[u64], root: u64) {
         let mut t = self.inner.borrow_mut();
         let t = &mut *t;
         let old = t.values.insert(key.to_vec(), value);
         if let Some(lock) = t.locks.get_mut(key) {
             lock.undo.push((scope.to_vec(), old));
         }
-        t.dirty.insert(key.to_vec());
+        let writers = t.dirty.entry(key.to_vec()).or_default();
+        if !writers.contains(&root) {
+            writers.push(root);
+        }
     }
 }
 
@@ -229,7 +233,7 @@ impl<L: Lambda> Instance<L> {
                 inner: RefCell::new(TableInner {
                     values: HashMap::new(),
                     locks: HashMap::new(),
-                    dirty: HashSet::new(),
+                    dirty: HashMap::new(),
                 }),
             }),
             invs: HashMap::new(),
@@ -488,6 +492,7 @@ impl<L: Lambda> Instance<L> {
         let (worker, lambda) = self.me();
         let io = Rc::new(Io {
             base_scope: call.scope.clone(),
+            root: call.txn.root,
             next_block: std::cell::Cell::new(
                 (u64::from(worker) << 56) ^ (u64::from(lambda) << 48) ^ (id << 16),
             ),
@@ -724,8 +729,14 @@ impl<L: Lambda> Instance<L> {
                         t.values.remove(key);
                     }
                 }
-                t.dirty.insert(key.to_vec());
+                t.dirty.entry(key.to_vec()).or_default();
             }
+        }
+        // A whole attempt rolled back: it wrote nothing that stays.
+        if scope.is_empty()
+            && let Some(writers) = t.dirty.get_mut(key)
+        {
+            writers.retain(|w| *w != txn.root);
         }
         // Keep the cached value present (default) so that later loads do not hit the store
         // for a value that is being rolled back to "absent".
@@ -917,13 +928,14 @@ impl<L: Lambda> LambdaRuntime for Instance<L> {
         let mut t = self.table.inner.borrow_mut();
         let t = &mut *t;
         let mut writes = Vec::with_capacity(t.dirty.len());
-        for key in t.dirty.drain() {
+        for (key, writers) in t.dirty.drain() {
             let value = t.values.get(&key).map(codec::encode_state);
             writes.push(StateWrite {
                 lambda: L::ID,
                 group: key_group(&key, env.groups),
                 key,
                 value,
+                writers,
             });
         }
         self.aborted.retain(|_, e| *e > epoch);

@@ -27,6 +27,7 @@ fn writes(lambda: u16, epoch: u64) -> Vec<StateWrite> {
             group: (i % 4) as u16,
             key: i.to_be_bytes().to_vec(),
             value: Some(epoch.to_be_bytes().to_vec()),
+            writers: vec![epoch],
         })
         .collect()
 }

@@ -7,6 +7,8 @@
 //!   index        (epoch, committer) -> what that commit wrote
 //!   completions  seq -> Completion
 //!   idempotency  key -> seq
+//!   writers      (lambda, group, key, epoch) -> seqs of the requests that wrote it
+//!   horizon      how far back history reaches (see `compact`)
 //! ```
 //!
 //! Nothing survives the process; "recovery" on the same instance behaves like a restart of
@@ -17,7 +19,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use stateful_core::keys::KeyGroup;
 
-use super::{CommitBatch, CommitterId, Completion, Recovered, StateStore, StoreError, Version};
+use super::{
+    CommitBatch, CommitterId, Compacted, Completion, Horizon, Recovered, StateStore, StoreError,
+    Version,
+};
 
 type VersionKey = (u16, KeyGroup, Vec<u8>, u64);
 
@@ -34,6 +39,8 @@ struct Inner {
     index: BTreeMap<(u64, CommitterId), IndexEntry>,
     completions: BTreeMap<u64, Completion>,
     idempotency: BTreeMap<String, u64>,
+    writers: BTreeMap<VersionKey, Vec<u64>>,
+    horizon: Horizon,
     app: Option<String>,
 }
 
@@ -105,6 +112,7 @@ impl StateStore for MemoryStore {
         }
         let mut discarded_versions = 0;
         for v in versions {
+            inner.writers.remove(&v);
             if inner.versions.remove(&v).is_some() {
                 discarded_versions += 1;
             }
@@ -120,6 +128,103 @@ impl StateStore for MemoryStore {
         self.get_at(lambda, group, key, u64::MAX)
     }
 
+    fn writers(
+        &self,
+        lambda: u16,
+        group: KeyGroup,
+        key: &[u8],
+        epoch: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        Ok(self
+            .lock()
+            .writers
+            .get(&(lambda, group, key.to_vec(), epoch))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn horizon(&self) -> Result<Horizon, StoreError> {
+        Ok(self.lock().horizon)
+    }
+
+    fn compact(&self, up_to: u64) -> Result<Compacted, StoreError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let old = inner.horizon;
+        let Some(committed) = inner.markers.values().copied().min() else {
+            return Ok(Compacted {
+                horizon: old,
+                ..Compacted::default()
+            });
+        };
+        let h = up_to.min(committed);
+        let mut done = Compacted {
+            horizon: old,
+            ..Compacted::default()
+        };
+        if h <= old.epoch {
+            return Ok(done);
+        }
+        // Every index entry up to the horizon: each of its versions supersedes every older
+        // version of the same instance (the survivors of earlier compactions among them).
+        let start = (
+            h + 1,
+            CommitterId {
+                worker: 0,
+                lambda: 0,
+            },
+        );
+        let kept = inner.index.split_off(&start);
+        let old_entries = std::mem::replace(&mut inner.index, kept);
+        for ((entry_epoch, committer), entry) in old_entries {
+            for k in entry.versions.clone() {
+                let (l, g, key, _) = &k;
+                let older: Vec<VersionKey> = inner
+                    .versions
+                    .range((*l, *g, key.clone(), 0)..k.clone())
+                    .map(|(v, _)| v.clone())
+                    .collect();
+                for v in older {
+                    inner.versions.remove(&v);
+                    inner.writers.remove(&v);
+                    done.versions += 1;
+                }
+                if entry_epoch < h {
+                    inner.writers.remove(&k);
+                }
+            }
+            // An entry at the horizon itself stays (its writers and completions are still in
+            // reach), so that the next compaction finds it again.
+            if entry_epoch == h {
+                inner.index.insert((entry_epoch, committer), entry);
+                continue;
+            }
+            for (seq, _) in entry.completions {
+                if let Some(c) = inner.completions.get_mut(&seq) {
+                    c.trace = Vec::new();
+                    if c.idempotency_key.is_none() {
+                        c.response = Vec::new();
+                    }
+                    done.stripped += 1;
+                }
+            }
+        }
+        let mut below = old.complete_below_seq;
+        while let Some(c) = inner.completions.get(&below).filter(|c| c.epoch < h) {
+            if c.idempotency_key.is_none() {
+                inner.completions.remove(&below);
+                done.completions += 1;
+            }
+            below += 1;
+        }
+        inner.horizon = Horizon {
+            epoch: h,
+            complete_below_seq: below,
+        };
+        done.horizon = inner.horizon;
+        Ok(done)
+    }
+
     fn get_at(
         &self,
         lambda: u16,
@@ -128,6 +233,12 @@ impl StateStore for MemoryStore {
         epoch: u64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let inner = self.lock();
+        if epoch < inner.horizon.epoch {
+            return Err(StoreError::Compacted {
+                asked: epoch,
+                horizon: inner.horizon.epoch,
+            });
+        }
         Ok(inner
             .versions
             .range(instance_range(lambda, group, key, epoch))
@@ -174,6 +285,9 @@ impl StateStore for MemoryStore {
         let mut entry = IndexEntry::default();
         for w in writes {
             let k = (w.lambda, w.group, w.key, epoch);
+            if !w.writers.is_empty() {
+                inner.writers.insert(k.clone(), w.writers);
+            }
             inner.versions.insert(k.clone(), w.value);
             entry.versions.push(k);
         }

@@ -45,6 +45,8 @@ pub struct StateWrite {
     pub key: Vec<u8>,
     /// New encoded value (see `crate::codec`), `None` to delete.
     pub value: Option<Vec<u8>>,
+    /// Sequence numbers of the requests that changed it in this epoch (for `history`).
+    pub writers: Vec<u64>,
 }
 
 /// A request that completed in a commit epoch, with its response.
@@ -92,6 +94,41 @@ pub struct Recovered {
     pub discarded_versions: u64,
 }
 
+/// How far back history reaches after compaction (see [`StateStore::compact`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Horizon {
+    /// The oldest epoch whose state can still be read; 0 when nothing was compacted.
+    /// [`StateStore::get_at`] before it fails with [`StoreError::Compacted`].
+    pub epoch: u64,
+    /// Every request with a smaller sequence number has completed, and those without an
+    /// idempotency key are forgotten: recovery reads the ingress log from here.
+    pub complete_below_seq: u64,
+}
+
+impl Default for Horizon {
+    fn default() -> Self {
+        Horizon {
+            epoch: 0,
+            complete_below_seq: 1,
+        }
+    }
+}
+
+/// What one compaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compacted {
+    /// The horizon after it.
+    pub horizon: Horizon,
+    /// Superseded state versions deleted.
+    pub versions: u64,
+    /// Completion records deleted (requests below the new `complete_below_seq` without an
+    /// idempotency key).
+    pub completions: u64,
+    /// Traces and responses dropped from completion records that stay (for idempotency or
+    /// recovery).
+    pub stripped: u64,
+}
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -131,6 +168,18 @@ pub enum StoreError {
         epoch: u64,
         /// The committer's last committed epoch.
         committed: u64,
+    },
+    /// History before the retention horizon was compacted away.
+    #[error(
+        "history before epoch {horizon} ({}) was compacted by the retention setting; epoch {asked} ({}) is out of reach",
+        crate::inspect::epoch_time(*.horizon),
+        crate::inspect::epoch_time(*.asked)
+    )]
+    Compacted {
+        /// The epoch asked for.
+        asked: u64,
+        /// The oldest readable epoch.
+        horizon: u64,
     },
     /// A key is longer than the layout can store (`u32::MAX` bytes).
     #[error("key of {0} bytes is too long")]
@@ -180,6 +229,28 @@ pub trait StateStore: Send + Sync + 'static {
     /// Sequence numbers `>= from_seq` of every committed completion, ascending: recovery
     /// replays the logged requests that are not among them.
     fn completed_seqs_from(&self, from_seq: u64) -> Result<Vec<u64>, StoreError>;
+    /// The requests (seqs) that wrote the version of an instance committed at `epoch`
+    /// (empty when unknown: before the horizon, or written before this was recorded).
+    fn writers(
+        &self,
+        lambda: u16,
+        group: KeyGroup,
+        key: &[u8],
+        epoch: u64,
+    ) -> Result<Vec<u64>, StoreError>;
+    /// How far back history reaches.
+    fn horizon(&self) -> Result<Horizon, StoreError>;
+    /// Compacts history before `up_to` (clamped to the last epoch every committer of this
+    /// run committed): deletes every state version that no read at or after the new horizon
+    /// can see, the traces and responses of requests completed before it (responses of
+    /// requests with an idempotency key stay, so that retries still get them), and the
+    /// completion records of requests below the new `complete_below_seq`. Reads before the
+    /// horizon then fail with [`StoreError::Compacted`].
+    fn compact(&self, up_to: u64) -> Result<Compacted, StoreError>;
+    /// Bytes the store takes on disk (0 in memory).
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
     /// Records `app_name` in a new data dir; fails with [`StoreError::WrongApp`] when the
     /// dir belongs to another app.
     fn check_app(&self, app_name: &str) -> Result<(), StoreError>;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use proptest::prelude::*;
 
 use super::{
-    CommitBatch, CommitterId, Completion, MemoryStore, Recovered, SledStore, StateStore,
+    CommitBatch, CommitterId, Completion, Horizon, MemoryStore, Recovered, SledStore, StateStore,
     StateWrite, StoreError,
 };
 
@@ -50,6 +50,8 @@ enum Op {
         delta: u64,
         commits: Vec<Option<(Vec<Write>, Vec<Done>)>>,
     },
+    /// Compact history up to `max marker - back`.
+    Compact { back: u64 },
 }
 
 fn write() -> impl Strategy<Value = Write> {
@@ -78,6 +80,7 @@ fn op() -> impl Strategy<Value = Op> {
             proptest::collection::vec(proptest::option::of((writes(), dones())), COMMITTERS.len()),
         )
             .prop_map(|(delta, commits)| Op::PartialEpoch { delta, commits }),
+        1 => (0..4u64).prop_map(|back| Op::Compact { back }),
     ]
 }
 
@@ -92,6 +95,9 @@ struct Model {
     idempotency: BTreeMap<String, u64>,
     markers: BTreeMap<CommitterId, u64>,
     next_seq: u64,
+    /// Writers of each version still recorded.
+    writers: BTreeMap<(Instance, u64), Vec<u64>>,
+    horizon: Horizon,
 }
 
 impl Model {
@@ -109,6 +115,7 @@ impl Model {
                 group: *group,
                 key: vec![b'k'; usize::from(*key)],
                 value: value.clone(),
+                writers: vec![u64::from(*key)],
             })
             .collect();
         let completed = done
@@ -136,8 +143,11 @@ impl Model {
 
     fn commit(&mut self, batch: &CommitBatch) {
         for w in &batch.writes {
+            let instance = (w.lambda, w.group, w.key.clone());
+            self.writers
+                .insert((instance.clone(), batch.epoch), w.writers.clone());
             self.versions
-                .entry((w.lambda, w.group, w.key.clone()))
+                .entry(instance)
                 .or_default()
                 .insert(batch.epoch, w.value.clone());
         }
@@ -158,6 +168,7 @@ impl Model {
             discarded_versions += later.len() as u64;
         }
         self.versions.retain(|_, v| !v.is_empty());
+        self.writers.retain(|(_, e), _| *e <= committed);
         self.completions.retain(|_, (epoch, _)| *epoch <= committed);
         let completions = &self.completions;
         self.idempotency
@@ -167,6 +178,46 @@ impl Model {
             committed_epoch: committed,
             discarded_versions,
         }
+    }
+
+    fn compact(&mut self, up_to: u64) -> Horizon {
+        let Some(committed) = self.markers.values().copied().min() else {
+            return self.horizon;
+        };
+        let h = up_to.min(committed);
+        if h <= self.horizon.epoch {
+            return self.horizon;
+        }
+        for versions in self.versions.values_mut() {
+            // Keep the latest version at or before h and everything after it.
+            if let Some((&keep, _)) = versions.range(..=h).next_back() {
+                versions.retain(|e, _| *e >= keep);
+            }
+        }
+        self.writers.retain(|(_, e), _| *e >= h);
+        for (epoch, c) in self.completions.values_mut() {
+            if *epoch < h {
+                c.trace.clear();
+                if c.idempotency_key.is_none() {
+                    c.response.clear();
+                }
+            }
+        }
+        let mut below = self.horizon.complete_below_seq;
+        while let Some((epoch, c)) = self.completions.get(&below) {
+            if *epoch >= h {
+                break;
+            }
+            if c.idempotency_key.is_none() {
+                self.completions.remove(&below);
+            }
+            below += 1;
+        }
+        self.horizon = Horizon {
+            epoch: h,
+            complete_below_seq: below,
+        };
+        self.horizon
     }
 
     fn get_at(&self, instance: &Instance, epoch: u64) -> Option<Vec<u8>> {
@@ -252,10 +303,36 @@ fn check(store: &dyn StateStore, model: &Model) -> Result<(), TestCaseError> {
                     epochs.extend([e - 1, *e, e + 1]);
                 }
                 for e in epochs {
+                    if e < model.horizon.epoch {
+                        prop_assert!(
+                            matches!(
+                                store.get_at(lambda, group, k, e),
+                                Err(StoreError::Compacted { asked, horizon })
+                                    if asked == e && horizon == model.horizon.epoch
+                            ),
+                            "get_at {:?} {} before the horizon",
+                            instance,
+                            e
+                        );
+                        continue;
+                    }
                     prop_assert_eq!(
                         store.get_at(lambda, group, k, e)?,
                         model.get_at(&instance, e),
                         "get_at {:?} {}",
+                        instance,
+                        e
+                    );
+                }
+                for (e, _) in &history {
+                    prop_assert_eq!(
+                        store.writers(lambda, group, k, *e)?,
+                        model
+                            .writers
+                            .get(&(instance.clone(), *e))
+                            .cloned()
+                            .unwrap_or_default(),
+                        "writers {:?} {}",
                         instance,
                         e
                     );
@@ -291,6 +368,7 @@ fn check(store: &dyn StateStore, model: &Model) -> Result<(), TestCaseError> {
         let seqs: Vec<u64> = model.completions.range(from..).map(|(s, _)| *s).collect();
         prop_assert_eq!(store.completed_seqs_from(from)?, seqs);
     }
+    prop_assert_eq!(store.horizon()?, model.horizon);
     Ok(())
 }
 
@@ -310,6 +388,12 @@ fn run(harness: &mut dyn Harness, ops: &[Op]) -> Result<(), TestCaseError> {
                 let batch = model.batch(committer, epoch, writes, completed);
                 harness.store().commit(batch.clone())?;
                 model.commit(&batch);
+            }
+            Op::Compact { back } => {
+                let max = model.markers.values().copied().max().unwrap_or(0);
+                let up_to = max.saturating_sub(*back);
+                let done = harness.store().compact(up_to)?;
+                prop_assert_eq!(done.horizon, model.compact(up_to));
             }
             Op::Crash => {
                 harness.crash()?;

@@ -6,6 +6,8 @@
 //! 'e' epoch:u64 worker:u32 lambda:u16                  -> postcard(IndexEntry)
 //! 'c' seq:u64                                          -> postcard(ok, idempotency key, response)
 //! 'i' idempotency key                                  -> seq:u64
+//! 'w' lambda group keylen key epoch                    -> seqs that wrote that version: u64*
+//! 'h'                                                  -> horizon epoch:u64 complete_below_seq:u64
 //! 'a'                                                  -> app name
 //! (all integers big-endian, so byte order is numeric order)
 //! ```
@@ -13,7 +15,9 @@
 //! A commit is one `sled::Batch` (versions, epoch index entry, completions, marker) followed
 //! by `Db::flush`. The `'m'` entries are the committers of the current run; recovery takes
 //! the minimum of their markers and walks the `'e'` index from there on to delete what later
-//! epochs wrote, without scanning the versions.
+//! epochs wrote, without scanning the versions. Compaction walks the `'e'` index from the
+//! oldest entry up to the new horizon, deleting superseded versions (after raising `'h'`, so
+//! that no read can see them go) and then the index entries themselves.
 
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
@@ -22,13 +26,20 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use stateful_core::keys::KeyGroup;
 
-use super::{CommitBatch, CommitterId, Completion, Recovered, StateStore, StoreError, Version};
+use super::{
+    CommitBatch, CommitterId, Compacted, Completion, Horizon, Recovered, StateStore, StoreError,
+    Version,
+};
 
 const VERSION: u8 = b'v';
 const MARKER: u8 = b'm';
 const INDEX: u8 = b'e';
 const COMPLETION: u8 = b'c';
 const IDEMPOTENCY: u8 = b'i';
+const WRITERS: u8 = b'w';
+const HORIZON: &[u8] = b"h";
+/// Index entries compacted per sled batch.
+const COMPACT_CHUNK: usize = 256;
 const APP: &[u8] = b"a";
 
 const TOMBSTONE: u8 = 0;
@@ -68,7 +79,9 @@ struct StoredCompletion {
 /// let store = SledStore::open(dir.path())?;
 /// let committer = CommitterId { worker: 0, lambda: 1 };
 /// store.recover(&[committer])?;
-/// let write = StateWrite { lambda: 1, group: 7, key: b"k".to_vec(), value: Some(b"v".to_vec()) };
+/// let write = StateWrite {
+///     lambda: 1, group: 7, key: b"k".to_vec(), value: Some(b"v".to_vec()), writers: vec![1],
+/// };
 /// store.commit(CommitBatch { committer, epoch: 10, writes: vec![write], completed: vec![] })?;
 /// assert_eq!(store.get(1, 7, b"k")?, Some(b"v".to_vec()));
 /// assert_eq!(store.get_at(1, 7, b"k", 9)?, None);
@@ -103,6 +116,10 @@ impl SledStore {
         let mut entry = IndexEntry::default();
         for w in writes {
             let k = version_key(w.lambda, w.group, &w.key, epoch)?;
+            if !w.writers.is_empty() {
+                let seqs: Vec<u8> = w.writers.iter().flat_map(|s| s.to_be_bytes()).collect();
+                b.insert(writers_key(&k), seqs);
+            }
             b.insert(k.clone(), encode_value(w.value.as_deref()));
             entry.versions.push(k);
         }
@@ -248,6 +265,20 @@ fn committer_bytes(c: CommitterId) -> [u8; 6] {
     b
 }
 
+/// The `'w'` key beside a `'v'` key.
+fn writers_key(version_key: &[u8]) -> Vec<u8> {
+    let mut k = version_key.to_vec();
+    k[0] = WRITERS;
+    k
+}
+
+fn encode_horizon(h: Horizon) -> [u8; 16] {
+    let mut b = [0; 16];
+    b[..8].copy_from_slice(&h.epoch.to_be_bytes());
+    b[8..].copy_from_slice(&h.complete_below_seq.to_be_bytes());
+    b
+}
+
 fn marker_key(c: CommitterId) -> Vec<u8> {
     let mut k = vec![MARKER];
     k.extend_from_slice(&committer_bytes(c));
@@ -324,6 +355,7 @@ impl StateStore for SledStore {
             if self.db.contains_key(&v)? {
                 discarded_versions += 1;
             }
+            batch.remove(writers_key(&v));
             batch.remove(v);
         }
         for c in committers {
@@ -355,6 +387,13 @@ impl StateStore for SledStore {
         key: &[u8],
         epoch: u64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
+        let horizon = self.horizon()?.epoch;
+        if epoch < horizon {
+            return Err(StoreError::Compacted {
+                asked: epoch,
+                horizon,
+            });
+        }
         let start = version_key(lambda, group, key, 0)?;
         let end = version_key(lambda, group, key, epoch)?;
         match self.db.range(start..=end).next_back() {
@@ -377,6 +416,159 @@ impl StateStore for SledStore {
             out.push((epoch, decode_value(&v)?));
         }
         Ok(out)
+    }
+
+    fn writers(
+        &self,
+        lambda: u16,
+        group: KeyGroup,
+        key: &[u8],
+        epoch: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let k = writers_key(&version_key(lambda, group, key, epoch)?);
+        Ok(match self.db.get(k)? {
+            Some(v) => v.chunks(8).map(decode_u64).collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        })
+    }
+
+    fn horizon(&self) -> Result<Horizon, StoreError> {
+        Ok(match self.db.get(HORIZON)? {
+            Some(v) if v.len() == 16 => Horizon {
+                epoch: decode_u64(&v[..8])?,
+                complete_below_seq: decode_u64(&v[8..])?,
+            },
+            Some(_) => return Err(StoreError::Corrupt("horizon record".into())),
+            None => Horizon::default(),
+        })
+    }
+
+    fn compact(&self, up_to: u64) -> Result<Compacted, StoreError> {
+        let old = self.horizon()?;
+        let mut done = Compacted {
+            horizon: old,
+            ..Compacted::default()
+        };
+        let mut committed = None::<u64>;
+        for item in self.db.scan_prefix([MARKER]) {
+            let epoch = decode_u64(&item?.1)?;
+            committed = Some(committed.map_or(epoch, |c| c.min(epoch)));
+        }
+        let Some(h) = committed.map(|c| c.min(up_to)) else {
+            return Ok(done);
+        };
+        if h <= old.epoch {
+            return Ok(done);
+        }
+        // Raise the horizon first: from now on no read can ask for what gets deleted.
+        self.db.insert(
+            HORIZON,
+            &encode_horizon(Horizon {
+                epoch: h,
+                complete_below_seq: old.complete_below_seq,
+            }),
+        )?;
+        // Every index entry up to the horizon: each of its versions supersedes every older
+        // version of the same instance (the survivors of earlier compactions among them).
+        let end = index_key(
+            h + 1,
+            CommitterId {
+                worker: 0,
+                lambda: 0,
+            },
+        );
+        // An entry at the horizon itself stays (its writers and completions are still in
+        // reach), so that the next compaction finds it again; the chunks walk past it.
+        let mut from = [INDEX].to_vec();
+        loop {
+            let chunk = self
+                .db
+                .range(from.clone()..end.clone())
+                .take(COMPACT_CHUNK)
+                .collect::<Result<Vec<_>, _>>()?;
+            let Some((last, _)) = chunk.last() else {
+                break;
+            };
+            from = last.to_vec();
+            from.push(0);
+            let mut b = sled::Batch::default();
+            let mut removed = BTreeSet::new();
+            for (k, v) in chunk {
+                let entry: IndexEntry =
+                    postcard::from_bytes(&v).map_err(|e| corrupt("epoch index entry", e))?;
+                let before_horizon = decode_u64(&k[1..9])? < h;
+                for vk in entry.versions {
+                    let (group, key, _) = parse_version_key(&vk)?;
+                    let lambda = u16::from_be_bytes([vk[1], vk[2]]);
+                    let first = version_key(lambda, group, key, 0)?;
+                    for item in self.db.range(first..vk.clone()) {
+                        let (old, _) = item?;
+                        if removed.insert(old.to_vec()) {
+                            b.remove(writers_key(&old));
+                            b.remove(old);
+                            done.versions += 1;
+                        }
+                    }
+                    if before_horizon {
+                        b.remove(writers_key(&vk));
+                    }
+                }
+                if !before_horizon {
+                    continue;
+                }
+                for (seq, _) in entry.completions {
+                    let ck = completion_key(seq);
+                    let Some(bytes) = self.db.get(&ck)? else {
+                        continue;
+                    };
+                    let mut s: StoredCompletion = postcard::from_bytes(&bytes)
+                        .map_err(|e| corrupt("stored completion", e))?;
+                    s.trace = Vec::new();
+                    if s.idempotency_key.is_none() {
+                        s.response = Vec::new();
+                    }
+                    let bytes = postcard::to_stdvec(&s).map_err(|e| corrupt("completion", e))?;
+                    b.insert(ck, bytes);
+                    done.stripped += 1;
+                }
+                b.remove(k);
+            }
+            self.db.apply_batch(b)?;
+        }
+        // Requests completed before the horizon, in an unbroken run from the old watermark.
+        let mut below = old.complete_below_seq;
+        let mut b = sled::Batch::default();
+        for item in self
+            .db
+            .range(completion_key(below)..[COMPLETION + 1].to_vec())
+        {
+            let (k, v) = item?;
+            if decode_u64(&k[1..])? != below {
+                break;
+            }
+            let s: StoredCompletion =
+                postcard::from_bytes(&v).map_err(|e| corrupt("stored completion", e))?;
+            if s.epoch >= h {
+                break;
+            }
+            if s.idempotency_key.is_none() {
+                b.remove(k);
+                done.completions += 1;
+            }
+            below += 1;
+        }
+        done.horizon = Horizon {
+            epoch: h,
+            complete_below_seq: below,
+        };
+        b.insert(HORIZON, &encode_horizon(done.horizon));
+        self.db.apply_batch(b)?;
+        self.db.flush()?;
+        Ok(done)
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
     }
 
     fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
