@@ -159,6 +159,42 @@ struct ServeArgs {
     /// more throughput).
     #[arg(long)]
     no_traces: bool,
+    /// How long history (old state versions, traces) is kept for time travel: `forever`, or
+    /// a duration like `90s`, `30m`, `24h`, `7d`; `0` keeps only the current state.
+    #[arg(long, default_value = "24h", value_parser = parse_retention)]
+    history_retention: Retention,
+    /// Also compact history while the data dir is larger than this many MiB.
+    #[arg(long)]
+    history_max_mb: Option<u64>,
+}
+
+/// `--history-retention`: `None` is forever.
+#[derive(Debug, Clone, Copy)]
+struct Retention(Option<u64>);
+
+fn parse_retention(s: &str) -> Result<Retention, String> {
+    if s == "forever" {
+        return Ok(Retention(None));
+    }
+    if s == "0" {
+        return Ok(Retention(Some(0)));
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}`: expected `forever`, `0`, or a number with s, m, h or d"))?;
+    let ms_per = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("`{s}`: the unit must be ms, s, m, h or d")),
+    };
+    n.checked_mul(ms_per)
+        .map(|ms| Retention(Some(ms)))
+        .ok_or_else(|| format!("`{s}` is too long"))
 }
 
 /// A service: an app plus optional extra HTTP routes.
@@ -240,6 +276,8 @@ impl Service {
         config.workers = args.workers.unwrap_or(Config::default().workers).max(1);
         config.commit_interval_ms = args.commit_interval;
         config.record_traces = !args.no_traces;
+        config.history.keep_for_ms = args.history_retention.0;
+        config.history.max_bytes = args.history_max_mb.map(|mb| mb.saturating_mul(1 << 20));
         let name = self.app.name;
         let runtime = match Runtime::start(Arc::new(self.app), config.clone()) {
             Ok(r) => r,
@@ -398,22 +436,36 @@ fn inspect(
 fn history(app: &App, lambda: &str, key: &str, data_dir: Option<PathBuf>, json: bool) -> ExitCode {
     let dir = data_dir.unwrap_or_else(|| default_data_dir(app.name));
     let result = crate::engine::runtime::open_for_reading(app, &dir).and_then(|(store, groups)| {
-        crate::inspect::history(app, store.as_ref(), groups, lambda, key).map_err(|e| e.to_string())
+        let versions =
+            crate::inspect::history(app, store.as_ref(), groups, lambda, key, Some(&dir))
+                .map_err(|e| e.to_string())?;
+        let note = crate::inspect::horizon_note(store.as_ref()).map_err(|e| e.to_string())?;
+        Ok((versions, note))
     });
     match result {
-        Ok(versions) if json => {
+        Ok((versions, note)) if json => {
+            let doc = serde_json::json!({ "horizon_note": note, "versions": versions });
             println!(
                 "{}",
-                serde_json::to_string_pretty(&versions).unwrap_or_else(|e| e.to_string())
+                serde_json::to_string_pretty(&doc).unwrap_or_else(|e| e.to_string())
             );
             ExitCode::SUCCESS
         }
-        Ok(versions) => {
+        Ok((versions, note)) => {
+            if let Some(note) = note {
+                println!("({note})");
+            }
             if versions.is_empty() {
                 println!("{lambda} {key}: no committed version");
             }
             for v in versions {
                 println!("{}  {}  {}", v.epoch, v.time, v.state);
+                for w in &v.written_by {
+                    match &w.target {
+                        Some(t) => println!("    written by request {}: {t} {}", w.seq, w.args),
+                        None => println!("    written by request {}", w.seq),
+                    }
+                }
             }
             ExitCode::SUCCESS
         }
@@ -536,6 +588,23 @@ fn log(
         Err(e) => {
             eprintln!("{}: {e}", app.name);
             ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_parses_units_and_rejects_the_rest() {
+        assert_eq!(parse_retention("forever").map(|r| r.0), Ok(None));
+        assert_eq!(parse_retention("0").map(|r| r.0), Ok(Some(0)));
+        assert_eq!(parse_retention("90s").map(|r| r.0), Ok(Some(90_000)));
+        assert_eq!(parse_retention("24h").map(|r| r.0), Ok(Some(86_400_000)));
+        assert_eq!(parse_retention("7d").map(|r| r.0), Ok(Some(604_800_000)));
+        for bad in ["", "h", "10", "10y", "-1h", "99999999999999999999d"] {
+            assert!(parse_retention(bad).is_err(), "{bad}");
         }
     }
 }

@@ -375,9 +375,16 @@ async fn history(State(gw): State<Gw>, Path((lambda, key)): Path<(String, String
             gw.handle.key_groups(),
             &lambda,
             &key,
+            gw.handle.data_dir(),
         )
-        .and_then(|v| {
-            serde_json::to_value(v).map_err(|e| crate::inspect::InspectError::Decode(e.to_string()))
+        .and_then(|versions| {
+            let note = crate::inspect::horizon_note(gw.handle.store().as_ref())?;
+            let horizon = gw.handle.store().horizon()?.epoch;
+            Ok(serde_json::json!({
+                "horizon": horizon,
+                "horizon_note": note,
+                "versions": versions,
+            }))
         }),
     )
 }

@@ -58,6 +58,50 @@ pub struct Version {
     pub time: String,
     /// The state after that commit (`null` when deleted).
     pub state: serde_json::Value,
+    /// The requests that changed it in that commit (empty when unknown: before the history
+    /// horizon).
+    pub written_by: Vec<Writer>,
+}
+
+/// A request that wrote a version of an instance.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Writer {
+    /// The request's sequence number (what `trace` takes).
+    pub seq: u64,
+    /// The handler it was addressed to, as `Lambda.handler(key)` (from the request log;
+    /// `null` without one).
+    pub target: Option<String>,
+    /// Its arguments (from the request log).
+    pub args: serde_json::Value,
+}
+
+/// How far back history reaches, as a sentence (`None` when nothing was compacted).
+pub fn horizon_note(store: &dyn StateStore) -> Result<Option<String>, InspectError> {
+    let h = store.horizon()?;
+    Ok((h.epoch > 0).then(|| {
+        format!(
+            "history before epoch {} ({}) is compacted (retention setting)",
+            h.epoch,
+            epoch_time(h.epoch)
+        )
+    }))
+}
+
+fn target_of(app: &App, r: &crate::ingress::IngressRecord) -> (Option<String>, serde_json::Value) {
+    match app.lambdas.get(usize::from(r.lambda)) {
+        Some(e) => (
+            Some(format!(
+                "{}.{}({})",
+                e.name,
+                e.handlers
+                    .get(usize::from(r.handler))
+                    .map_or("?", |h| h.name),
+                (e.key_to_json)(&r.key)
+            )),
+            (e.args_json)(r.handler, &r.args).unwrap_or(serde_json::Value::Null),
+        ),
+        None => (None, serde_json::Value::Null),
+    }
 }
 
 fn entry_and_key<'a>(
@@ -84,6 +128,9 @@ pub fn resolve_at(store: &dyn StateStore, s: &str) -> Result<u64, String> {
         let seq: u64 = n.parse().map_err(|e| format!("`{s}`: {e}"))?;
         return match store.completion(seq) {
             Ok(Some(c)) => Ok(c.epoch),
+            Ok(None) if store.horizon().is_ok_and(|h| seq < h.complete_below_seq) => Err(format!(
+                "request {seq} completed before the history horizon and was compacted"
+            )),
             Ok(None) => Err(format!("request {seq} is unknown or did not complete")),
             Err(e) => Err(e.to_string()),
         };
@@ -106,25 +153,60 @@ pub fn parse_at(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("`{s}` is before 1970"))
 }
 
-/// Every committed version of one instance, oldest first.
+/// Every committed version of one instance still in reach, oldest first, each with the
+/// requests that wrote it (their targets and arguments read from the ingress log in `dir`,
+/// when given).
 pub fn history(
     app: &App,
     store: &dyn StateStore,
     groups: u16,
     lambda: &str,
     key: &str,
+    dir: Option<&std::path::Path>,
 ) -> Result<Vec<Version>, InspectError> {
     let (entry, key) = entry_and_key(app, lambda, key)?;
+    let group = key_group(&key, groups);
     let mut out = Vec::new();
-    for (epoch, value) in store.history(entry.id, key_group(&key, groups), &key)? {
+    let mut seqs = Vec::new();
+    for (epoch, value) in store.history(entry.id, group, &key)? {
         let state = state_json(entry, value)?;
-        out.push(Version {
-            epoch,
-            time: epoch_time(epoch),
-            state,
-        });
+        let writers = store.writers(entry.id, group, &key, epoch)?;
+        seqs.extend(writers.iter().copied());
+        out.push((
+            Version {
+                epoch,
+                time: epoch_time(epoch),
+                state,
+                written_by: Vec::new(),
+            },
+            writers,
+        ));
     }
-    Ok(out)
+    let mut logged = std::collections::HashMap::new();
+    if let Some(dir) = dir.filter(|_| !seqs.is_empty()) {
+        let wanted: std::collections::HashSet<u64> = seqs.into_iter().collect();
+        for r in crate::ingress::read_log(&dir.join("ingress.log"))? {
+            if wanted.contains(&r.seq) {
+                logged.insert(r.seq, target_of(app, &r));
+            }
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|(mut v, writers)| {
+            v.written_by = writers
+                .into_iter()
+                .map(|seq| {
+                    let (target, args) = logged
+                        .get(&seq)
+                        .cloned()
+                        .unwrap_or((None, serde_json::Value::Null));
+                    Writer { seq, target, args }
+                })
+                .collect();
+            v
+        })
+        .collect())
 }
 
 /// The committed state of one instance as it was at `epoch` (the latest version at or before
@@ -184,6 +266,17 @@ pub enum TraceError {
     /// The request completed, but its call tree was not recorded.
     #[error("request {0} completed, but no trace was recorded for it")]
     NotRecorded(u64),
+    /// The request completed before the history horizon; its trace was compacted.
+    #[error(
+        "request {seq} completed before the history horizon (epoch {horizon}, {}); its trace was compacted by the retention setting",
+        epoch_time(*.horizon)
+    )]
+    Compacted {
+        /// The request.
+        seq: u64,
+        /// The oldest epoch still in reach.
+        horizon: u64,
+    },
     /// Reading failed.
     #[error(transparent)]
     Inspect(#[from] InspectError),
@@ -220,7 +313,12 @@ fn node_json(
         .get(usize::from(n.lambda))
         .ok_or_else(|| InspectError::UnknownLambda(n.lambda.to_string()))?;
     let group = key_group(&n.key, groups);
-    let state = |at: u64| state_json(entry, store.get_at(entry.id, group, &n.key, at)?);
+    let state = |at: u64| match store.get_at(entry.id, group, &n.key, at) {
+        Err(crate::store::StoreError::Compacted { .. }) => {
+            Ok(serde_json::json!("compacted (before the history horizon)"))
+        }
+        other => state_json(entry, other?),
+    };
     let children = n
         .children
         .iter()
@@ -250,12 +348,24 @@ pub fn trace(
     groups: u16,
     seq: u64,
 ) -> Result<serde_json::Value, TraceError> {
-    let c = store
-        .completion(seq)
-        .map_err(InspectError::from)?
-        .ok_or(TraceError::UnknownRequest(seq))?;
+    let horizon = store.horizon().map_err(InspectError::from)?;
+    let compacted = TraceError::Compacted {
+        seq,
+        horizon: horizon.epoch,
+    };
+    let Some(c) = store.completion(seq).map_err(InspectError::from)? else {
+        return Err(if seq < horizon.complete_below_seq {
+            compacted
+        } else {
+            TraceError::UnknownRequest(seq)
+        });
+    };
     if c.trace.is_empty() {
-        return Err(TraceError::NotRecorded(seq));
+        return Err(if c.epoch < horizon.epoch {
+            compacted
+        } else {
+            TraceError::NotRecorded(seq)
+        });
     }
     let t: crate::engine::instance::RootTrace = crate::lambda::decode(&c.trace)
         .map_err(|e| InspectError::Decode(format!("trace of request {seq}: {e}")))?;

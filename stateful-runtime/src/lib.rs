@@ -18,7 +18,9 @@ pub mod store;
 
 pub use app::{App, LambdaEntry};
 pub use cli::{Service, serve_main};
-pub use engine::{Config, Durability, Handle, InvokeError, JsonResponse, Response, Runtime};
+pub use engine::{
+    Config, Durability, Handle, HistoryRetention, InvokeError, JsonResponse, Response, Runtime,
+};
 pub use futures_util::join;
 pub use lambda::{CallError, CallFuture, Ctx, HandlerResult, Key, Keyed, Lambda, Rejection, State};
 pub use stateful_macros::{Keyed, app, lambda, transaction};

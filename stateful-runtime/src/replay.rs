@@ -43,6 +43,11 @@ pub enum ReplayError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// History was compacted: the commit order of early requests is gone.
+    #[error(
+        "the history of this data dir is compacted (requests below {0} are forgotten), so it cannot be replayed exactly; replay needs a service run with --history-retention forever"
+    )]
+    Compacted(u64),
 }
 
 /// Where a replay stops.
@@ -101,6 +106,10 @@ pub fn replay(
         return Err(ReplayError::TargetExists(new.display().to_string()));
     }
     let (old_store, _) = open_for_reading(&app, old).map_err(ReplayError::DataDir)?;
+    let below = old_store.horizon()?.complete_below_seq;
+    if below > 1 {
+        return Err(ReplayError::Compacted(below));
+    }
     let records = read_log(&old.join("ingress.log"))?;
     let mut done = Vec::new();
     let mut open = Vec::new();
@@ -212,6 +221,10 @@ pub fn diff(app: &App, old: &Path, new: &Path) -> Result<DiffReport, ReplayError
         let Some(was) = a.completion(r.seq)? else {
             continue;
         };
+        if was.epoch < a.horizon()?.epoch {
+            // Its response was compacted away.
+            continue;
+        }
         let now = b.completion_by_idempotency_key(&replay_key(r.seq))?;
         let old_json = crate::inspect::result_json(app, r.lambda, r.handler, &was.response);
         let new_json = now.map_or(serde_json::Value::Null, |c| {

@@ -540,8 +540,8 @@ fn history_and_state_at_match_what_the_service_answered() {
             .expect("readable");
         assert_eq!(&state["n"], answered, "state at {at}");
     }
-    let versions =
-        stateful_runtime::inspect::history(app, store, groups, "Counter", "tt").expect("readable");
+    let versions = stateful_runtime::inspect::history(app, store, groups, "Counter", "tt", None)
+        .expect("readable");
     let values: Vec<_> = versions.iter().map(|v| v.state["n"].clone()).collect();
     let answered: Vec<_> = seen.iter().map(|(_, v)| v.clone()).collect();
     assert_eq!(values, answered, "one version per committed change");
@@ -550,7 +550,7 @@ fn history_and_state_at_match_what_the_service_answered() {
     let none = stateful_runtime::inspect::state_at(app, store, groups, "Counter", "tt", before)
         .expect("readable");
     assert_eq!(none, serde_json::Value::Null);
-    assert!(stateful_runtime::inspect::history(app, store, groups, "Nope", "tt").is_err());
+    assert!(stateful_runtime::inspect::history(app, store, groups, "Nope", "tt", None).is_err());
     assert!(stateful_runtime::inspect::parse_at("yesterday").is_err());
     assert_eq!(
         stateful_runtime::inspect::parse_at("1970-01-01T00:00:01Z"),

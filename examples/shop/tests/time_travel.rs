@@ -107,10 +107,36 @@ fn log_trace_and_history_of_checkouts() {
     assert!(text.contains("rolled back"), "{text}");
 
     // Step the pear's stock back through time: 5, then 4 after o1, and o2 changed nothing.
-    let pear = history(&app, &store, groups, "Stock", "pear").expect("history");
+    let pear = history(&app, &store, groups, "Stock", "pear", Some(dir.path())).expect("history");
     let stocks: Vec<_> = pear.iter().map(|v| v.state["stock"].clone()).collect();
     assert_eq!(stocks.first(), Some(&json!(5)));
     assert_eq!(stocks.last(), Some(&json!(4)));
+    // Each version names the request that wrote it: the init, then o1's checkout (o2's
+    // subtraction was rolled back, so o2 wrote nothing that stayed).
+    let writers: Vec<Vec<u64>> = pear
+        .iter()
+        .map(|v| v.written_by.iter().map(|w| w.seq).collect())
+        .collect();
+    assert_eq!(writers.first().map(Vec::len), Some(1));
+    assert_eq!(
+        pear[0].written_by[0].target.as_deref(),
+        Some("Stock.init(\"pear\")")
+    );
+    assert_eq!(pear[0].written_by[0].args, json!({"stock": 5, "price": 3}));
+    let by_o1 = pear
+        .iter()
+        .find(|v| v.written_by.iter().any(|w| w.seq == checkouts[0].seq))
+        .expect("a version written by o1's checkout");
+    assert_eq!(by_o1.state["stock"], json!(4));
+    assert_eq!(
+        by_o1.written_by[0].target.as_deref(),
+        Some("Order.checkout(\"o1\")")
+    );
+    assert!(
+        pear.iter()
+            .all(|v| v.written_by.iter().all(|w| w.seq != checkouts[1].seq)),
+        "{pear:?}"
+    );
     assert_eq!(
         state_at(&app, &store, groups, "Stock", "pear", pear[0].epoch).expect("at"),
         pear[0].state
@@ -128,4 +154,124 @@ fn log_trace_and_history_of_checkouts() {
     assert!(stateful_runtime::inspect::resolve_at(&store, "seq:999999").is_err());
     assert!(trace(&app, &store, groups, 999_999).is_err());
     assert!(log(&app, &store, dir.path(), Some("Nope"), None).is_err());
+}
+
+/// Runs `stock.add(1)` on `item`, `n` times, each in its own commit; returns the request seqs
+/// (from the log) in order.
+fn adds(h: &stateful_runtime::Handle, item: &str, n: usize) {
+    for _ in 0..n {
+        let r = h
+            .invoke_json_blocking("Stock", item, "add", json!({"amount": 1}))
+            .expect("answered");
+        assert!(matches!(r, stateful_runtime::JsonResponse::Ok(_)), "{r:?}");
+    }
+}
+
+/// With a retention of 0 only the current state stays: old versions, traces and completion
+/// records go; reads before the horizon are clear errors; a restart neither loses nor re-runs
+/// anything; an idempotent retry still gets its stored answer.
+#[test]
+fn retention_compacts_history_and_says_how_far_back_it_sees() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = |keep: Option<u64>| {
+        let mut config = Config::durable(dir.path(), 2);
+        config.history = stateful_runtime::HistoryRetention {
+            keep_for_ms: keep,
+            max_bytes: None,
+            check_every_ms: 20,
+        };
+        Runtime::start(Arc::new(shop::shop::app()), config).expect("start")
+    };
+    // First run: keep everything.
+    let rt = start(None);
+    let h = rt.handle();
+    let r = h
+        .invoke_json_blocking("Stock", "fig", "init", json!({"stock": 0, "price": 1}))
+        .expect("answered");
+    assert!(matches!(r, stateful_runtime::JsonResponse::Ok(_)));
+    adds(&h, "fig", 5);
+    let (l, hd, key, args) = h
+        .prepare_json("Stock", "fig", "add", json!({"amount": 10}))
+        .expect("prepared");
+    let idem = "add-ten-once".to_owned();
+    let first = h
+        .submit(l, key.clone(), hd, args.clone(), Some(idem.clone()))
+        .expect("submitted")
+        .blocking_recv()
+        .expect("answered");
+    drop(h);
+    rt.shutdown();
+    let versions_before = {
+        let store =
+            stateful_runtime::store::SledStore::open(&dir.path().join("state")).expect("open");
+        let app = shop::shop::app();
+        history(&app, &store, 256, "Stock", "fig", None).expect("history")
+    };
+    assert_eq!(versions_before.len(), 7, "init, 5 adds, the idempotent add");
+    let first_epoch = versions_before[0].epoch;
+
+    // Second run: history off. The compactor moves the horizon up to the last commit.
+    let rt = start(Some(0));
+    let h = rt.handle();
+    adds(&h, "fig", 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while h.store().horizon().expect("horizon").epoch <= versions_before[6].epoch {
+        assert!(std::time::Instant::now() < deadline, "no compaction");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The idempotent request is answered from its stored response, not run again.
+    let again = h
+        .submit(l, key, hd, args, Some(idem))
+        .expect("submitted")
+        .blocking_recv()
+        .expect("answered");
+    assert_eq!(format!("{first:?}"), format!("{again:?}"));
+    drop(h);
+    rt.shutdown();
+
+    // Third run (keeping everything again): nothing re-ran after the compaction.
+    let rt = start(None);
+    let state = rt
+        .handle()
+        .invoke_json_blocking("Stock", "fig", "find", Value::Null)
+        .expect("answered");
+    match state {
+        stateful_runtime::JsonResponse::Ok(v) => assert_eq!(v["stock"], json!(16), "{v}"),
+        other => panic!("{other:?}"),
+    }
+    rt.shutdown();
+
+    let app = shop::shop::app();
+    let store = stateful_runtime::store::SledStore::open(&dir.path().join("state")).expect("open");
+    use stateful_runtime::store::StateStore;
+    let horizon = store.horizon().expect("horizon");
+    assert!(horizon.epoch > first_epoch);
+    assert!(horizon.complete_below_seq > 7, "{horizon:?}");
+    let versions = history(&app, &store, 256, "Stock", "fig", None).expect("history");
+    assert!(
+        versions.len() < versions_before.len(),
+        "superseded versions are gone: {versions:?}"
+    );
+    assert_eq!(
+        versions.last().map(|v| v.state["stock"].clone()),
+        Some(json!(16))
+    );
+    let note = stateful_runtime::inspect::horizon_note(&store)
+        .expect("note")
+        .expect("compacted");
+    assert!(note.contains("compacted"), "{note}");
+    // Reads before the horizon: clear errors.
+    let err = state_at(&app, &store, 256, "Stock", "fig", first_epoch).expect_err("compacted");
+    assert!(err.to_string().contains("compacted"), "{err}");
+    let err = trace(&app, &store, 256, 2).expect_err("compacted");
+    assert!(err.to_string().contains("compacted"), "{err}");
+    let err = stateful_runtime::inspect::resolve_at(&store, "seq:2").expect_err("compacted");
+    assert!(err.contains("compacted"), "{err}");
+    drop(store);
+    // A compacted data dir cannot be replayed exactly: a clear error, nothing created.
+    let into = dir.path().join("replayed");
+    let err = stateful_runtime::replay::replay(Arc::new(app), dir.path(), &into, None)
+        .expect_err("refused");
+    assert!(err.to_string().contains("compacted"), "{err}");
+    assert!(!into.exists());
 }

@@ -732,8 +732,8 @@ impl<L: Lambda> Instance<L> {
                 t.dirty.entry(key.to_vec()).or_default();
             }
         }
-        // A whole attempt rolled back: it wrote nothing that stays.
-        if scope.is_empty()
+        // Every write of this attempt to the key undone: it is not a writer of this version.
+        if lock.undo.is_empty()
             && let Some(writers) = t.dirty.get_mut(key)
         {
             writers.retain(|w| *w != txn.root);

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::lambda::{CallError, Lambda, Outcome};
 
 pub use runtime::{
-    Config, Durability, Handle, InvokeError, JsonResponse, Metrics, OperatorMetrics, Response,
-    Runtime, StartError,
+    Config, Durability, Handle, HistoryRetention, InvokeError, JsonResponse, Metrics,
+    OperatorMetrics, Response, Runtime, StartError,
 };
 
 /// The address of one lambda instance.

@@ -52,6 +52,105 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Record each request's call tree with its completion (for `trace`).
     pub record_traces: bool,
+    /// How much history (old state versions, traces) to keep for time travel.
+    pub history: HistoryRetention,
+}
+
+/// How much history to keep: older history is compacted (see [`StateStore::compact`]) by a
+/// background thread once per [`HistoryRetention::check_every_ms`].
+///
+/// The current state, the ingress log, and the responses of requests that carried an
+/// idempotency key are never compacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRetention {
+    /// Keep the history of the last this many milliseconds (`None`: keep everything;
+    /// `Some(0)`: history off, only the current state stays).
+    pub keep_for_ms: Option<u64>,
+    /// When the store takes more bytes on disk than this, the horizon moves halfway towards
+    /// now on every check until it fits (or history is gone).
+    pub max_bytes: Option<u64>,
+    /// Milliseconds between two checks.
+    pub check_every_ms: u64,
+}
+
+impl Default for HistoryRetention {
+    fn default() -> Self {
+        HistoryRetention {
+            keep_for_ms: Some(24 * 3600 * 1000),
+            max_bytes: None,
+            check_every_ms: 1000,
+        }
+    }
+}
+
+impl HistoryRetention {
+    /// Keeps everything (no compaction).
+    pub fn forever() -> Self {
+        HistoryRetention {
+            keep_for_ms: None,
+            max_bytes: None,
+            ..HistoryRetention::default()
+        }
+    }
+
+    /// Where the horizon should be now, given the current one and the store's size.
+    fn target(&self, now_ms: u64, current: u64, size_on_disk: u64) -> Option<u64> {
+        let by_age = self.keep_for_ms.map(|keep| now_ms.saturating_sub(keep));
+        let by_size = self
+            .max_bytes
+            .filter(|max| size_on_disk > *max)
+            .map(|_| current + (now_ms.saturating_sub(current)) / 2);
+        match (by_age, by_size) {
+            (None, None) => None,
+            (a, b) => a.max(b).filter(|t| *t > current),
+        }
+    }
+}
+
+/// The background thread that compacts history.
+struct Compactor {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Compactor {
+    fn start(store: Arc<dyn StateStore>, retention: HistoryRetention) -> Option<Compactor> {
+        if retention.keep_for_ms.is_none() && retention.max_bytes.is_none() {
+            return None;
+        }
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let every = Duration::from_millis(retention.check_every_ms.max(1));
+        let thread = std::thread::Builder::new()
+            .name("stateful-compactor".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    let step = || -> Result<(), StoreError> {
+                        let current = store.horizon()?.epoch;
+                        let size = match retention.max_bytes {
+                            Some(_) => store.size_on_disk()?,
+                            None => 0,
+                        };
+                        if let Some(target) = retention.target(unix_ms(), current, size) {
+                            let done = store.compact(target)?;
+                            tracing::debug!(?done, "compacted history");
+                        }
+                        Ok(())
+                    };
+                    if let Err(e) = step() {
+                        tracing::warn!(error = %e, "history compaction failed; retrying later");
+                    }
+                }
+            })
+            .ok()?;
+        Some(Compactor { stop, thread })
+    }
+
+    fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
 }
 
 impl Default for Config {
@@ -64,6 +163,7 @@ impl Default for Config {
             key_groups: DEFAULT_KEY_GROUPS,
             max_in_flight: 100_000,
             record_traces: true,
+            history: HistoryRetention::default(),
         }
     }
 }
@@ -396,6 +496,7 @@ impl std::fmt::Debug for Handle {
 pub struct Runtime {
     handle: Handle,
     guards: Option<timely::communication::WorkerGuards<()>>,
+    compactor: Option<Compactor>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -457,9 +558,12 @@ impl Runtime {
         let mut replay: Vec<Vec<Request>> = (0..workers).map(|_| Vec::new()).collect();
         let mut next_seq = 1;
         if let Some(log) = &ingress {
-            let records = log.read_from(0)?;
+            // Below the watermark every request completed (and may have been compacted).
+            let below = store.horizon()?.complete_below_seq;
+            next_seq = next_seq.max(below);
+            let records = log.read_from(below)?;
             let done: std::collections::HashSet<u64> =
-                store.completed_seqs_from(0)?.into_iter().collect();
+                store.completed_seqs_from(below)?.into_iter().collect();
             for r in records {
                 next_seq = next_seq.max(r.seq + 1);
                 if done.contains(&r.seq) || usize::from(r.lambda) >= app.lambdas.len() {
@@ -528,6 +632,7 @@ impl Runtime {
             threads: Mutex::new(vec![None; workers]),
             replay: Mutex::new(replay),
         });
+        let compactor = Compactor::start(shared.store.clone(), shared.config.history.clone());
         let worker_shared = shared.clone();
         let guards = timely::execute(timely::Config::process(workers), move |worker| {
             super::worker::run(worker, worker_shared.clone());
@@ -539,6 +644,7 @@ impl Runtime {
                 senders: Arc::new(senders),
             },
             guards: Some(guards),
+            compactor,
         })
     }
 
@@ -556,6 +662,9 @@ impl Runtime {
         self.handle.shared.stopping.store(true, Ordering::Release);
         for w in 0..self.handle.senders.len() {
             self.handle.shared.unpark(w);
+        }
+        if let Some(c) = self.compactor.take() {
+            c.stop();
         }
         if let Some(g) = self.guards.take() {
             drop(g.join());
