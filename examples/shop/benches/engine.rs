@@ -23,7 +23,7 @@ use hdrhistogram::Histogram;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use serde_json::json;
-use stateful_runtime::{App, Config, Handle, Runtime};
+use stateful_runtime::{App, Config, Handle, HistoryRetention, Runtime};
 
 /// Two tiny lambdas: a counter, and a caller that calls it.
 #[stateful_runtime::app]
@@ -59,6 +59,81 @@ struct Run {
     workers: usize,
     durable: bool,
     conc: usize,
+    history: HistoryRetention,
+}
+
+/// Bytes a directory takes on disk (allocated blocks), recursively.
+fn dir_bytes(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The cost of history: the counter workload (every request writes a new version) with
+/// history kept forever and with history off (compacted every second), side by side.
+fn history_cost(secs: f64, conc: usize) {
+    println!("# history cost: counter, 2 workers, durable, traces on");
+    for (label, history) in [
+        ("forever", HistoryRetention::forever()),
+        (
+            "off (0)",
+            HistoryRetention {
+                keep_for_ms: Some(0),
+                max_bytes: None,
+                check_every_ms: 1000,
+            },
+        ),
+    ] {
+        let run = Run {
+            name: format!("history {label}"),
+            workers: 2,
+            durable: true,
+            conc,
+            history,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = start(micro::app(), &run, &dir);
+        let h = rt.handle();
+        let keys = 10_000u64;
+        let reqs: Vec<Prepared> = (0..keys)
+            .map(|k| {
+                prepared(
+                    &h,
+                    "Counter",
+                    &k.to_string(),
+                    "incr",
+                    serde_json::Value::Null,
+                )
+            })
+            .collect();
+        let o = drive(&h, secs, conc, &|i| reqs[(i % keys) as usize].clone());
+        let m = h.metrics();
+        let total = m.requests.load(std::sync::atomic::Ordering::Relaxed);
+        let commit_us = m.commit_us.load(std::sync::atomic::Ordering::Relaxed) as f64
+            / m.commits.load(std::sync::atomic::Ordering::Relaxed).max(1) as f64;
+        // Let the compactor run once more before measuring the disk.
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(h);
+        rt.shutdown();
+        report(&run, &o);
+        let state = dir_bytes(&dir.path().join("state"));
+        let log = std::fs::metadata(dir.path().join("ingress.log")).map_or(0, |m| m.len());
+        println!(
+            "    {total} requests; state on disk {:.1} MiB = {:.0} B/request; ingress log {:.0} B/request; mean commit {commit_us:.0} us",
+            state as f64 / (1 << 20) as f64,
+            state as f64 / total.max(1) as f64,
+            log as f64 / total.max(1) as f64,
+        );
+    }
 }
 
 struct Outcome {
@@ -160,6 +235,7 @@ fn start(app: App, run: &Run, dir: &tempfile::TempDir) -> Runtime {
     };
     // TRACES=0 measures without recording call trees.
     config.record_traces = std::env::var("TRACES").map_or(true, |v| v != "0");
+    config.history = run.history.clone();
     Runtime::start(Arc::new(app), config).expect("start")
 }
 
@@ -233,6 +309,7 @@ fn main() {
                     workers,
                     durable,
                     conc,
+                    history: HistoryRetention::forever(),
                 };
                 let words = [
                     name.to_owned(),
@@ -353,5 +430,8 @@ fn main() {
                 report(&run, &outcome);
             }
         }
+    }
+    if filters.is_empty() || filters.iter().any(|f| f == "history") {
+        history_cost(secs, conc);
     }
 }
