@@ -79,7 +79,7 @@ fn dir_bytes(path: &std::path::Path) -> u64 {
 }
 
 /// The cost of history: the counter workload (every request writes a new version) with
-/// history kept forever and with history off (compacted every second), side by side.
+/// history kept forever and with history off (compacted every 100 ms), side by side.
 fn history_cost(secs: f64, conc: usize) {
     println!("# history cost: counter, 2 workers, durable, traces on");
     for (label, history) in [
@@ -89,7 +89,7 @@ fn history_cost(secs: f64, conc: usize) {
             HistoryRetention {
                 keep_for_ms: Some(0),
                 max_bytes: None,
-                check_every_ms: 1000,
+                check_every_ms: 100,
             },
         ),
     ] {

@@ -202,9 +202,6 @@ impl StateStore for MemoryStore {
             for (seq, _) in entry.completions {
                 if let Some(c) = inner.completions.get_mut(&seq) {
                     c.trace = Vec::new();
-                    if c.idempotency_key.is_none() {
-                        c.response = Vec::new();
-                    }
                     done.stripped += 1;
                 }
             }

@@ -124,8 +124,7 @@ pub struct Compacted {
     /// Completion records deleted (requests below the new `complete_below_seq` without an
     /// idempotency key).
     pub completions: u64,
-    /// Traces and responses dropped from completion records that stay (for idempotency or
-    /// recovery).
+    /// Traces dropped from completion records that stay (for idempotency or recovery).
     pub stripped: u64,
 }
 
@@ -242,9 +241,9 @@ pub trait StateStore: Send + Sync + 'static {
     fn horizon(&self) -> Result<Horizon, StoreError>;
     /// Compacts history before `up_to` (clamped to the last epoch every committer of this
     /// run committed): deletes every state version that no read at or after the new horizon
-    /// can see, the traces and responses of requests completed before it (responses of
-    /// requests with an idempotency key stay, so that retries still get them), and the
-    /// completion records of requests below the new `complete_below_seq`. Reads before the
+    /// can see, the traces of requests completed before it, and the completion records of
+    /// requests below the new `complete_below_seq` that have no idempotency key (those
+    /// with one stay, so that retries still get their answer). Reads before the
     /// horizon then fail with [`StoreError::Compacted`].
     fn compact(&self, up_to: u64) -> Result<Compacted, StoreError>;
     /// Bytes the store takes on disk (0 in memory).

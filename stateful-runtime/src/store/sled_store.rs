@@ -5,6 +5,7 @@
 //! 'm' worker:u32 lambda:u16                            -> last committed epoch:u64
 //! 'e' epoch:u64 worker:u32 lambda:u16                  -> postcard(IndexEntry)
 //! 'c' seq:u64                                          -> postcard(ok, idempotency key, response)
+//! 't' seq:u64                                          -> the request's encoded call tree
 //! 'i' idempotency key                                  -> seq:u64
 //! 'w' lambda group keylen key epoch                    -> seqs that wrote that version: u64*
 //! 'h'                                                  -> horizon epoch:u64 complete_below_seq:u64
@@ -37,6 +38,7 @@ const INDEX: u8 = b'e';
 const COMPLETION: u8 = b'c';
 const IDEMPOTENCY: u8 = b'i';
 const WRITERS: u8 = b'w';
+const TRACE: u8 = b't';
 const HORIZON: &[u8] = b"h";
 /// Index entries compacted per sled batch.
 const COMPACT_CHUNK: usize = 256;
@@ -65,7 +67,6 @@ struct StoredCompletion {
     response: Vec<u8>,
     order: u64,
     epoch: u64,
-    trace: Vec<u8>,
 }
 
 /// [`StateStore`] on a sled database in a data dir.
@@ -137,8 +138,10 @@ impl SledStore {
                 response: c.response,
                 order: c.order,
                 epoch,
-                trace: c.trace,
             };
+            if !c.trace.is_empty() {
+                b.insert(trace_key(c.seq), c.trace);
+            }
             let bytes = postcard::to_stdvec(&stored).map_err(|e| corrupt("completion", e))?;
             b.insert(completion_key(c.seq), bytes);
             entry.completions.push((c.seq, stored.idempotency_key));
@@ -298,6 +301,12 @@ fn completion_key(seq: u64) -> Vec<u8> {
     k
 }
 
+fn trace_key(seq: u64) -> Vec<u8> {
+    let mut k = vec![TRACE];
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
 fn idempotency_key(key: &str) -> Vec<u8> {
     let mut k = vec![IDEMPOTENCY];
     k.extend_from_slice(key.as_bytes());
@@ -336,6 +345,7 @@ impl StateStore for SledStore {
                 versions.extend(entry.versions);
                 for (seq, idem) in entry.completions {
                     batch.remove(completion_key(seq));
+                    batch.remove(trace_key(seq));
                     if let Some(idem) = idem {
                         let ik = idempotency_key(&idem);
                         let points_here = match self.db.get(&ik)? {
@@ -517,54 +527,59 @@ impl StateStore for SledStore {
                     continue;
                 }
                 for (seq, _) in entry.completions {
-                    let ck = completion_key(seq);
-                    let Some(bytes) = self.db.get(&ck)? else {
-                        continue;
-                    };
-                    let mut s: StoredCompletion = postcard::from_bytes(&bytes)
-                        .map_err(|e| corrupt("stored completion", e))?;
-                    s.trace = Vec::new();
-                    if s.idempotency_key.is_none() {
-                        s.response = Vec::new();
-                    }
-                    let bytes = postcard::to_stdvec(&s).map_err(|e| corrupt("completion", e))?;
-                    b.insert(ck, bytes);
+                    b.remove(trace_key(seq));
                     done.stripped += 1;
                 }
                 b.remove(k);
             }
             self.db.apply_batch(b)?;
+            // Leave the workers and the committer the cores between chunks.
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         // Requests completed before the horizon, in an unbroken run from the old watermark.
+        // Each batch also moves the watermark, so that the horizon record always matches what
+        // was deleted. No flush: the next commit's flush makes it durable (sled's log keeps
+        // batches in order).
         let mut below = old.complete_below_seq;
-        let mut b = sled::Batch::default();
-        for item in self
-            .db
-            .range(completion_key(below)..[COMPLETION + 1].to_vec())
-        {
-            let (k, v) = item?;
-            if decode_u64(&k[1..])? != below {
-                break;
+        loop {
+            let mut b = sled::Batch::default();
+            let mut n = 0;
+            let mut more = false;
+            for item in self
+                .db
+                .range(completion_key(below)..[COMPLETION + 1].to_vec())
+            {
+                let (k, v) = item?;
+                if decode_u64(&k[1..])? != below {
+                    break;
+                }
+                let s: StoredCompletion =
+                    postcard::from_bytes(&v).map_err(|e| corrupt("stored completion", e))?;
+                if s.epoch >= h {
+                    break;
+                }
+                if s.idempotency_key.is_none() {
+                    b.remove(k);
+                    done.completions += 1;
+                }
+                below += 1;
+                n += 1;
+                if n == COMPACT_CHUNK * 16 {
+                    more = true;
+                    break;
+                }
             }
-            let s: StoredCompletion =
-                postcard::from_bytes(&v).map_err(|e| corrupt("stored completion", e))?;
-            if s.epoch >= h {
-                break;
+            done.horizon = Horizon {
+                epoch: h,
+                complete_below_seq: below,
+            };
+            b.insert(HORIZON, &encode_horizon(done.horizon));
+            self.db.apply_batch(b)?;
+            if !more {
+                return Ok(done);
             }
-            if s.idempotency_key.is_none() {
-                b.remove(k);
-                done.completions += 1;
-            }
-            below += 1;
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        done.horizon = Horizon {
-            epoch: h,
-            complete_below_seq: below,
-        };
-        b.insert(HORIZON, &encode_horizon(done.horizon));
-        self.db.apply_batch(b)?;
-        self.db.flush()?;
-        Ok(done)
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
@@ -591,6 +606,10 @@ impl StateStore for SledStore {
         };
         let s: StoredCompletion =
             postcard::from_bytes(&v).map_err(|e| corrupt("stored completion", e))?;
+        let trace = self
+            .db
+            .get(trace_key(seq))?
+            .map_or_else(Vec::new, |t| t.to_vec());
         Ok(Some(Completion {
             seq,
             idempotency_key: s.idempotency_key,
@@ -598,7 +617,7 @@ impl StateStore for SledStore {
             response: s.response,
             order: s.order,
             epoch: s.epoch,
-            trace: s.trace,
+            trace,
         }))
     }
 
