@@ -166,6 +166,10 @@ struct ServeArgs {
     /// Also compact history while the data dir is larger than this many MiB.
     #[arg(long)]
     history_max_mb: Option<u64>,
+    /// Requests admitted at once; beyond it a request gets 503 with `Retry-After: 1` and
+    /// changes nothing.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_in_flight: u64,
 }
 
 /// `--history-retention`: `None` is forever.
@@ -277,6 +281,7 @@ impl Service {
         config.commit_interval_ms = args.commit_interval;
         config.record_traces = !args.no_traces;
         config.history.keep_for_ms = args.history_retention.0;
+        config.max_in_flight = usize::try_from(args.max_in_flight).unwrap_or(usize::MAX);
         config.history.max_bytes = args.history_max_mb.map(|mb| mb.saturating_mul(1 << 20));
         let name = self.app.name;
         let runtime = match Runtime::start(Arc::new(self.app), config.clone()) {

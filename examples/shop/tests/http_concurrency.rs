@@ -127,3 +127,49 @@ fn concurrent_checkouts_balance_exactly() {
     }
     assert_eq!(used_credit, used_stock * PRICE);
 }
+
+/// Past `--max-in-flight` a request gets 503 with `Retry-After` and changes nothing: the
+/// credit afterwards counts exactly the admitted requests.
+#[test]
+fn overload_is_a_503_that_changes_nothing() {
+    let mut dir = TestDir::new();
+    let s = dir.start_with(&["--max-in-flight", "1"]);
+    let user = s.user(0);
+    let path = format!("/payment/add_funds/{user}/1");
+    let (mut admitted, mut shed) = (0i64, 0);
+    // Rounds of concurrent requests until some were shed (each stays in flight for at least
+    // one commit interval, so 16 at once cannot all fit in 1 slot for long).
+    for _ in 0..50 {
+        let answers: Vec<(u16, Option<String>, String)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..16)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let r = s.post(&path);
+                        (r.status, r.retry_after.clone(), r.body.clone())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("request thread"))
+                .collect()
+        });
+        for (status, retry_after, body) in answers {
+            match status {
+                200 => admitted += 1,
+                503 => {
+                    shed += 1;
+                    assert_eq!(retry_after.as_deref(), Some("1"));
+                    assert!(body.contains("overloaded"), "{body}");
+                }
+                other => panic!("unexpected {other}: {body}"),
+            }
+        }
+        if shed > 0 {
+            break;
+        }
+    }
+    assert!(shed > 0, "no request was shed with --max-in-flight 1");
+    assert!(admitted > 0);
+    assert_eq!(s.credit(&user), admitted);
+}

@@ -40,9 +40,14 @@ impl TestDir {
 
     /// Starts `shop serve` on a free port with this data dir, waiting until `/healthz` answers.
     pub fn start(&mut self) -> Shop {
+        self.start_with(&[])
+    }
+
+    /// [`TestDir::start`] with extra `serve` flags.
+    pub fn start_with(&mut self, extra: &[&str]) -> Shop {
         self.runs += 1;
         let log = self.tmp.path().join(format!("serve-{}.log", self.runs));
-        Shop::start(&self.data(), &log)
+        Shop::start(&self.data(), &log, extra)
     }
 
     /// Runs `shop ARGS` to completion (the `graph` and `inspect` subcommands).
@@ -140,7 +145,7 @@ fn agent() -> ureq::Agent {
 }
 
 impl Shop {
-    fn start(data: &Path, log: &Path) -> Shop {
+    fn start(data: &Path, log: &Path, extra: &[&str]) -> Shop {
         // The port is free when picked but could be taken before the child binds it: retry.
         for _ in 0..3 {
             let port = free_port();
@@ -154,6 +159,7 @@ impl Shop {
                     "--workers",
                     "2",
                 ])
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(File::create(log).expect("log file"))
