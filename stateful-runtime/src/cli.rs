@@ -83,6 +83,10 @@ enum Command {
         old: PathBuf,
         /// The replayed data dir.
         new: PathBuf,
+        /// Compare as of request `seq:N` of the old dir (right after it committed there, and
+        /// right after its replay in the new one) instead of now.
+        #[arg(long)]
+        at: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -246,7 +250,9 @@ impl Service {
                 into,
                 until,
             }) => replay(self.app, &data_dir, &into, until.as_deref()),
-            Some(Command::Diff { old, new, json }) => diff(&self.app, &old, &new, json),
+            Some(Command::Diff { old, new, at, json }) => {
+                diff(&self.app, &old, &new, at.as_deref(), json)
+            }
             Some(Command::Trace {
                 seq,
                 data_dir,
@@ -508,8 +514,20 @@ fn replay(app: App, old: &Path, new: &Path, until: Option<&str>) -> ExitCode {
     }
 }
 
-fn diff(app: &App, old: &Path, new: &Path, json: bool) -> ExitCode {
-    match crate::replay::diff(app, old, new) {
+fn diff(app: &App, old: &Path, new: &Path, at: Option<&str>, json: bool) -> ExitCode {
+    let at = match at.map(|s| {
+        s.strip_prefix("seq:")
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| format!("--at `{s}`: diff compares as of a request: use seq:N"))
+    }) {
+        None => None,
+        Some(Ok(seq)) => Some(seq),
+        Some(Err(e)) => {
+            eprintln!("{}: {e}", app.name);
+            return ExitCode::from(2);
+        }
+    };
+    match crate::replay::diff_at(app, old, new, at) {
         Ok(d) if json => {
             println!(
                 "{}",

@@ -192,8 +192,48 @@ pub struct DiffReport {
 /// Compares the committed state of every instance and the response of every request of `old`
 /// with `new` (a replay of it).
 pub fn diff(app: &App, old: &Path, new: &Path) -> Result<DiffReport, ReplayError> {
+    diff_at(app, old, new, None)
+}
+
+/// [`diff`] as of request `at` (an old sequence number): the states right after it committed
+/// in `old` and right after its replay (and that of every request committed with or before it)
+/// in `new`, and the responses of the requests up to it.
+pub fn diff_at(
+    app: &App,
+    old: &Path,
+    new: &Path,
+    at: Option<u64>,
+) -> Result<DiffReport, ReplayError> {
     let (a, _) = open_for_reading(app, old).map_err(ReplayError::DataDir)?;
     let (b, _) = open_for_reading(app, new).map_err(ReplayError::DataDir)?;
+    let log = read_log(&old.join("ingress.log"))?;
+    let epochs = match at {
+        None => None,
+        Some(seq) => {
+            let old_epoch = a
+                .completion(seq)?
+                .ok_or_else(|| {
+                    ReplayError::Until(format!(
+                        "request {seq} did not complete in the old data dir"
+                    ))
+                })?
+                .epoch;
+            let mut new_epoch = None::<u64>;
+            for r in &log {
+                if a.completion(r.seq)?.is_some_and(|c| c.epoch <= old_epoch)
+                    && let Some(c) = b.completion_by_idempotency_key(&replay_key(r.seq))?
+                {
+                    new_epoch = Some(new_epoch.map_or(c.epoch, |e| e.max(c.epoch)));
+                }
+            }
+            let new_epoch = new_epoch.ok_or_else(|| {
+                ReplayError::Until(format!(
+                    "request {seq} was not replayed into the new data dir"
+                ))
+            })?;
+            Some((old_epoch, new_epoch))
+        }
+    };
     let mut report = DiffReport::default();
     for entry in &app.lambdas {
         let mut keys = a.keys(entry.id)?;
@@ -201,7 +241,13 @@ pub fn diff(app: &App, old: &Path, new: &Path) -> Result<DiffReport, ReplayError
         keys.sort();
         keys.dedup();
         for (group, key) in keys {
-            let (x, y) = (a.get(entry.id, group, &key)?, b.get(entry.id, group, &key)?);
+            let (x, y) = match epochs {
+                None => (a.get(entry.id, group, &key)?, b.get(entry.id, group, &key)?),
+                Some((ea, eb)) => (
+                    a.get_at(entry.id, group, &key, ea)?,
+                    b.get_at(entry.id, group, &key, eb)?,
+                ),
+            };
             if x != y {
                 let json = |v: Option<Vec<u8>>| {
                     v.map_or(serde_json::Value::Null, |bytes| {
@@ -217,10 +263,13 @@ pub fn diff(app: &App, old: &Path, new: &Path) -> Result<DiffReport, ReplayError
             }
         }
     }
-    for r in read_log(&old.join("ingress.log"))? {
+    for r in log {
         let Some(was) = a.completion(r.seq)? else {
             continue;
         };
+        if epochs.is_some_and(|(ea, _)| was.epoch > ea) {
+            continue;
+        }
         if was.epoch < a.horizon()?.epoch {
             // Its response was compacted away.
             continue;

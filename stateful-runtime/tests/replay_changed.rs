@@ -91,6 +91,16 @@ fn a_changed_handler_shows_the_expected_diff() {
         d.responses[0]
     );
 
+    // As of request 2 (a=5, b=7) nothing differs yet; as of request 3 the counter does.
+    let at2 = stateful_runtime::replay::diff_at(&v2_as_v1(), &old, &new, Some(2)).expect("diff");
+    assert!(at2.instances.is_empty(), "{:?}", at2.instances);
+    assert!(at2.responses.is_empty(), "{:?}", at2.responses);
+    let at3 = stateful_runtime::replay::diff_at(&v2_as_v1(), &old, &new, Some(3)).expect("diff");
+    assert_eq!(at3.instances.len(), 1, "{:?}", at3.instances);
+    assert_eq!(at3.instances[0].old["n"], json!(3));
+    assert_eq!(at3.responses.len(), 1);
+    assert!(stateful_runtime::replay::diff_at(&v2_as_v1(), &old, &new, Some(99)).is_err());
+
     // --until: only the first two requests.
     let partial = root.path().join("partial");
     let r = stateful_runtime::replay::replay(

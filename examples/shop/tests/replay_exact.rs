@@ -92,6 +92,16 @@ fn replay_of_a_contended_run_reproduces_every_state_and_response() {
         diff.responses
     );
 
+    // As of requests in the middle of the contended run, too.
+    for seq in [350, 450, 550, 632] {
+        let d = stateful_runtime::replay::diff_at(&shop::shop::app(), &old, &new, Some(seq))
+            .expect("diff");
+        assert!(
+            d.instances.is_empty() && d.responses.is_empty(),
+            "as of {seq}: {d:?}"
+        );
+    }
+
     // Replaying into a dir that exists is refused; so is a dir of nothing.
     assert!(
         stateful_runtime::replay::replay(Arc::new(shop::shop::app()), &old, &new, None).is_err()
