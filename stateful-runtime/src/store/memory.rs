@@ -87,9 +87,18 @@ fn instance_range(
 }
 
 impl StateStore for MemoryStore {
-    fn recover(&self, committers: &[CommitterId]) -> Result<Recovered, StoreError> {
+    fn committed_epoch(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.lock().markers.values().copied().min())
+    }
+
+    fn recover_to(
+        &self,
+        committers: &[CommitterId],
+        ceiling: Option<u64>,
+    ) -> Result<Recovered, StoreError> {
         let mut inner = self.lock();
         let committed = inner.markers.values().copied().min().unwrap_or(0);
+        let committed = ceiling.map_or(committed, |c| committed.min(c));
         let mut versions = BTreeSet::new();
         if let Some(first) = committed.checked_add(1) {
             let from = (

@@ -189,7 +189,20 @@ pub enum StoreError {
 pub trait StateStore: Send + Sync + 'static {
     /// Recovers after a (clean or unclean) stop and registers the committers of this run:
     /// discards everything written after the last epoch every previous committer reached.
-    fn recover(&self, committers: &[CommitterId]) -> Result<Recovered, StoreError>;
+    fn recover(&self, committers: &[CommitterId]) -> Result<Recovered, StoreError> {
+        self.recover_to(committers, None)
+    }
+    /// [`StateStore::recover`], keeping nothing after `ceiling` either: in a cluster, the last
+    /// epoch committed on every process (a process may have written later epochs that others
+    /// did not; those were never acknowledged and are rolled back).
+    fn recover_to(
+        &self,
+        committers: &[CommitterId],
+        ceiling: Option<u64>,
+    ) -> Result<Recovered, StoreError>;
+    /// What [`StateStore::recover`] would keep: the last epoch every committer of the previous
+    /// run committed; `None` when nothing was ever committed.
+    fn committed_epoch(&self) -> Result<Option<u64>, StoreError>;
     /// The latest committed value of an instance.
     fn get(&self, lambda: u16, group: KeyGroup, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// The value of an instance as of commit epoch `epoch` (latest version at or before it).

@@ -52,6 +52,8 @@ enum Op {
     },
     /// Compact history up to `max marker - back`.
     Compact { back: u64 },
+    /// Drop, reopen and recover no further than `committed - back` (a cluster's ceiling).
+    CrashTo { back: u64 },
 }
 
 fn write() -> impl Strategy<Value = Write> {
@@ -81,6 +83,7 @@ fn op() -> impl Strategy<Value = Op> {
         )
             .prop_map(|(delta, commits)| Op::PartialEpoch { delta, commits }),
         1 => (0..4u64).prop_map(|back| Op::Compact { back }),
+        1 => (0..3u64).prop_map(|back| Op::CrashTo { back }),
     ]
 }
 
@@ -161,7 +164,12 @@ impl Model {
     }
 
     fn recover(&mut self) -> Recovered {
+        self.recover_to(None)
+    }
+
+    fn recover_to(&mut self, ceiling: Option<u64>) -> Recovered {
         let committed = self.markers.values().copied().min().unwrap_or(0);
+        let committed = ceiling.map_or(committed, |c| committed.min(c));
         let mut discarded_versions = 0;
         for versions in self.versions.values_mut() {
             let later = versions.split_off(&(committed + 1));
@@ -391,6 +399,21 @@ fn run(harness: &mut dyn Harness, ops: &[Op]) -> Result<(), TestCaseError> {
                 let up_to = max.saturating_sub(*back);
                 let done = harness.store().compact(up_to)?;
                 prop_assert_eq!(done.horizon, model.compact(up_to));
+            }
+            Op::CrashTo { back } => {
+                harness.crash()?;
+                prop_assert_eq!(
+                    harness.store().committed_epoch()?,
+                    model.markers.values().copied().min()
+                );
+                let committed = model.markers.values().copied().min().unwrap_or(0);
+                // Never below the horizon: a cluster's ceiling is an epoch every process
+                // committed, and compaction only ever reaches committed epochs.
+                let ceiling = committed.saturating_sub(*back).max(model.horizon.epoch);
+                prop_assert_eq!(
+                    harness.store().recover_to(&COMMITTERS, Some(ceiling))?,
+                    model.recover_to(Some(ceiling))
+                );
             }
             Op::Crash => {
                 harness.crash()?;

@@ -318,7 +318,20 @@ fn corrupt(what: &str, e: postcard::Error) -> StoreError {
 }
 
 impl StateStore for SledStore {
-    fn recover(&self, committers: &[CommitterId]) -> Result<Recovered, StoreError> {
+    fn committed_epoch(&self) -> Result<Option<u64>, StoreError> {
+        let mut committed = None::<u64>;
+        for item in self.db.scan_prefix([MARKER]) {
+            let epoch = decode_u64(&item?.1)?;
+            committed = Some(committed.map_or(epoch, |c| c.min(epoch)));
+        }
+        Ok(committed)
+    }
+
+    fn recover_to(
+        &self,
+        committers: &[CommitterId],
+        ceiling: Option<u64>,
+    ) -> Result<Recovered, StoreError> {
         let mut batch = sled::Batch::default();
         let mut committed = None::<u64>;
         for item in self.db.scan_prefix([MARKER]) {
@@ -327,7 +340,10 @@ impl StateStore for SledStore {
             committed = Some(committed.map_or(epoch, |c| c.min(epoch)));
             batch.remove(k);
         }
-        let committed = committed.unwrap_or(0);
+        let committed = match (committed.unwrap_or(0), ceiling) {
+            (c, Some(ceiling)) => c.min(ceiling),
+            (c, None) => c,
+        };
 
         let mut versions = BTreeSet::new();
         if let Some(first) = committed.checked_add(1) {
