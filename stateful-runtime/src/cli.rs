@@ -174,6 +174,14 @@ struct ServeArgs {
     /// changes nothing.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_in_flight: u64,
+    /// Run as one process of a cluster: a file with one `host:port` per line (timely's
+    /// connections between the processes, process 0 first). Needs --process; every process
+    /// needs its own --data-dir and --listen, and the same --workers.
+    #[arg(long, requires = "process")]
+    cluster: Option<PathBuf>,
+    /// This process's line in the --cluster file (from 0).
+    #[arg(long, requires = "cluster")]
+    process: Option<usize>,
 }
 
 /// `--history-retention`: `None` is forever.
@@ -288,6 +296,22 @@ impl Service {
         config.record_traces = !args.no_traces;
         config.history.keep_for_ms = args.history_retention.0;
         config.max_in_flight = usize::try_from(args.max_in_flight).unwrap_or(usize::MAX);
+        if let (Some(file), Some(process)) = (&args.cluster, args.process) {
+            match crate::engine::cluster::ClusterConfig::from_file(file, process) {
+                Ok(c) => config.cluster = Some(c),
+                Err(e) => {
+                    eprintln!("{}: {e}", self.app.name);
+                    return ExitCode::from(2);
+                }
+            }
+            if config.durability == Durability::InMemory {
+                eprintln!(
+                    "{}: --cluster needs durable state (recovery agrees on a committed epoch): drop --in-memory",
+                    self.app.name
+                );
+                return ExitCode::from(2);
+            }
+        }
         config.history.max_bytes = args.history_max_mb.map(|mb| mb.saturating_mul(1 << 20));
         let name = self.app.name;
         let runtime = match Runtime::start(Arc::new(self.app), config.clone()) {
@@ -320,8 +344,11 @@ impl Service {
                 Durability::Durable => format!("data dir {}", data_dir.display()),
                 Durability::InMemory => "in memory, nothing is kept".to_owned(),
             };
+            let cluster = config.cluster.as_ref().map_or_else(String::new, |c| {
+                format!("; process {} of a cluster of {}", c.process, c.processes())
+            });
             println!(
-                "{name}: serving on http://{addr} ({durability}; {} workers; commit every {} ms)",
+                "{name}: serving on http://{addr} ({durability}; {} workers; commit every {} ms{cluster})",
                 config.workers, config.commit_interval_ms
             );
             tracing::info!(%addr, "serving");
@@ -330,6 +357,13 @@ impl Service {
                 .await
                 .map_err(|e| format!("server error: {e}"))
         });
+        if crate::engine::cluster::has_failed() {
+            // Nothing can commit without the lost process, so there is nothing to drain.
+            eprintln!(
+                "{name}: stopped; the cluster had lost a process (restart the whole cluster)"
+            );
+            std::process::exit(3);
+        }
         // In-flight requests finish and commit before exit.
         runtime.shutdown();
         match served {

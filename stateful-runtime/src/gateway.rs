@@ -69,6 +69,9 @@ struct Gw {
     handle: Handle,
     http: Arc<HttpMetrics>,
     ids: Arc<AtomicU64>,
+    /// `(processes, this process)` of the cluster; `(1, 0)` alone.
+    cluster: (usize, usize),
+    clustered: bool,
 }
 
 /// Builds the gateway's router for a running engine, with `extra` routes of the app merged in.
@@ -78,6 +81,10 @@ pub fn router(handle: Handle, extra: Option<Router>) -> Router {
         http: Arc::new(HttpMetrics::default()),
         // Fresh ids for routes without a {key}: time-based prefix, then a counter.
         ids: Arc::new(AtomicU64::new(crate::engine::runtime::unix_ms() << 16)),
+        cluster: handle
+            .cluster()
+            .map_or((1, 0), |c| (c.processes(), c.process)),
+        clustered: handle.cluster().is_some(),
     };
     let mut r: Router<Gw> = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -200,7 +207,23 @@ fn invoke_error(e: InvokeError) -> Response {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             r
         }
+        InvokeError::ClusterFailed => {
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e);
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r
+        }
         InvokeError::Log(_) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// Resolves once the cluster has lost a process (never when running alone).
+async fn cluster_lost() {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if crate::engine::cluster::has_failed() {
+            return;
+        }
     }
 }
 
@@ -237,9 +260,13 @@ async fn run(
     let t0 = std::time::Instant::now();
     let resp = match gw.handle.submit(lambda, key, handler, args, idem) {
         Err(e) => invoke_error(e),
-        Ok(rx) => match rx.await {
-            Err(_) => invoke_error(InvokeError::ShuttingDown),
-            Ok(r) => answer(gw.handle.to_json(lambda, handler, r)),
+        Ok(rx) => tokio::select! {
+            r = rx => match r {
+                Err(_) => invoke_error(InvokeError::ShuttingDown),
+                Ok(r) => answer(gw.handle.to_json(lambda, handler, r)),
+            },
+            // In a cluster that lost a process the request cannot commit: say so, not hang.
+            () = cluster_lost(), if gw.clustered => invoke_error(InvokeError::ClusterFailed),
         },
     };
     gw.http.observe(resp.status(), t0.elapsed());
@@ -306,6 +333,12 @@ async fn invoke_route(
     }
     let key_str = match params.get("key") {
         Some(k) => k.clone(),
+        // Distinct across the processes of a cluster too.
+        None if gw.clustered => format!(
+            "{:x}p{}",
+            gw.ids.fetch_add(1, Ordering::Relaxed),
+            gw.cluster.1
+        ),
         None => format!("{:x}", gw.ids.fetch_add(1, Ordering::Relaxed)),
     };
     let key = match (entry.key_from_str)(&key_str) {

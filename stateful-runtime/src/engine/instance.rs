@@ -127,6 +127,8 @@ pub struct Env {
     pub order: Arc<std::sync::atomic::AtomicU64>,
     /// Whether call trees are recorded for `trace`.
     pub traces: bool,
+    /// Processes of the cluster (1 alone): a root's id is `seq * processes + process`.
+    pub processes: u32,
 }
 
 impl Env {
@@ -369,34 +371,64 @@ impl<L: Lambda> Instance<L> {
         } else {
             result
         };
-        let idempotency_key = match &rec.call.reply {
-            ReplyTo::Root { idempotency_key } => idempotency_key.clone(),
-            ReplyTo::Caller { .. } => None,
+        let (idempotency_key, ingress) = match &rec.call.reply {
+            ReplyTo::Root {
+                idempotency_key,
+                ingress,
+            } => (idempotency_key.clone(), *ingress),
+            ReplyTo::Caller { .. } => (None, env.worker),
         };
-        let (ok, response) = match &result {
-            Ok(o) => (o.ok, crate::lambda::encode(&result)),
-            Err(_) => (false, crate::lambda::encode(&result)),
-        };
-        let order = self.env().order.fetch_add(1, Relaxed);
+        let order = env.order.fetch_add(1, Relaxed);
         let trace = trace.map(|t| {
             crate::lambda::encode(&RootTrace {
                 attempts: txn.attempt + 1,
                 root: *t,
             })
         });
+        let done = super::RemoteCompletion {
+            seq: txn.root / u64::from(env.processes.max(1)),
+            idempotency_key,
+            result,
+            order,
+            trace: trace.unwrap_or_default(),
+        };
+        if ingress == env.worker {
+            self.completed(done);
+        } else {
+            // The completion belongs with the request's log, on the ingress worker. Sent
+            // within this epoch, it is recorded there before the epoch's commit.
+            fx.out.push(Msg {
+                worker: ingress,
+                lambda: L::ID,
+                body: Body::Completed(Box::new(done)),
+            });
+        }
+    }
+
+    /// Records a completed request of this worker's ingress and queues its response.
+    fn completed(&mut self, done: super::RemoteCompletion) {
+        let super::RemoteCompletion {
+            seq,
+            idempotency_key,
+            result,
+            order,
+            trace,
+        } = done;
+        let ok = matches!(&result, Ok(o) if o.ok);
+        let response = crate::lambda::encode(&result);
         self.completions.push(Completion {
-            seq: txn.root,
+            seq,
             idempotency_key: idempotency_key.clone(),
             ok,
             response,
             order,
             epoch: 0,
-            trace: trace.unwrap_or_default(),
+            trace,
         });
         let env = self.env();
         env.finished.borrow_mut().push(Finished {
             epoch: env.epoch.get(),
-            seq: txn.root,
+            seq,
             result,
             idempotency_key,
         });
@@ -909,6 +941,7 @@ impl<L: Lambda> LambdaRuntime for Instance<L> {
                 Body::Release { txn, key, commit } => self.on_release(txn, key, commit, fx),
                 Body::Wound { txn } => self.on_wound(txn, fx),
                 Body::Wounded { txn } => self.on_wounded(txn, fx),
+                Body::Completed(done) => self.completed(*done),
             },
         }
     }

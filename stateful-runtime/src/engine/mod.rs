@@ -13,6 +13,7 @@
 //!   that advances epochs and releases responses once their epoch is durable.
 //! - [`runtime`]: starting, the in-process [`Handle`] to invoke handlers, shutdown.
 
+pub mod cluster;
 pub(crate) mod commit;
 pub(crate) mod instance;
 pub mod runtime;
@@ -52,8 +53,12 @@ pub(crate) struct Txn {
 /// Where the result of a call goes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum ReplyTo {
-    /// To the client: this invocation is the root.
-    Root { idempotency_key: Option<String> },
+    /// To the client: this invocation is the root. `ingress` is the worker whose gateway
+    /// accepted the request: it holds the client's responder and records the completion.
+    Root {
+        idempotency_key: Option<String>,
+        ingress: u32,
+    },
     /// To a suspended invocation.
     Caller {
         worker: u32,
@@ -135,6 +140,20 @@ pub(crate) enum Body {
     Wounded {
         txn: Txn,
     },
+    /// A root that ended on another worker than the one that accepted its request (a cluster
+    /// process): record the completion and release the response there.
+    Completed(Box<RemoteCompletion>),
+}
+
+/// What travels in [`Body::Completed`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RemoteCompletion {
+    /// The request's sequence number in its ingress log.
+    pub seq: u64,
+    pub idempotency_key: Option<String>,
+    pub result: Result<Outcome, CallError>,
+    pub order: u64,
+    pub trace: Vec<u8>,
 }
 
 /// A message with its destination operator instance.

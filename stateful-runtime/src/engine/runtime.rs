@@ -54,6 +54,8 @@ pub struct Config {
     pub record_traces: bool,
     /// How much history (old state versions, traces) to keep for time travel.
     pub history: HistoryRetention,
+    /// Run as one process of a cluster (`None`: alone).
+    pub cluster: Option<super::cluster::ClusterConfig>,
 }
 
 /// How much history to keep: older history is compacted (see [`StateStore::compact`]) by a
@@ -114,7 +116,11 @@ struct Compactor {
 }
 
 impl Compactor {
-    fn start(store: Arc<dyn StateStore>, retention: HistoryRetention) -> Option<Compactor> {
+    fn start(
+        store: Arc<dyn StateStore>,
+        retention: HistoryRetention,
+        committed_everywhere: Arc<AtomicU64>,
+    ) -> Option<Compactor> {
         if retention.keep_for_ms.is_none() && retention.max_bytes.is_none() {
             return None;
         }
@@ -132,7 +138,11 @@ impl Compactor {
                             Some(_) => store.size_on_disk()?,
                             None => 0,
                         };
-                        if let Some(target) = retention.target(unix_ms(), current, size) {
+                        let target = retention
+                            .target(unix_ms(), current, size)
+                            .map(|t| t.min(committed_everywhere.load(Ordering::Acquire)))
+                            .filter(|t| *t > current);
+                        if let Some(target) = target {
                             let done = store.compact(target)?;
                             tracing::debug!(?done, "compacted history");
                         }
@@ -164,6 +174,7 @@ impl Default for Config {
             max_in_flight: 100_000,
             record_traces: true,
             history: HistoryRetention::default(),
+            cluster: None,
         }
     }
 }
@@ -230,6 +241,11 @@ pub enum InvokeError {
     /// The ingress log could not be written.
     #[error("cannot log the request: {0}")]
     Log(String),
+    /// A process of the cluster is lost: nothing can commit until the cluster restarts.
+    #[error(
+        "the cluster lost a process: no request can commit until the whole cluster is restarted (it then recovers)"
+    )]
+    ClusterFailed,
 }
 
 /// The answer to one request.
@@ -335,6 +351,26 @@ pub(crate) struct Shared {
     receivers: Mutex<Vec<Option<Receiver<Request>>>>,
     threads: Mutex<Vec<Option<Thread>>>,
     replay: Mutex<Vec<Vec<Request>>>,
+    /// Processes of the cluster (1 alone) and this one's index.
+    pub processes: usize,
+    pub process: usize,
+    /// Global index of this process's first worker.
+    pub base: usize,
+    /// Workers of all processes.
+    pub total_workers: usize,
+    /// The last commit epoch every operator of every process has made durable (what
+    /// compaction may reach: recovery never rolls back below it).
+    pub committed_everywhere: Arc<AtomicU64>,
+}
+
+/// The local worker that takes a request for global worker `owner`: the owner itself when it
+/// is local, otherwise one that forwards it through the dataflow.
+fn local_worker(owner: usize, base: usize, workers: usize) -> usize {
+    if (base..base + workers).contains(&owner) {
+        owner - base
+    } else {
+        owner % workers.max(1)
+    }
 }
 
 impl Shared {
@@ -385,6 +421,26 @@ struct DataDirMeta {
     app: String,
     key_groups: u16,
     format: u32,
+    /// Set when the dir is one process's part of a cluster's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cluster: Option<Layout>,
+}
+
+/// The shape of the cluster a data dir belongs to: which key groups it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Layout {
+    pub processes: usize,
+    pub process: usize,
+    pub workers: usize,
+}
+
+impl Layout {
+    fn describe(&self) -> String {
+        format!(
+            "process {} of a cluster of {} processes x {} workers",
+            self.process, self.processes, self.workers
+        )
+    }
 }
 
 impl DataDirMeta {
@@ -400,8 +456,15 @@ impl DataDirMeta {
         }
     }
 
-    /// The key groups of the dir (creating the record with `groups` for a new dir).
-    fn load_or_create(dir: &std::path::Path, app: &str, groups: u16) -> Result<u16, StoreError> {
+    /// The key groups of the dir (creating the record with `groups` for a new dir). A dir
+    /// that holds one process's part of a cluster opens only as that process of a cluster of
+    /// the same shape.
+    fn load_or_create(
+        dir: &std::path::Path,
+        app: &str,
+        groups: u16,
+        layout: Option<Layout>,
+    ) -> Result<u16, StoreError> {
         if let Some(m) = Self::load(dir)? {
             if m.app != app {
                 return Err(StoreError::WrongApp {
@@ -409,12 +472,29 @@ impl DataDirMeta {
                     expected: app.to_owned(),
                 });
             }
+            let fits = match (m.cluster, layout) {
+                (None, None) => true,
+                (Some(was), Some(now)) => was == now,
+                // A single process's dir holds every key group: not one process's part.
+                (None, Some(_)) | (Some(_), None) => false,
+            };
+            if !fits {
+                let was = m
+                    .cluster
+                    .map_or_else(|| "a single process".to_owned(), |l| l.describe());
+                let now = layout.map_or_else(|| "a single process".to_owned(), |l| l.describe());
+                return Err(StoreError::Corrupt(format!(
+                    "{} holds the state of {was}, but this is {now}: start with the same shape, or move the state with `rescale`",
+                    dir.display()
+                )));
+            }
             return Ok(m.key_groups);
         }
         let m = DataDirMeta {
             app: app.to_owned(),
             key_groups: groups.max(1),
             format: 1,
+            cluster: layout,
         };
         let bytes =
             serde_json::to_vec_pretty(&m).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -517,30 +597,42 @@ impl Runtime {
         if app.lambdas.is_empty() {
             return Err(StartError::Config("the app has no lambdas".into()));
         }
-        let (store, ingress): (Arc<dyn StateStore>, Option<Arc<IngressLog>>) = match config
-            .durability
-        {
-            Durability::InMemory => (Arc::new(MemoryStore::new()), None),
-            Durability::Durable => {
-                let dir = config.data_dir.clone().ok_or_else(|| {
-                    StartError::Config("a durable runtime needs a data dir".into())
-                })?;
-                std::fs::create_dir_all(&dir).map_err(StoreError::from)?;
-                let store = open_sled_patiently(&dir.join("state"))?;
-                store.check_app(app.name)?;
-                config.key_groups = DataDirMeta::load_or_create(&dir, app.name, config.key_groups)?;
-                let (log, report) = IngressLog::open(&dir.join("ingress.log"))?;
-                if report.truncated_bytes > 0 {
-                    tracing::warn!(
-                        bytes = report.truncated_bytes,
-                        "ingress log had a torn tail; truncated it"
-                    );
+        let (store, ingress): (Arc<dyn StateStore>, Option<Arc<IngressLog>>) =
+            match config.durability {
+                Durability::InMemory => (Arc::new(MemoryStore::new()), None),
+                Durability::Durable => {
+                    let dir = config.data_dir.clone().ok_or_else(|| {
+                        StartError::Config("a durable runtime needs a data dir".into())
+                    })?;
+                    std::fs::create_dir_all(&dir).map_err(StoreError::from)?;
+                    let store = open_sled_patiently(&dir.join("state"))?;
+                    store.check_app(app.name)?;
+                    let layout = config.cluster.as_ref().map(|c| Layout {
+                        processes: c.processes(),
+                        process: c.process,
+                        workers: config.workers,
+                    });
+                    config.key_groups =
+                        DataDirMeta::load_or_create(&dir, app.name, config.key_groups, layout)?;
+                    let (log, report) = IngressLog::open(&dir.join("ingress.log"))?;
+                    if report.truncated_bytes > 0 {
+                        tracing::warn!(
+                            bytes = report.truncated_bytes,
+                            "ingress log had a torn tail; truncated it"
+                        );
+                    }
+                    (Arc::new(store), Some(Arc::new(log)))
                 }
-                (Arc::new(store), Some(Arc::new(log)))
-            }
-        };
+            };
         let workers = config.workers;
-        let committers: Vec<CommitterId> = (0..workers as u32)
+        let (processes, process) = config
+            .cluster
+            .as_ref()
+            .map_or((1, 0), |c| (c.processes(), c.process));
+        // Global worker indices of this process.
+        let base = process * workers;
+        let total_workers = processes * workers;
+        let committers: Vec<CommitterId> = (base as u32..(base + workers) as u32)
             .flat_map(|w| {
                 app.lambdas.iter().map(move |l| CommitterId {
                     worker: w,
@@ -548,7 +640,17 @@ impl Runtime {
                 })
             })
             .collect();
-        let recovered = store.recover(&committers)?;
+        let ceiling = match &config.cluster {
+            None => None,
+            Some(c) => {
+                super::cluster::watch_connections();
+                Some(
+                    super::cluster::agree_on_committed(c, store.committed_epoch()?)
+                        .map_err(StartError::Engine)?,
+                )
+            }
+        };
+        let recovered = store.recover_to(&committers, ceiling)?;
         tracing::info!(
             committed_epoch = recovered.committed_epoch,
             discarded = recovered.discarded_versions,
@@ -570,7 +672,11 @@ impl Runtime {
                     continue;
                 }
                 let g = key_group(&r.key, config.key_groups);
-                let w = worker_of(g, config.key_groups, workers);
+                let w = local_worker(
+                    worker_of(g, config.key_groups, total_workers),
+                    base,
+                    workers,
+                );
                 replay[w].push(Request {
                     seq: r.seq,
                     at_ms: 0,
@@ -631,10 +737,29 @@ impl Runtime {
             idempotent: Mutex::new(replaying_keys),
             threads: Mutex::new(vec![None; workers]),
             replay: Mutex::new(replay),
+            processes,
+            process,
+            base,
+            total_workers,
+            committed_everywhere: Arc::new(AtomicU64::new(recovered.committed_epoch)),
         });
-        let compactor = Compactor::start(shared.store.clone(), shared.config.history.clone());
+        if let Some(c) = &shared.config.cluster {
+            super::cluster::watch_commits(
+                shared.committed_everywhere.clone(),
+                Duration::from_millis(c.stall_timeout_ms),
+            );
+        }
+        let compactor = Compactor::start(
+            shared.store.clone(),
+            shared.config.history.clone(),
+            shared.committed_everywhere.clone(),
+        );
         let worker_shared = shared.clone();
-        let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let timely_config = match &shared.config.cluster {
+            Some(c) => c.timely(workers),
+            None => timely::Config::process(workers),
+        };
+        let guards = timely::execute(timely_config, move |worker| {
             super::worker::run(worker, worker_shared.clone());
         })
         .map_err(StartError::Engine)?;
@@ -688,6 +813,11 @@ impl Handle {
     /// The durable store (read-only use: inspection).
     pub fn store(&self) -> &Arc<dyn StateStore> {
         &self.shared.store
+    }
+
+    /// This process's place in a cluster (`None`: alone).
+    pub fn cluster(&self) -> Option<&super::cluster::ClusterConfig> {
+        self.shared.config.cluster.as_ref()
     }
 
     /// The data dir (durable runtimes only).
@@ -789,6 +919,9 @@ impl Handle {
         tx: tokio::sync::oneshot::Sender<Response>,
     ) -> Result<(), InvokeError> {
         let shared = &self.shared;
+        if shared.processes > 1 && super::cluster::has_failed() {
+            return Err(InvokeError::ClusterFailed);
+        }
         let admitted = shared.in_flight.fetch_add(1, Ordering::AcqRel);
         if admitted >= shared.config.max_in_flight {
             shared.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -813,7 +946,11 @@ impl Handle {
         };
         shared.metrics.requests.fetch_add(1, Ordering::Relaxed);
         let g = key_group(&key, shared.config.key_groups);
-        let w = worker_of(g, shared.config.key_groups, self.senders.len());
+        let w = local_worker(
+            worker_of(g, shared.config.key_groups, shared.total_workers),
+            shared.base,
+            self.senders.len(),
+        );
         let req = Request {
             seq,
             at_ms,

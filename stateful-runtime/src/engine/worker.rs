@@ -26,8 +26,8 @@ use std::time::Duration;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::core::partition::Partition;
-use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::{Operator, OutputBuilder};
 use timely::dataflow::operators::{
     Capability, CapabilitySet, Concatenate, ConnectLoop, Enter, Feedback, Leave, Probe,
 };
@@ -272,15 +272,36 @@ fn build_operator<'s>(
     (out_stream, ack_stream)
 }
 
+fn route() -> Exchange<Msg, impl FnMut(&Msg) -> u64 + 'static> {
+    Exchange::new(|m: &Msg| u64::from(m.worker))
+}
+
+/// Passes batches on unchanged, through `pact`.
+fn forward<'s, P>(s: Stream<'s, u64, Batch>, pact: P, name: &str) -> Stream<'s, u64, Batch>
+where
+    P: timely::dataflow::channels::pact::ParallelizationContract<u64, Batch>,
+{
+    s.unary::<CapacityContainerBuilder<Batch>, _, _, _>(pact, name, |_cap, _info| {
+        move |input, output| {
+            input.for_each_stamp(|cap, data| {
+                output.session(&cap).give_containers(data);
+            });
+        }
+    })
+}
+
 /// Runs one worker until shutdown.
 pub(crate) fn run(worker: &mut timely::worker::Worker, shared: Arc<Shared>) {
     let index = worker.index();
     let peers = worker.peers();
+    // Channels, threads, metrics and committers are per process: indexed locally.
+    let local = index.saturating_sub(shared.base);
     let lambdas = shared.app.lambdas.len();
-    let Some(rx) = shared.take_receiver(index) else {
+    let clustered = shared.processes > 1;
+    let Some(rx) = shared.take_receiver(local) else {
         return;
     };
-    shared.register_thread(index, std::thread::current());
+    shared.register_thread(local, std::thread::current());
     let finished: Rc<RefCell<Vec<Finished>>> = Rc::new(RefCell::new(Vec::new()));
     let epoch_cell = Rc::new(Cell::new(0u64));
     let mut inputs: Vec<InputHandle<u64, CapacityContainerBuilder<Batch>>> =
@@ -288,7 +309,22 @@ pub(crate) fn run(worker: &mut timely::worker::Worker, shared: Arc<Shared>) {
     let probe: ProbeHandle<u64> = ProbeHandle::new();
     let interval = shared.config.commit_interval_ms.max(1);
     worker.dataflow::<u64, _, _>(|scope| {
-        let streams: Vec<_> = inputs.iter_mut().map(|i| i.to_stream(scope)).collect();
+        let streams: Vec<_> = inputs
+            .iter_mut()
+            .map(|i| {
+                let s = i.to_stream(scope);
+                if clustered {
+                    // Alone, every request arrives at the worker that owns its key; in a
+                    // cluster a gateway takes requests for keys of other processes, and the
+                    // dataflow carries them there. An exchange right after an input is only
+                    // flushed by the next `advance_to`; an operator in between flushes its
+                    // output at the end of each activation.
+                    forward(forward(s, Pipeline, "Ingress"), route(), "Route")
+                } else {
+                    s
+                }
+            })
+            .collect();
         let acks = scope.iterative::<u32, _, _>(|inner| {
             let mut handles = Vec::with_capacity(lambdas);
             let mut fbs = Vec::with_capacity(lambdas);
@@ -311,11 +347,12 @@ pub(crate) fn run(worker: &mut timely::worker::Worker, shared: Arc<Shared>) {
                     interval,
                     start_epoch: shared.start_epoch,
                     metrics: shared.metrics.clone(),
-                    op: index * lambdas + usize::from(entry.id),
+                    op: local * lambdas + usize::from(entry.id),
                     order: shared.order.clone(),
                     traces: shared.config.record_traces,
+                    processes: shared.processes as u32,
                 };
-                let idx = index * lambdas + usize::from(entry.id);
+                let idx = local * lambdas + usize::from(entry.id);
                 let committer = Committer {
                     id: CommitterId {
                         worker: index as u32,
@@ -356,8 +393,8 @@ pub(crate) fn run(worker: &mut timely::worker::Worker, shared: Arc<Shared>) {
         i.advance_to(epoch);
     }
     // Replay the logged requests of this worker that never completed.
-    for req in shared.take_replay(index) {
-        send_request(&mut inputs, req, &mut responders, index as u32);
+    for req in shared.take_replay(local) {
+        send_request(&mut inputs, req, &mut responders, index as u32, &shared);
     }
     let mut waiting: Vec<Finished> = Vec::new();
     loop {
@@ -379,7 +416,7 @@ pub(crate) fn run(worker: &mut timely::worker::Worker, shared: Arc<Shared>) {
                     i.advance_to(epoch);
                 }
             }
-            send_request(&mut inputs, req, &mut responders, index as u32);
+            send_request(&mut inputs, req, &mut responders, index as u32, &shared);
             n += 1;
         }
         if n > 0 {
@@ -410,6 +447,7 @@ fn send_request(
     req: Request,
     responders: &mut HashMap<u64, tokio::sync::oneshot::Sender<Response>>,
     worker: u32,
+    shared: &Shared,
 ) {
     let Some(input) = inputs.get_mut(usize::from(req.lambda)) else {
         return;
@@ -417,14 +455,21 @@ fn send_request(
     if let Some(tx) = req.responder {
         responders.insert(req.seq, tx);
     }
+    let groups = shared.config.key_groups;
+    let owner = stateful_core::keys::worker_of(
+        stateful_core::keys::key_group(&req.key, groups),
+        groups,
+        shared.total_workers,
+    ) as u32;
     input.send(Msg {
-        worker,
+        worker: owner,
         lambda: req.lambda,
         body: Body::Call(Call {
             txn: Txn {
-                root: req.seq,
+                // Unique across the cluster's ingress logs; smaller is still older.
+                root: req.seq * shared.processes as u64 + shared.process as u64,
                 attempt: 0,
-                worker,
+                worker: owner,
                 lambda: req.lambda,
             },
             key: req.key,
@@ -433,6 +478,7 @@ fn send_request(
             scope: Vec::new(),
             reply: ReplyTo::Root {
                 idempotency_key: req.idempotency_key,
+                ingress: worker,
             },
         }),
     });
@@ -445,6 +491,15 @@ fn release(
     responders: &mut HashMap<u64, tokio::sync::oneshot::Sender<Response>>,
     shared: &Shared,
 ) {
+    let interval = shared.config.commit_interval_ms.max(1);
+    // Read the frontier once (`None`: empty, everything committed).
+    let frontier = probe.with_frontier(|f| f.iter().min().copied());
+    if let Some(t) = frontier {
+        // The last commit epoch before the frontier is durable on every process.
+        let c = commit_epoch_of(t.saturating_sub(1), interval);
+        let c = if c < t { c } else { c.saturating_sub(interval) };
+        shared.committed_everywhere.fetch_max(c, Ordering::AcqRel);
+    }
     waiting.append(&mut finished.borrow_mut());
     if waiting.is_empty() {
         return;
@@ -453,9 +508,6 @@ fn release(
     // so the probe passing `c` means every operator committed `c`. A request of epoch `e` is
     // durable once the commit epoch covering it, `commit_epoch_of(e)`, is passed; passing `e`
     // alone is not enough (the probe sits at `c >= e` until `c` commits).
-    let interval = shared.config.commit_interval_ms.max(1);
-    // Read the frontier once (`None`: empty, everything committed).
-    let frontier = probe.with_frontier(|f| f.iter().min().copied());
     let done = |e: u64| frontier.is_none_or(|t| t > commit_epoch_of(e, interval));
     let mut i = 0;
     while i < waiting.len() {

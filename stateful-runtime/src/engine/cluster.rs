@@ -1,0 +1,266 @@
+//! Cluster mode: the same binary as N processes on timely's cluster mode.
+//!
+//! ```text
+//! host file: one `host:port` per line, process 0 first (timely connects the processes)
+//! process p, T workers each: global workers p*T .. p*T+T-1; key group g -> worker_of(g, N*T)
+//! start:  every process recovers to the same epoch (min over processes of their committed
+//!         epoch), agreed through a first, tiny timely execution; then the engine starts
+//! commit: each process writes its epochs locally; a response is released when the probe
+//!         passes its commit epoch, i.e. every operator of every process has written it
+//! loss:   a process that dies (or a frozen frontier) turns every gateway into 503s; the
+//!         cluster is restarted as a whole and recovers to the epoch committed everywhere
+//! ```
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Inspect, Probe};
+use timely::dataflow::{InputHandle, ProbeHandle};
+
+/// This process's place in a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `host:port` of every process, in process order (timely's connections).
+    pub addresses: Vec<String>,
+    /// This process's index into `addresses`.
+    pub process: usize,
+    /// When no commit epoch completes on every process for this long, a process is
+    /// considered lost (a cut link sends no error).
+    pub stall_timeout_ms: u64,
+}
+
+impl ClusterConfig {
+    /// Reads a host file: one `host:port` per line; blank lines and `#` comments are skipped.
+    pub fn from_file(path: &Path, process: usize) -> Result<ClusterConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the cluster file {}: {e}", path.display()))?;
+        let addresses: Vec<String> = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if addresses.is_empty() {
+            return Err(format!(
+                "the cluster file {} lists no processes (one host:port per line)",
+                path.display()
+            ));
+        }
+        for a in &addresses {
+            if a.rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                return Err(format!("`{a}` in {} is not host:port", path.display()));
+            }
+        }
+        if process >= addresses.len() {
+            return Err(format!(
+                "--process {process} is out of range: the cluster file lists {} processes (0..{})",
+                addresses.len(),
+                addresses.len() - 1
+            ));
+        }
+        Ok(ClusterConfig {
+            addresses,
+            process,
+            stall_timeout_ms: 5_000,
+        })
+    }
+
+    /// Number of processes.
+    pub fn processes(&self) -> usize {
+        self.addresses.len()
+    }
+
+    /// timely's communication configuration for `threads` workers per process.
+    pub(crate) fn timely(&self, threads: usize) -> timely::Config {
+        timely::Config {
+            communication: timely::CommunicationConfig::Cluster {
+                threads,
+                process: self.process,
+                addresses: self.addresses.clone(),
+                report: false,
+                zerocopy: false,
+            },
+            worker: timely::WorkerConfig::default(),
+        }
+    }
+}
+
+/// What every process tells the others before recovering: whether its data dir has state,
+/// and its last committed epoch.
+type Announce = (u64, bool, u64);
+
+/// Agrees with the other processes on the epoch to recover to: the minimum of their committed
+/// epochs (every process wrote it, and no response of a later epoch was released). Fails
+/// when some processes have state and others have an empty data dir.
+pub(crate) fn agree_on_committed(
+    cluster: &ClusterConfig,
+    committed: Option<u64>,
+) -> Result<u64, String> {
+    let me = cluster.process as u64;
+    let guards = timely::execute(cluster.timely(1), move |worker| {
+        let seen: Rc<RefCell<Vec<Announce>>> = Rc::new(RefCell::new(Vec::new()));
+        let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<Announce>>> =
+            InputHandle::new();
+        let probe: ProbeHandle<u64> = ProbeHandle::new();
+        let sink = seen.clone();
+        worker.dataflow::<u64, _, _>(|scope| {
+            input
+                .to_stream(scope)
+                .broadcast()
+                .inspect(move |a: &Announce| sink.borrow_mut().push(*a))
+                .probe_with(&probe);
+        });
+        input.send((me, committed.is_some(), committed.unwrap_or(0)));
+        input.advance_to(1);
+        drop(input);
+        while probe.less_than(&1) {
+            worker.step_or_park(Some(std::time::Duration::from_millis(10)));
+        }
+        seen.take()
+    })?;
+    let mut all: Vec<Announce> = Vec::new();
+    for r in guards.join() {
+        all.extend(r?);
+    }
+    all.sort_unstable();
+    all.dedup();
+    if all.len() != cluster.processes() {
+        return Err(format!(
+            "expected the state of {} processes, heard from {}",
+            cluster.processes(),
+            all.len()
+        ));
+    }
+    let with_state: Vec<u64> = all.iter().filter(|a| a.1).map(|a| a.0).collect();
+    if !with_state.is_empty() && with_state.len() != all.len() {
+        let empty: Vec<u64> = all.iter().filter(|a| !a.1).map(|a| a.0).collect();
+        return Err(format!(
+            "processes {empty:?} have an empty data dir while processes {with_state:?} have state: \
+             the data dirs do not belong to one cluster (start each process on its own dir again, \
+             or move state with `rescale`)"
+        ));
+    }
+    Ok(all.iter().map(|a| a.2).min().unwrap_or(0))
+}
+
+/// Set once a peer process is lost: gateways answer 503 from then on.
+static FAILED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// The process-wide "cluster lost a peer" flag.
+pub fn failed_flag() -> Arc<AtomicBool> {
+    FAILED
+        .get_or_init(|| Arc::new(AtomicBool::new(false)))
+        .clone()
+}
+
+/// Whether this process lost contact with a peer.
+pub fn has_failed() -> bool {
+    failed_flag().load(Ordering::Acquire)
+}
+
+/// Marks the cluster as failed (with the reason in the log).
+pub(crate) fn fail(reason: &str) {
+    if !failed_flag().swap(true, Ordering::AcqRel) {
+        tracing::error!("cluster: {reason}; answering 503 until the cluster is restarted");
+        eprintln!("stateful: cluster: {reason}; answering 503 until the cluster is restarted");
+    }
+}
+
+/// Installs a panic hook that turns timely's communication errors (a peer's connection
+/// closed or broken) into [`fail`]; other panics keep the default report.
+pub(crate) fn watch_connections() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            let timely_thread = std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with("timely"));
+            if msg.starts_with("timely communication error") {
+                fail(&format!("lost a peer process ({msg})"));
+            } else if has_failed() && timely_thread {
+                // The same loss seen again by timely's other threads: already reported.
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Starts a thread that fails the cluster when `committed` (the last epoch committed
+/// everywhere) stops moving for `timeout`: commit epochs complete every few milliseconds,
+/// loaded or idle, as long as every process is reachable.
+pub(crate) fn watch_commits(
+    committed: Arc<std::sync::atomic::AtomicU64>,
+    timeout: std::time::Duration,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("stateful-cluster-watch".into())
+        .spawn(move || {
+            let mut last = committed.load(Ordering::Acquire);
+            let mut since = std::time::Instant::now();
+            while !has_failed() {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let now = committed.load(Ordering::Acquire);
+                if now != last {
+                    last = now;
+                    since = std::time::Instant::now();
+                } else if since.elapsed() >= timeout {
+                    fail(&format!(
+                        "no commit completed on every process for {} ms (a process or link is down)",
+                        timeout.as_millis()
+                    ));
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the cluster watchdog");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_files_parse_and_bad_ones_are_clear_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hosts");
+        std::fs::write(
+            &path,
+            "# three processes\n127.0.0.1:9100\n\n127.0.0.1:9101  # second\n127.0.0.1:9102\n",
+        )
+        .expect("write");
+        let c = ClusterConfig::from_file(&path, 2).expect("parses");
+        assert_eq!(c.processes(), 3);
+        assert_eq!(c.addresses[1], "127.0.0.1:9101");
+        let err = ClusterConfig::from_file(&path, 3).expect_err("out of range");
+        assert!(err.contains("out of range"), "{err}");
+        std::fs::write(&path, "localhost\n").expect("write");
+        assert!(
+            ClusterConfig::from_file(&path, 0)
+                .expect_err("no port")
+                .contains("host:port")
+        );
+        std::fs::write(&path, "# nothing\n").expect("write");
+        assert!(
+            ClusterConfig::from_file(&path, 0)
+                .expect_err("empty")
+                .contains("no processes")
+        );
+        assert!(ClusterConfig::from_file(&dir.path().join("missing"), 0).is_err());
+    }
+}
