@@ -118,6 +118,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Move the state of a stopped service or cluster into new data dirs of another shape
+    /// (more or fewer processes or workers). History, completion records and idempotency keys
+    /// stay behind.
+    Rescale {
+        /// The old data dirs: a single process's, or those of every process of a cluster.
+        #[arg(long, num_args = 1.., required = true)]
+        from: Vec<PathBuf>,
+        /// The new data dirs, one per process (one dir: a single process).
+        #[arg(long, num_args = 1.., required = true)]
+        into: Vec<PathBuf>,
+        /// Workers per process of the new deployment (start it with the same --workers).
+        #[arg(long)]
+        workers: usize,
+    },
     /// Print every committed version of one instance: commit epoch, time and state.
     History {
         /// Lambda name, as in the graph (e.g. Stock).
@@ -272,6 +286,11 @@ impl Service {
                 data_dir,
                 json,
             }) => log(&self.app, lambda.as_deref(), key.as_deref(), data_dir, json),
+            Some(Command::Rescale {
+                from,
+                into,
+                workers,
+            }) => rescale(&self.app, &from, &into, workers),
             Some(Command::History {
                 lambda,
                 key,
@@ -512,6 +531,31 @@ fn history(app: &App, lambda: &str, key: &str, data_dir: Option<PathBuf>, json: 
                     }
                 }
             }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", app.name);
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn rescale(app: &App, from: &[PathBuf], into: &[PathBuf], workers: usize) -> ExitCode {
+    match crate::rescale::rescale(app, from, into, workers) {
+        Ok(r) => {
+            for (dir, n) in into.iter().zip(&r.instances) {
+                println!("{}: {n} instances", dir.display());
+            }
+            println!(
+                "moved the state as of epoch {} into {} data dir(s); start each with --workers {workers}{}",
+                r.epoch,
+                into.len(),
+                if into.len() > 1 {
+                    " and its --process index in the --cluster file (the order of --into)"
+                } else {
+                    ""
+                }
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

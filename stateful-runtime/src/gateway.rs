@@ -262,6 +262,10 @@ async fn run(
         Err(e) => invoke_error(e),
         Ok(rx) => tokio::select! {
             r = rx => match r {
+                // A worker lost with its peer drops the responders it held.
+                Err(_) if gw.clustered && crate::engine::cluster::has_failed() => {
+                    invoke_error(InvokeError::ClusterFailed)
+                }
                 Err(_) => invoke_error(InvokeError::ShuttingDown),
                 Ok(r) => answer(gw.handle.to_json(lambda, handler, r)),
             },

@@ -14,6 +14,7 @@ pub mod ingress;
 pub mod inspect;
 pub mod lambda;
 pub mod replay;
+pub mod rescale;
 pub mod store;
 
 pub use app::{App, LambdaEntry};

@@ -92,17 +92,29 @@ impl ClusterConfig {
     }
 }
 
-/// What every process tells the others before recovering: whether its data dir has state,
-/// and its last committed epoch.
-type Announce = (u64, bool, u64);
+/// What every process tells the others before recovering: its index, whether its data dir
+/// has state, its last committed epoch, and its clock.
+type Announce = (u64, bool, u64, u64);
 
-/// Agrees with the other processes on the epoch to recover to: the minimum of their committed
-/// epochs (every process wrote it, and no response of a later epoch was released). Fails
-/// when some processes have state and others have an empty data dir.
+/// What the processes agreed on.
+pub(crate) struct Agreed {
+    /// The epoch to recover to: the minimum of the processes' committed epochs (every process
+    /// wrote it, and no response of a later epoch was released).
+    pub committed: u64,
+    /// The first epoch of the run, the same on every process: an operator processes the
+    /// messages of the open commit epoch at once, so all must start at the same one (one
+    /// that started ahead would take locks for later epochs while an earlier epoch still
+    /// runs elsewhere, and the two could wait for each other).
+    pub start_epoch: u64,
+}
+
+/// Agrees with the other processes on the epoch to recover to and the first epoch of the
+/// run. Fails when some processes have state and others have an empty data dir.
 pub(crate) fn agree_on_committed(
     cluster: &ClusterConfig,
     committed: Option<u64>,
-) -> Result<u64, String> {
+) -> Result<Agreed, String> {
+    let now = super::runtime::unix_ms();
     let me = cluster.process as u64;
     let guards = timely::execute(cluster.timely(1), move |worker| {
         let seen: Rc<RefCell<Vec<Announce>>> = Rc::new(RefCell::new(Vec::new()));
@@ -117,7 +129,7 @@ pub(crate) fn agree_on_committed(
                 .inspect(move |a: &Announce| sink.borrow_mut().push(*a))
                 .probe_with(&probe);
         });
-        input.send((me, committed.is_some(), committed.unwrap_or(0)));
+        input.send((me, committed.is_some(), committed.unwrap_or(0), now));
         input.advance_to(1);
         drop(input);
         while probe.less_than(&1) {
@@ -147,7 +159,12 @@ pub(crate) fn agree_on_committed(
              or move state with `rescale`)"
         ));
     }
-    Ok(all.iter().map(|a| a.2).min().unwrap_or(0))
+    let committed = all.iter().map(|a| a.2).min().unwrap_or(0);
+    let latest_clock = all.iter().map(|a| a.3).max().unwrap_or(now);
+    Ok(Agreed {
+        committed,
+        start_epoch: latest_clock.max(committed + 1),
+    })
 }
 
 /// Set once a peer process is lost: gateways answer 503 from then on.
@@ -206,6 +223,7 @@ pub(crate) fn watch_connections() {
 pub(crate) fn watch_commits(
     committed: Arc<std::sync::atomic::AtomicU64>,
     timeout: std::time::Duration,
+    metrics: Arc<super::runtime::Metrics>,
 ) {
     let spawned = std::thread::Builder::new()
         .name("stateful-cluster-watch".into())
@@ -219,8 +237,18 @@ pub(crate) fn watch_commits(
                     last = now;
                     since = std::time::Instant::now();
                 } else if since.elapsed() >= timeout {
+                    let gauges: Vec<(u64, u64)> = metrics
+                        .operators
+                        .iter()
+                        .map(|o| {
+                            (
+                                o.stashed.load(Ordering::Relaxed),
+                                o.waiting.load(Ordering::Relaxed),
+                            )
+                        })
+                        .collect();
                     fail(&format!(
-                        "no commit completed on every process for {} ms (a process or link is down)",
+                        "no commit completed on every process for {} ms (a process or link is down); last committed epoch {last}, operators' (stashed, waiting) here: {gauges:?}",
                         timeout.as_millis()
                     ));
                 }

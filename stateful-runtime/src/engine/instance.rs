@@ -946,6 +946,37 @@ impl<L: Lambda> LambdaRuntime for Instance<L> {
         }
     }
 
+    fn describe(&self) -> String {
+        let t = self.table.inner.borrow();
+        let mut out = String::new();
+        for (key, lock) in &t.locks {
+            out.push_str(&format!(
+                "lock {}:{} held by root {} attempt {} (coordinator w{}); waiters {:?}; ",
+                L::ID,
+                String::from_utf8_lossy(key),
+                lock.holder.root,
+                lock.holder.attempt,
+                lock.holder.worker,
+                lock.waiters
+                    .iter()
+                    .map(|(e, _, c)| (c.txn.root, c.txn.attempt, *e))
+                    .collect::<Vec<_>>()
+            ));
+        }
+        for (root, r) in &self.roots {
+            out.push_str(&format!(
+                "root {root} attempt {} wounded {}; ",
+                r.attempt, r.wounded
+            ));
+        }
+        out.push_str(&format!(
+            "{} invocations suspended, aborted {:?}",
+            self.invs.len(),
+            self.aborted.keys().collect::<Vec<_>>()
+        ));
+        out
+    }
+
     fn waiting(&self) -> usize {
         self.table
             .inner

@@ -181,6 +181,11 @@ pub trait LambdaRuntime {
     /// Calls waiting in lock queues now.
     #[doc(hidden)]
     fn waiting(&self) -> usize;
+    /// The lock table and the roots coordinated here, for a stall report.
+    #[doc(hidden)]
+    fn describe(&self) -> String {
+        String::new()
+    }
 }
 
 pub(crate) fn lambda_runtime<L: Lambda>() -> Box<dyn LambdaRuntime> {

@@ -417,13 +417,13 @@ impl Shared {
 
 /// What a data dir records about itself (`meta.json`): fixed at creation.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct DataDirMeta {
-    app: String,
-    key_groups: u16,
+pub(crate) struct DataDirMeta {
+    pub app: String,
+    pub key_groups: u16,
     format: u32,
     /// Set when the dir is one process's part of a cluster's state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    cluster: Option<Layout>,
+    pub cluster: Option<Layout>,
 }
 
 /// The shape of the cluster a data dir belongs to: which key groups it holds.
@@ -446,7 +446,7 @@ impl Layout {
 impl DataDirMeta {
     const FILE: &'static str = "meta.json";
 
-    fn load(dir: &std::path::Path) -> Result<Option<DataDirMeta>, StoreError> {
+    pub(crate) fn load(dir: &std::path::Path) -> Result<Option<DataDirMeta>, StoreError> {
         match std::fs::read(dir.join(Self::FILE)) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
@@ -490,6 +490,16 @@ impl DataDirMeta {
             }
             return Ok(m.key_groups);
         }
+        Self::create(dir, app, groups, layout)
+    }
+
+    /// Writes the record of a new data dir.
+    pub(crate) fn create(
+        dir: &std::path::Path,
+        app: &str,
+        groups: u16,
+        layout: Option<Layout>,
+    ) -> Result<u16, StoreError> {
         let m = DataDirMeta {
             app: app.to_owned(),
             key_groups: groups.max(1),
@@ -640,7 +650,7 @@ impl Runtime {
                 })
             })
             .collect();
-        let ceiling = match &config.cluster {
+        let agreed = match &config.cluster {
             None => None,
             Some(c) => {
                 super::cluster::watch_connections();
@@ -650,7 +660,7 @@ impl Runtime {
                 )
             }
         };
-        let recovered = store.recover_to(&committers, ceiling)?;
+        let recovered = store.recover_to(&committers, agreed.as_ref().map(|a| a.committed))?;
         tracing::info!(
             committed_epoch = recovered.committed_epoch,
             discarded = recovered.discarded_versions,
@@ -711,7 +721,10 @@ impl Runtime {
             senders.push(tx);
             receivers.push(Some(rx));
         }
-        let start_epoch = unix_ms().max(recovered.committed_epoch + 1);
+        let start_epoch = match &agreed {
+            Some(a) => a.start_epoch,
+            None => unix_ms().max(recovered.committed_epoch + 1),
+        };
         let metrics = Arc::new(Metrics::new(workers * app.lambdas.len()));
         let pipeline = super::commit::CommitPipeline::start(
             workers * app.lambdas.len(),
@@ -743,12 +756,6 @@ impl Runtime {
             total_workers,
             committed_everywhere: Arc::new(AtomicU64::new(recovered.committed_epoch)),
         });
-        if let Some(c) = &shared.config.cluster {
-            super::cluster::watch_commits(
-                shared.committed_everywhere.clone(),
-                Duration::from_millis(c.stall_timeout_ms),
-            );
-        }
         let compactor = Compactor::start(
             shared.store.clone(),
             shared.config.history.clone(),
@@ -763,6 +770,14 @@ impl Runtime {
             super::worker::run(worker, worker_shared.clone());
         })
         .map_err(StartError::Engine)?;
+        // Connected to every process now: from here on commits complete every few ms.
+        if let Some(c) = &shared.config.cluster {
+            super::cluster::watch_commits(
+                shared.committed_everywhere.clone(),
+                Duration::from_millis(c.stall_timeout_ms),
+                shared.metrics.clone(),
+            );
+        }
         Ok(Runtime {
             handle: Handle {
                 shared,
@@ -969,6 +984,10 @@ impl Handle {
             }
             Err(TrySendError::Disconnected(_)) => {
                 shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                // A worker lost with its peer process is gone too.
+                if shared.processes > 1 && super::cluster::has_failed() {
+                    return Err(InvokeError::ClusterFailed);
+                }
                 return Err(InvokeError::ShuttingDown);
             }
         }

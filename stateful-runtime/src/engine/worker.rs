@@ -139,6 +139,7 @@ fn build_operator<'s>(
     committer: Committer,
 ) -> (Stream<'s, Time, Batch>, Stream<'s, Time, Vec<()>>) {
     let mut b = OperatorBuilder::new(name.to_owned(), scope);
+    let name_owned = name.to_owned();
     let mut in_ingress = b.new_input(ingress, Pipeline);
     let mut in_fb = b.new_input(feedback, Exchange::new(|m: &Msg| u64::from(m.worker)));
     let (out, out_stream) = b.new_output::<Batch>();
@@ -166,8 +167,17 @@ fn build_operator<'s>(
         let mut started = false;
         let mut stash: Vec<(u64, CapabilitySet<Time>, Msg)> = Vec::new();
         let mut fx = Effects::default();
+        let mut described = false;
         move |frontiers| {
             let t0 = std::time::Instant::now();
+            if !described && super::cluster::has_failed() {
+                described = true;
+                tracing::error!(
+                    "operator {name_owned} at commit epoch {c}, stash {}: {}",
+                    stash.len(),
+                    rt.describe()
+                );
+            }
             let mut out = out.activate();
             if !started {
                 started = true;

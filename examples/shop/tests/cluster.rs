@@ -1,0 +1,521 @@
+//! The shop as a cluster of processes on loopback (timely's cluster mode): concurrent
+//! checkouts through every process while processes are SIGKILLed, then restarts; rescaling
+//! 1 → 3 → 2 processes with every instance checked; and the clear errors of bad set-ups.
+#![allow(missing_docs)]
+
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use stateful_tests::{SplitMix, http};
+
+const SHOP: &str = env!("CARGO_BIN_EXE_shop");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The processes of one cluster, each with its HTTP address and data dir.
+struct Cluster {
+    hosts: PathBuf,
+    dirs: Vec<PathBuf>,
+    http: Vec<SocketAddr>,
+    children: Vec<Option<Child>>,
+    logs: Vec<PathBuf>,
+}
+
+impl Cluster {
+    /// A cluster of `dirs.len()` processes on fresh ports (not started).
+    fn new(root: &Path, name: &str, dirs: Vec<PathBuf>) -> Cluster {
+        let hosts = root.join(format!("{name}.hosts"));
+        let lines: Vec<String> = dirs
+            .iter()
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        std::fs::write(&hosts, lines.join("\n")).expect("host file");
+        let http = dirs
+            .iter()
+            .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
+            .collect();
+        let logs = (0..dirs.len())
+            .map(|i| root.join(format!("{name}-{i}.log")))
+            .collect();
+        Cluster {
+            hosts,
+            children: dirs.iter().map(|_| None).collect(),
+            dirs,
+            http,
+            logs,
+        }
+    }
+
+    /// Starts every process and waits until each answers `/healthz` (which it does only once
+    /// the whole cluster is connected and recovered).
+    fn start(&mut self) {
+        for i in 0..self.dirs.len() {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.logs[i])
+                .expect("log file");
+            let child = Command::new(SHOP)
+                .args(["serve", "--workers", "1", "--cluster"])
+                .arg(&self.hosts)
+                .args(["--process", &i.to_string(), "--data-dir"])
+                .arg(&self.dirs[i])
+                .args(["--listen", &self.http[i].to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start a process");
+            self.children[i] = Some(child);
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for i in 0..self.dirs.len() {
+            while !matches!(http(self.http[i], "GET", "/healthz", None), Ok((200, _))) {
+                if let Some(Some(c)) = self.children.get_mut(i)
+                    && let Ok(Some(status)) = c.try_wait()
+                {
+                    panic!("process {i} exited with {status}: {}", self.log(i));
+                }
+                assert!(Instant::now() < deadline, "process {i} did not come up");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.logs[i]).unwrap_or_default()
+    }
+
+    /// SIGKILLs process `i` (reaped by [`Cluster::kill_all`]).
+    fn kill9(&self, i: usize) {
+        if let Some(c) = &self.children[i] {
+            let _ = Command::new("kill")
+                .args(["-KILL", &c.id().to_string()])
+                .status();
+        }
+    }
+
+    fn kill_all(&mut self) {
+        for c in self.children.iter_mut() {
+            if let Some(mut c) = c.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    /// SIGTERM to every process at once (a clean stop drains and commits), then waits.
+    fn stop(&mut self) {
+        for c in self.children.iter().flatten() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+        for (i, c) in self.children.iter_mut().enumerate() {
+            if let Some(mut c) = c.take() {
+                let status = c.wait().expect("wait");
+                assert!(status.success(), "process {i}: {status}");
+            }
+        }
+    }
+
+    /// A request to process `i` that must answer (panics on a transport error).
+    fn call(&self, i: usize, method: &str, path: &str) -> (u16, Value) {
+        let (status, body) = http(self.http[i], method, path, None)
+            .unwrap_or_else(|e| panic!("{method} {path} at process {i}: {e}"));
+        let v = serde_json::from_str(&body).unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    fn ok(&self, i: usize, method: &str, path: &str) -> Value {
+        let (status, v) = self.call(i, method, path);
+        assert_eq!(status, 200, "{method} {path} at process {i}: {v}");
+        v
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill_all();
+        if std::thread::panicking() {
+            for i in 0..self.logs.len() {
+                let log = self.log(i);
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- process {i} log (last lines, newest first):");
+                for l in tail {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
+/// The shop's instances as the test created them.
+struct World {
+    items: Vec<String>,
+    users: Vec<String>,
+    orders: Vec<(String, i64)>,
+}
+
+const STOCK: i64 = 30;
+const CREDIT: i64 = 200;
+
+/// Creates items, users and two-item orders through the processes in turn.
+fn populate(c: &Cluster, items: usize, users: usize, orders: usize) -> World {
+    let n = c.http.len();
+    let items: Vec<String> = (0..items)
+        .map(|i| {
+            let id = c.ok(i % n, "POST", &format!("/stock/item/create/{}", 2 + i % 3))["item_id"]
+                .as_str()
+                .expect("item_id")
+                .to_owned();
+            c.ok((i + 1) % n, "POST", &format!("/stock/add/{id}/{STOCK}"));
+            id
+        })
+        .collect();
+    let users: Vec<String> = (0..users)
+        .map(|u| {
+            let id = c.ok(u % n, "POST", "/payment/create_user")["user_id"]
+                .as_str()
+                .expect("user_id")
+                .to_owned();
+            c.ok(
+                (u + 2) % n,
+                "POST",
+                &format!("/payment/add_funds/{id}/{CREDIT}"),
+            );
+            id
+        })
+        .collect();
+    let orders = (0..orders)
+        .map(|o| {
+            let user = &users[o % users.len()];
+            let id = c.ok(o % n, "POST", &format!("/orders/create/{user}"))["order_id"]
+                .as_str()
+                .expect("order_id")
+                .to_owned();
+            let (a, b) = (o % items.len(), (o * 7 + 1) % items.len());
+            let b = if a == b { (b + 1) % items.len() } else { b };
+            for item in [&items[a], &items[b]] {
+                c.ok(
+                    (o + 1) % n,
+                    "POST",
+                    &format!("/orders/addItem/{id}/{item}/1"),
+                );
+            }
+            let cost = c.ok((o + 2) % n, "GET", &format!("/orders/find/{id}"))["total_cost"]
+                .as_i64()
+                .expect("total_cost");
+            (id, cost)
+        })
+        .collect();
+    World {
+        items,
+        users,
+        orders,
+    }
+}
+
+/// Sends a checkout with its idempotency key to its process until it gets a final answer
+/// (200 or 400); `None` when the process is unreachable or answers 503 before `deadline`.
+fn checkout(c: &Cluster, p: usize, order: &str, deadline: Instant) -> Option<u16> {
+    let key = format!("checkout-{order}");
+    loop {
+        match http(
+            c.http[p],
+            "POST",
+            &format!("/orders/checkout/{order}"),
+            Some(&key),
+        ) {
+            Ok((s @ (200 | 400), _)) => return Some(s),
+            Ok((503, _)) | Err(_) if Instant::now() >= deadline => return None,
+            Ok((503, _)) | Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            Ok((s, body)) => panic!("unexpected {s} for checkout {order}: {body}"),
+        }
+    }
+}
+
+/// Stock and credit account exactly for the orders answered 200, and those are paid.
+fn check_consistent(c: &Cluster, w: &World, paid: &HashSet<String>) {
+    let n = c.http.len();
+    let mut sold = 0;
+    for (i, item) in w.items.iter().enumerate() {
+        let stock = c.ok(i % n, "GET", &format!("/stock/find/{item}"))["stock"]
+            .as_i64()
+            .expect("stock");
+        assert!(stock >= 0);
+        sold += STOCK - stock;
+    }
+    let mut spent = 0;
+    for (u, user) in w.users.iter().enumerate() {
+        let credit = c.ok((u + 1) % n, "GET", &format!("/payment/find_user/{user}"))["credit"]
+            .as_i64()
+            .expect("credit");
+        assert!(credit >= 0);
+        spent += CREDIT - credit;
+    }
+    let mut expected_spent = 0;
+    for (o, (order, cost)) in w.orders.iter().enumerate() {
+        let is_paid = c.ok((o + 2) % n, "GET", &format!("/orders/find/{order}"))["paid"]
+            .as_bool()
+            .expect("paid");
+        assert_eq!(
+            is_paid,
+            paid.contains(order),
+            "order {order}: paid in the store vs answered 200"
+        );
+        if is_paid {
+            expected_spent += cost;
+        }
+    }
+    assert_eq!(sold, 2 * paid.len() as i64, "units sold = 2 per paid order");
+    assert_eq!(
+        spent, expected_spent,
+        "credit spent = the paid orders' totals"
+    );
+}
+
+#[test]
+fn three_processes_survive_sigkill_and_apply_every_checkout_once() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dirs = (0..3).map(|i| root.path().join(format!("p{i}"))).collect();
+    let mut c = Cluster::new(root.path(), "kill", dirs);
+    c.start();
+    let w = populate(&c, 6, 6, 60);
+    let mut rng = SplitMix(0x5eed_c105_7e7);
+    let mut answered: HashMap<String, u16> = HashMap::new();
+    for round in 0..3 {
+        let batch: Vec<(usize, String)> = w
+            .orders
+            .iter()
+            .enumerate()
+            .skip(round * 20)
+            .take(20)
+            .map(|(o, (id, _))| (o % 3, id.clone()))
+            .collect();
+        let queue = Arc::new(Mutex::new(batch.clone()));
+        let unknown = Arc::new(Mutex::new(Vec::new()));
+        let results = Arc::new(Mutex::new(Vec::new()));
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let (queue, unknown, results, c) = (&queue, &unknown, &results, &c);
+                s.spawn(move || {
+                    loop {
+                        let Some((p, order)) = queue.lock().expect("queue").pop() else {
+                            break;
+                        };
+                        let deadline = Instant::now() + Duration::from_secs(1);
+                        match checkout(c, p, &order, deadline) {
+                            Some(status) => results.lock().expect("results").push((order, status)),
+                            None => unknown.lock().expect("unknown").push((p, order)),
+                        }
+                    }
+                });
+            }
+            // Kill one process while the checkouts run.
+            std::thread::sleep(Duration::from_millis(50 + rng.next_u64() % 300));
+            let victim = (rng.next_u64() % 3) as usize;
+            eprintln!("round {round}: SIGKILL process {victim}");
+            c.kill9(victim);
+            // The others notice: a clear 503 within a bounded time, never a hang.
+            let other = (victim + 1) % 3;
+            let t0 = Instant::now();
+            loop {
+                match http(c.http[other], "POST", "/payment/create_user", None) {
+                    Ok((503, body)) => {
+                        assert!(body.contains("cluster lost a process"), "{body}");
+                        break;
+                    }
+                    Ok(_) | Err(_) => {}
+                }
+                assert!(
+                    t0.elapsed() < Duration::from_secs(20),
+                    "process {other} kept accepting after process {victim} died"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        // Restart the whole cluster: it recovers to the epoch committed everywhere.
+        c.kill_all();
+        c.start();
+        for (order, status) in results.lock().expect("results").drain(..) {
+            answered.insert(order, status);
+        }
+        // Requests cut off by the crash: retried with the same key at the same process, they
+        // take effect once (replayed from that process's log, or run now).
+        for (p, order) in unknown.lock().expect("unknown").drain(..) {
+            let status = checkout(&c, p, &order, Instant::now() + Duration::from_secs(60))
+                .unwrap_or_else(|| panic!("checkout {order} unanswered after the restart"));
+            answered.insert(order, status);
+        }
+        // Answers given before the crash stand: a retry now returns the same answer.
+        for (p, order) in &batch {
+            let again = checkout(&c, *p, order, Instant::now() + Duration::from_secs(60));
+            assert_eq!(again, answered.get(order).copied(), "retry of {order}");
+        }
+        let paid: HashSet<String> = answered
+            .iter()
+            .filter(|(_, s)| **s == 200)
+            .map(|(o, _)| o.clone())
+            .collect();
+        check_consistent(&c, &w, &paid);
+    }
+    assert!(
+        answered.values().any(|s| *s == 200),
+        "some checkouts succeeded"
+    );
+    c.stop();
+}
+
+/// Every instance's state, read through the processes in turn.
+fn snapshot(c: &Cluster, w: &World) -> Vec<Value> {
+    let n = c.http.len();
+    let mut out = Vec::new();
+    for (i, item) in w.items.iter().enumerate() {
+        out.push(c.ok(i % n, "GET", &format!("/stock/find/{item}")));
+    }
+    for (u, user) in w.users.iter().enumerate() {
+        out.push(c.ok(u % n, "GET", &format!("/payment/find_user/{user}")));
+    }
+    for (o, (order, _)) in w.orders.iter().enumerate() {
+        out.push(c.ok(o % n, "GET", &format!("/orders/find/{order}")));
+    }
+    out
+}
+
+fn rescale(from: &[PathBuf], into: &[PathBuf]) -> std::process::Output {
+    Command::new(SHOP)
+        .arg("rescale")
+        .arg("--from")
+        .args(from)
+        .arg("--into")
+        .args(into)
+        .args(["--workers", "1"])
+        .output()
+        .expect("run rescale")
+}
+
+#[test]
+fn rescale_one_to_three_to_two_processes_keeps_every_instance() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let single = root.path().join("single");
+    // One process (a "cluster" of one address would record a cluster layout; this is the
+    // plain single-process service).
+    let port = free_port();
+    let mut child = Command::new(SHOP)
+        .args([
+            "serve",
+            "--workers",
+            "2",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--data-dir")
+        .arg(&single)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !matches!(http(addr, "GET", "/healthz", None), Ok((200, _))) {
+        assert!(Instant::now() < deadline, "single process did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let one = Cluster {
+        hosts: PathBuf::new(),
+        dirs: vec![single.clone()],
+        http: vec![addr],
+        children: vec![None],
+        logs: vec![root.path().join("none")],
+    };
+    let w = populate(&one, 5, 5, 12);
+    for (order, _) in w.orders.iter().take(6) {
+        let _ = one.call(0, "POST", &format!("/orders/checkout/{order}"));
+    }
+    let before = snapshot(&one, &w);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().expect("wait").success());
+
+    // 1 -> 3.
+    let three: Vec<PathBuf> = (0..3)
+        .map(|i| root.path().join(format!("three{i}")))
+        .collect();
+    let out = rescale(std::slice::from_ref(&single), &three);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c3 = Cluster::new(root.path(), "three", three.clone());
+    c3.start();
+    assert_eq!(snapshot(&c3, &w), before, "every instance after 1 -> 3");
+    // The cluster works on the moved state: one more checkout.
+    let (last, _) = &w.orders[11];
+    let (status, _) = c3.call(2, "POST", &format!("/orders/checkout/{last}"));
+    assert!(status == 200 || status == 400);
+    let before = snapshot(&c3, &w);
+    c3.stop();
+
+    // 3 -> 2.
+    let two: Vec<PathBuf> = (0..2)
+        .map(|i| root.path().join(format!("two{i}")))
+        .collect();
+    let out = rescale(&three, &two);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c2 = Cluster::new(root.path(), "two", two.clone());
+    c2.start();
+    assert_eq!(snapshot(&c2, &w), before, "every instance after 3 -> 2");
+    c2.stop();
+
+    // Bad set-ups: clear errors, nothing changed.
+    let out = rescale(&three[..2], &[root.path().join("x")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("give all of them"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!root.path().join("x").exists());
+    let out = rescale(&two, &[three[0].clone()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+    // A process's dir alone is not a single-process dir.
+    let out = Command::new(SHOP)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&two[0])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rescale"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A --process outside the host file.
+    let out = Command::new(SHOP)
+        .args(["serve", "--cluster"])
+        .arg(&c2.hosts)
+        .args(["--process", "7", "--data-dir"])
+        .arg(root.path().join("y"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("out of range"));
+}
