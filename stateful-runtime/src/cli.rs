@@ -132,6 +132,9 @@ enum Command {
         #[arg(long)]
         workers: usize,
     },
+    /// Run a cluster of this service on this machine (for trying and testing cluster mode).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Print every committed version of one instance: commit epoch, time and state.
     History {
         /// Lambda name, as in the graph (e.g. Stock).
@@ -144,6 +147,32 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Start N processes on loopback and supervise them: when one exits, the whole cluster is
+    /// restarted (and recovers); SIGINT or SIGTERM stops them all cleanly.
+    Up {
+        /// Number of processes.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=64))]
+        processes: u64,
+        /// Workers per process.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Base directory: the hosts file and one data dir per process (p0, p1, ...).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// HTTP address of process 0; process i listens on the port + i.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: SocketAddr,
+        /// Port of process 0 for the connections between processes; process i uses + i.
+        #[arg(long, default_value_t = 7100)]
+        timely_port: u16,
+        /// More `serve` flags for every process (e.g. `--commit-interval 2`), after `--`.
+        #[arg(last = true)]
+        serve_args: Vec<String>,
     },
 }
 
@@ -286,6 +315,25 @@ impl Service {
                 data_dir,
                 json,
             }) => log(&self.app, lambda.as_deref(), key.as_deref(), data_dir, json),
+            Some(Command::Cluster(ClusterCommand::Up {
+                processes,
+                workers,
+                data_dir,
+                listen,
+                timely_port,
+                serve_args,
+            })) => crate::launcher::up(
+                self.app.name,
+                crate::launcher::Plan {
+                    processes: processes as usize,
+                    workers,
+                    data_dir: data_dir
+                        .unwrap_or_else(|| default_data_dir(self.app.name).join("cluster")),
+                    listen,
+                    timely_port,
+                    serve_args,
+                },
+            ),
             Some(Command::Rescale {
                 from,
                 into,

@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod ingress;
 pub mod inspect;
 pub mod lambda;
+mod launcher;
 pub mod replay;
 pub mod rescale;
 pub mod store;

@@ -516,3 +516,117 @@ fn rescale_one_to_three_to_two_processes_keeps_every_instance() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("out of range"));
 }
+
+/// A port `p` with `p .. p + n` all free at the time of asking.
+fn free_ports(n: u16) -> u16 {
+    for _ in 0..100 {
+        let p = free_port();
+        if p.checked_add(n).is_none() {
+            continue;
+        }
+        let all_free = (0..n).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok());
+        if all_free {
+            return p;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}
+
+#[test]
+fn cluster_up_supervises_and_restarts_after_a_killed_process() {
+    use std::io::BufRead;
+    let root = tempfile::tempdir().expect("tempdir");
+    let http_port = free_ports(2);
+    let timely_port = free_ports(2);
+    let mut launcher = Command::new(SHOP)
+        .args(["cluster", "up", "--processes", "2", "--data-dir"])
+        .arg(root.path().join("c"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{http_port}"),
+            "--timely-port",
+            &timely_port.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cluster up");
+    // The launcher prints `process I (pid N) serves ...` for every (re)start.
+    let pids = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let stdout = launcher.stdout.take().expect("stdout");
+    let seen = pids.clone();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(pid) = line
+                .split("(pid ")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+                .and_then(|p| p.parse().ok())
+            {
+                seen.lock().expect("pids").push(pid);
+            }
+        }
+    });
+    let addrs: Vec<SocketAddr> = (0..2)
+        .map(|i| SocketAddr::from(([127, 0, 0, 1], http_port + i)))
+        .collect();
+    let up = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for a in &addrs {
+            while !matches!(http(*a, "GET", "/healthz", None), Ok((200, _))) {
+                assert!(Instant::now() < deadline, "{what}: {a} did not come up");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    up("first start");
+    let (status, body) = http(addrs[1], "POST", "/payment/create_user", None).expect("answer");
+    assert_eq!(status, 200, "{body}");
+    let user: Value = serde_json::from_str(&body).expect("json");
+    let user = user["user_id"].as_str().expect("user_id").to_owned();
+    let (status, _) = http(
+        addrs[0],
+        "POST",
+        &format!("/payment/add_funds/{user}/42"),
+        None,
+    )
+    .expect("answer");
+    assert_eq!(status, 200);
+
+    // Kill process 1: the launcher restarts the whole cluster, which recovers.
+    let victim = pids.lock().expect("pids")[1];
+    let _ = Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pids.lock().expect("pids").len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the launcher did not restart the cluster"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    up("restart");
+    let (status, body) =
+        http(addrs[1], "GET", &format!("/payment/find_user/{user}"), None).expect("answer");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["credit"], 42);
+
+    // SIGTERM stops every process cleanly.
+    let _ = Command::new("kill")
+        .args(["-TERM", &launcher.id().to_string()])
+        .status();
+    let status = launcher.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    reader.join().expect("reader");
+    for a in &addrs {
+        assert!(
+            http(*a, "GET", "/healthz", None).is_err(),
+            "{a} still serves"
+        );
+    }
+}
