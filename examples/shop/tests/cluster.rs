@@ -15,6 +15,16 @@ use stateful_tests::{SplitMix, http};
 
 const SHOP: &str = env!("CARGO_BIN_EXE_shop");
 
+/// One cluster at a time: several debug-build clusters at once on 2 cores would slow commits
+/// to the point where the stall watchdog (5 s) fires.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -287,6 +297,7 @@ fn check_consistent(c: &Cluster, w: &World, paid: &HashSet<String>) {
 
 #[test]
 fn three_processes_survive_sigkill_and_apply_every_checkout_once() {
+    let _serial = serial();
     let root = tempfile::tempdir().expect("tempdir");
     let dirs = (0..3).map(|i| root.path().join(format!("p{i}"))).collect();
     let mut c = Cluster::new(root.path(), "kill", dirs);
@@ -404,6 +415,7 @@ fn rescale(from: &[PathBuf], into: &[PathBuf]) -> std::process::Output {
 
 #[test]
 fn rescale_one_to_three_to_two_processes_keeps_every_instance() {
+    let _serial = serial();
     let root = tempfile::tempdir().expect("tempdir");
     let single = root.path().join("single");
     // One process (a "cluster" of one address would record a cluster layout; this is the
@@ -534,6 +546,7 @@ fn free_ports(n: u16) -> u16 {
 
 #[test]
 fn cluster_up_supervises_and_restarts_after_a_killed_process() {
+    let _serial = serial();
     use std::io::BufRead;
     let root = tempfile::tempdir().expect("tempdir");
     let http_port = free_ports(2);
@@ -629,4 +642,183 @@ fn cluster_up_supervises_and_restarts_after_a_killed_process() {
             "{a} still serves"
         );
     }
+}
+
+/// Three network namespaces on a bridge, one per process; removed when dropped.
+struct Netns {
+    tag: String,
+    n: usize,
+}
+
+fn sh(args: &[&str]) -> bool {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Netns {
+    /// `None` when this machine does not allow network namespaces (not root, no `ip`).
+    fn create(n: usize) -> Option<Netns> {
+        let tag = format!("sf{}", std::process::id() % 100_000);
+        let net = Netns { tag, n };
+        let br = net.bridge();
+        if !sh(&["ip", "link", "add", &br, "type", "bridge"]) {
+            return None;
+        }
+        let ok = sh(&["ip", "addr", "add", "10.213.0.254/24", "dev", &br])
+            && sh(&["ip", "link", "set", &br, "up"])
+            && (0..n).all(|i| {
+                let (ns, host, peer) = (net.ns(i), net.veth(i), format!("{}p{i}", net.tag));
+                let ip = format!("{}/24", net.ip(i));
+                sh(&["ip", "netns", "add", &ns])
+                    && sh(&[
+                        "ip", "link", "add", &host, "type", "veth", "peer", "name", &peer,
+                    ])
+                    && sh(&["ip", "link", "set", &peer, "netns", &ns])
+                    && sh(&["ip", "link", "set", &host, "master", &br])
+                    && sh(&["ip", "link", "set", &host, "up"])
+                    && sh(&[
+                        "ip", "netns", "exec", &ns, "ip", "addr", "add", &ip, "dev", &peer,
+                    ])
+                    && sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", &peer, "up"])
+                    && sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"])
+            });
+        ok.then_some(net)
+    }
+
+    fn bridge(&self) -> String {
+        format!("{}br", self.tag)
+    }
+
+    fn ns(&self, i: usize) -> String {
+        format!("{}n{i}", self.tag)
+    }
+
+    fn veth(&self, i: usize) -> String {
+        format!("{}h{i}", self.tag)
+    }
+
+    fn ip(&self, i: usize) -> String {
+        format!("10.213.0.{}", i + 1)
+    }
+
+    /// Cuts (or restores) process `i`'s link: no packet passes, and nobody is told.
+    fn link(&self, i: usize, up: bool) {
+        assert!(sh(&[
+            "ip",
+            "link",
+            "set",
+            &self.veth(i),
+            if up { "up" } else { "down" }
+        ]));
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for i in 0..self.n {
+            sh(&["ip", "netns", "del", &self.ns(i)]);
+            sh(&["ip", "link", "del", &self.veth(i)]);
+        }
+        sh(&["ip", "link", "del", &self.bridge()]);
+    }
+}
+
+#[test]
+fn a_cut_link_fails_safe_and_the_restarted_cluster_recovers() {
+    let _serial = serial();
+    let Some(net) = Netns::create(3) else {
+        eprintln!("skipped: this machine does not allow network namespaces (needs root and ip)");
+        return;
+    };
+    let root = tempfile::tempdir().expect("tempdir");
+    let hosts = root.path().join("hosts");
+    let lines: Vec<String> = (0..3).map(|i| format!("{}:7100", net.ip(i))).collect();
+    std::fs::write(&hosts, lines.join("\n")).expect("hosts");
+    let mut c = Cluster {
+        hosts,
+        dirs: (0..3).map(|i| root.path().join(format!("p{i}"))).collect(),
+        http: (0..3)
+            .map(|i| SocketAddr::new(net.ip(i).parse().expect("ip"), 8000))
+            .collect(),
+        children: (0..3).map(|_| None).collect(),
+        logs: (0..3)
+            .map(|i| root.path().join(format!("p{i}.log")))
+            .collect(),
+    };
+    let start = |c: &mut Cluster| {
+        for i in 0..3 {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&c.logs[i])
+                .expect("log");
+            let child = Command::new("ip")
+                .args(["netns", "exec", &net.ns(i), SHOP, "serve", "--workers", "1"])
+                .arg("--cluster")
+                .arg(&c.hosts)
+                .args(["--process", &i.to_string(), "--data-dir"])
+                .arg(&c.dirs[i])
+                .args(["--listen", &c.http[i].to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start in a namespace");
+            c.children[i] = Some(child);
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for i in 0..3 {
+            while !matches!(http(c.http[i], "GET", "/healthz", None), Ok((200, _))) {
+                assert!(Instant::now() < deadline, "process {i}: {}", c.log(i));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    start(&mut c);
+    let w = populate(&c, 3, 3, 6);
+    let mut paid = HashSet::new();
+    for (o, (order, _)) in w.orders.iter().enumerate().take(3) {
+        if checkout(&c, o % 3, order, Instant::now() + Duration::from_secs(30)) == Some(200) {
+            paid.insert(order.clone());
+        }
+    }
+    check_consistent(&c, &w, &paid);
+
+    // Cut process 2's link: no error reaches anyone; the others must notice by themselves.
+    net.link(2, false);
+    let t0 = Instant::now();
+    loop {
+        if let Ok((503, body)) = http(c.http[0], "POST", "/payment/create_user", None) {
+            assert!(body.contains("cluster lost a process"), "{body}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "process 0 did not notice the cut link: {}",
+            c.log(0)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("the cut link was noticed after {:?}", t0.elapsed());
+    // Fail safe: nothing commits while the link is down.
+    let (order, _) = &w.orders[3];
+    let (status, _) = c.call(1, "POST", &format!("/orders/checkout/{order}"));
+    assert_eq!(status, 503);
+
+    // Restore the link and restart the cluster: it recovers with everything acknowledged.
+    net.link(2, true);
+    c.kill_all();
+    start(&mut c);
+    check_consistent(&c, &w, &paid);
+    for (o, (order, _)) in w.orders.iter().enumerate().skip(3) {
+        if checkout(&c, o % 3, order, Instant::now() + Duration::from_secs(30)) == Some(200) {
+            paid.insert(order.clone());
+        }
+    }
+    check_consistent(&c, &w, &paid);
+    c.stop();
 }
