@@ -2,12 +2,12 @@
 //!
 //! ```text
 //! 'v' lambda:u16 group:u16 keylen:u32 key epoch:u64   -> 0 (tombstone) | 1 ++ value
+//!                                                         | 2/3 n:u32 writer seqs:u64*n (++ value)
 //! 'm' worker:u32 lambda:u16                            -> last committed epoch:u64
 //! 'e' epoch:u64 worker:u32 lambda:u16                  -> postcard(IndexEntry)
-//! 'c' seq:u64                                          -> postcard(ok, idempotency key, response)
-//! 't' seq:u64                                          -> the request's encoded call tree
+//! 'c' seq:u64                                          -> postcard(ok, idempotency key, response,
+//!                                                         order, epoch, call tree)
 //! 'i' idempotency key                                  -> seq:u64
-//! 'w' lambda group keylen key epoch                    -> seqs that wrote that version: u64*
 //! 'h'                                                  -> horizon epoch:u64 complete_below_seq:u64
 //! 'a'                                                  -> app name
 //! (all integers big-endian, so byte order is numeric order)
@@ -37,8 +37,6 @@ const MARKER: u8 = b'm';
 const INDEX: u8 = b'e';
 const COMPLETION: u8 = b'c';
 const IDEMPOTENCY: u8 = b'i';
-const WRITERS: u8 = b'w';
-const TRACE: u8 = b't';
 const HORIZON: &[u8] = b"h";
 /// Index entries compacted per sled batch.
 const COMPACT_CHUNK: usize = 256;
@@ -46,6 +44,9 @@ const APP: &[u8] = b"a";
 
 const TOMBSTONE: u8 = 0;
 const LIVE: u8 = 1;
+/// A tombstone / a live value, preceded by the seqs of the requests that wrote it.
+const TOMBSTONE_BY: u8 = 2;
+const LIVE_BY: u8 = 3;
 
 /// Length of `'v' lambda group keylen`.
 const VERSION_HEADER: usize = 1 + 2 + 2 + 4;
@@ -67,6 +68,7 @@ struct StoredCompletion {
     response: Vec<u8>,
     order: u64,
     epoch: u64,
+    trace: Vec<u8>,
 }
 
 /// [`StateStore`] on a sled database in a data dir.
@@ -117,11 +119,7 @@ impl SledStore {
         let mut entry = IndexEntry::default();
         for w in writes {
             let k = version_key(w.lambda, w.group, &w.key, epoch)?;
-            if !w.writers.is_empty() {
-                let seqs: Vec<u8> = w.writers.iter().flat_map(|s| s.to_be_bytes()).collect();
-                b.insert(writers_key(&k), seqs);
-            }
-            b.insert(k.clone(), encode_value(w.value.as_deref()));
+            b.insert(k.clone(), encode_value(w.value.as_deref(), &w.writers));
             entry.versions.push(k);
         }
         let mut claimed = BTreeSet::new();
@@ -138,10 +136,8 @@ impl SledStore {
                 response: c.response,
                 order: c.order,
                 epoch,
+                trace: c.trace,
             };
-            if !c.trace.is_empty() {
-                b.insert(trace_key(c.seq), c.trace);
-            }
             let bytes = postcard::to_stdvec(&stored).map_err(|e| corrupt("completion", e))?;
             b.insert(completion_key(c.seq), bytes);
             entry.completions.push((c.seq, stored.idempotency_key));
@@ -232,26 +228,61 @@ fn parse_version_key(k: &[u8]) -> Result<(KeyGroup, &[u8], u64), StoreError> {
     Ok((group, key, epoch))
 }
 
-fn encode_value(value: Option<&[u8]>) -> Vec<u8> {
-    match value {
-        None => vec![TOMBSTONE],
-        Some(v) => {
-            let mut out = Vec::with_capacity(v.len() + 1);
-            out.push(LIVE);
-            out.extend_from_slice(v);
-            out
+fn encode_value(value: Option<&[u8]>, writers: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.map_or(0, <[u8]>::len) + 5 + 8 * writers.len());
+    if writers.is_empty() {
+        out.push(if value.is_some() { LIVE } else { TOMBSTONE });
+    } else {
+        out.push(if value.is_some() {
+            LIVE_BY
+        } else {
+            TOMBSTONE_BY
+        });
+        out.extend_from_slice(&(writers.len() as u32).to_be_bytes());
+        for s in writers {
+            out.extend_from_slice(&s.to_be_bytes());
         }
+    }
+    if let Some(v) = value {
+        out.extend_from_slice(v);
+    }
+    out
+}
+
+/// A version's value and the seqs of its writers.
+fn decode_version(bytes: &[u8]) -> Result<(Option<Vec<u8>>, Vec<u64>), StoreError> {
+    let malformed = || StoreError::Corrupt(format!("malformed version value {bytes:?}"));
+    let (&tag, rest) = bytes.split_first().ok_or_else(malformed)?;
+    let (writers, rest) = match tag {
+        TOMBSTONE | LIVE => (Vec::new(), rest),
+        TOMBSTONE_BY | LIVE_BY => {
+            let n = rest
+                .get(..4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(malformed)? as usize;
+            let end = n
+                .checked_mul(8)
+                .and_then(|l| l.checked_add(4))
+                .filter(|e| *e <= rest.len())
+                .ok_or_else(malformed)?;
+            let seqs = rest[4..end]
+                .chunks(8)
+                .map(decode_u64)
+                .collect::<Result<_, _>>()?;
+            (seqs, &rest[end..])
+        }
+        _ => return Err(malformed()),
+    };
+    match tag {
+        TOMBSTONE | TOMBSTONE_BY if rest.is_empty() => Ok((None, writers)),
+        LIVE | LIVE_BY => Ok((Some(rest.to_vec()), writers)),
+        _ => Err(malformed()),
     }
 }
 
 fn decode_value(bytes: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-    match bytes.split_first() {
-        Some((&TOMBSTONE, [])) => Ok(None),
-        Some((&LIVE, rest)) => Ok(Some(rest.to_vec())),
-        _ => Err(StoreError::Corrupt(format!(
-            "malformed version value {bytes:?}"
-        ))),
-    }
+    decode_version(bytes).map(|(v, _)| v)
 }
 
 fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
@@ -266,13 +297,6 @@ fn committer_bytes(c: CommitterId) -> [u8; 6] {
     b[..4].copy_from_slice(&c.worker.to_be_bytes());
     b[4..].copy_from_slice(&c.lambda.to_be_bytes());
     b
-}
-
-/// The `'w'` key beside a `'v'` key.
-fn writers_key(version_key: &[u8]) -> Vec<u8> {
-    let mut k = version_key.to_vec();
-    k[0] = WRITERS;
-    k
 }
 
 fn encode_horizon(h: Horizon) -> [u8; 16] {
@@ -297,12 +321,6 @@ fn index_key(epoch: u64, c: CommitterId) -> Vec<u8> {
 
 fn completion_key(seq: u64) -> Vec<u8> {
     let mut k = vec![COMPLETION];
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
-}
-
-fn trace_key(seq: u64) -> Vec<u8> {
-    let mut k = vec![TRACE];
     k.extend_from_slice(&seq.to_be_bytes());
     k
 }
@@ -361,7 +379,6 @@ impl StateStore for SledStore {
                 versions.extend(entry.versions);
                 for (seq, idem) in entry.completions {
                     batch.remove(completion_key(seq));
-                    batch.remove(trace_key(seq));
                     if let Some(idem) = idem {
                         let ik = idempotency_key(&idem);
                         let points_here = match self.db.get(&ik)? {
@@ -381,7 +398,6 @@ impl StateStore for SledStore {
             if self.db.contains_key(&v)? {
                 discarded_versions += 1;
             }
-            batch.remove(writers_key(&v));
             batch.remove(v);
         }
         for c in committers {
@@ -451,11 +467,16 @@ impl StateStore for SledStore {
         key: &[u8],
         epoch: u64,
     ) -> Result<Vec<u64>, StoreError> {
-        let k = writers_key(&version_key(lambda, group, key, epoch)?);
-        Ok(match self.db.get(k)? {
-            Some(v) => v.chunks(8).map(decode_u64).collect::<Result<_, _>>()?,
-            None => Vec::new(),
-        })
+        // Before the horizon, writers are part of the compacted history.
+        if epoch < self.horizon()?.epoch {
+            return Ok(Vec::new());
+        }
+        Ok(
+            match self.db.get(version_key(lambda, group, key, epoch)?)? {
+                Some(v) => decode_version(&v)?.1,
+                None => Vec::new(),
+            },
+        )
     }
 
     fn horizon(&self) -> Result<Horizon, StoreError> {
@@ -530,21 +551,34 @@ impl StateStore for SledStore {
                     for item in self.db.range(first..vk.clone()) {
                         let (old, _) = item?;
                         if removed.insert(old.to_vec()) {
-                            b.remove(writers_key(&old));
                             b.remove(old);
                             done.versions += 1;
                         }
-                    }
-                    if before_horizon {
-                        b.remove(writers_key(&vk));
                     }
                 }
                 if !before_horizon {
                     continue;
                 }
-                for (seq, _) in entry.completions {
-                    b.remove(trace_key(seq));
-                    done.stripped += 1;
+                // Traces before the horizon are hidden when read; most records go whole
+                // once the watermark passes them. Those kept for their idempotency key lose
+                // their trace now.
+                for (seq, idem) in entry.completions {
+                    if idem.is_none() {
+                        continue;
+                    }
+                    let ck = completion_key(seq);
+                    let Some(bytes) = self.db.get(&ck)? else {
+                        continue;
+                    };
+                    let mut s: StoredCompletion = postcard::from_bytes(&bytes)
+                        .map_err(|e| corrupt("stored completion", e))?;
+                    if !s.trace.is_empty() {
+                        s.trace = Vec::new();
+                        let bytes =
+                            postcard::to_stdvec(&s).map_err(|e| corrupt("completion", e))?;
+                        b.insert(ck, bytes);
+                        done.stripped += 1;
+                    }
                 }
                 b.remove(k);
             }
@@ -622,10 +656,12 @@ impl StateStore for SledStore {
         };
         let s: StoredCompletion =
             postcard::from_bytes(&v).map_err(|e| corrupt("stored completion", e))?;
-        let trace = self
-            .db
-            .get(trace_key(seq))?
-            .map_or_else(Vec::new, |t| t.to_vec());
+        // Before the horizon, the call tree is part of the compacted history.
+        let trace = if s.epoch < self.horizon()?.epoch {
+            Vec::new()
+        } else {
+            s.trace
+        };
         Ok(Some(Completion {
             seq,
             idempotency_key: s.idempotency_key,
@@ -714,6 +750,33 @@ mod tests {
         assert!(!longer.starts_with(&instance_prefix(1, 2, b"ab").expect("prefix")));
         assert_eq!(parse_version_key(&b).expect("parses"), (2, &b"ab"[..], 300));
         assert!(parse_version_key(&b[..b.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn version_values_carry_their_writers_and_malformed_ones_are_errors() {
+        for (value, writers) in [
+            (None, vec![]),
+            (Some(b"abc".to_vec()), vec![]),
+            (None, vec![7]),
+            (Some(Vec::new()), vec![1, u64::MAX]),
+            (Some(b"xyz".to_vec()), vec![3, 4, 5]),
+        ] {
+            let bytes = encode_value(value.as_deref(), &writers);
+            assert_eq!(
+                decode_version(&bytes).expect("decodes"),
+                (value.clone(), writers)
+            );
+        }
+        for bad in [
+            &[][..],
+            &[9],
+            &[TOMBSTONE, 1],
+            &[LIVE_BY, 0, 0],
+            &[LIVE_BY, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1],
+            &[TOMBSTONE_BY, 0, 0, 0, 0, 5],
+        ] {
+            assert!(decode_version(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
