@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checkout throughput and latency of the shop alone and as a cluster of 1, 2 and 3 processes
-# on this machine (one worker each), side by side in one run. Load from `loadgen` against
-# process 0's gateway (requests for keys of other processes cross to them in the dataflow).
+# on this machine (one worker each), side by side in one run. Load from `loadgen`, spread over
+# every process's gateway (requests for keys of other processes cross in the dataflow).
 #
 #   bash scripts/bench-cluster.sh            # SECS=10 CONN=64 ORDERS=60000 by default
 set -euo pipefail
@@ -23,11 +23,12 @@ wait_up() { # url
   return 1
 }
 
-measure() { # label
+measure() { # label processes
   $BIN/loadgen prepare --users 1000 --items 1000 --orders "$ORDERS" --url http://127.0.0.1:8400 >/dev/null
-  local out
+  local urls=() out
+  for i in $(seq 0 $(($2 - 1))); do urls+=("http://127.0.0.1:$((8400 + i))"); done
   out=$($BIN/loadgen run --mix checkout --connections "$CONN" --duration "$SECS" --warmup 1 \
-        --url http://127.0.0.1:8400 --json "$WORK/$1.json")
+        --url "${urls[@]}" --json "$WORK/$1.json")
   python3 - "$1" "$WORK/$1.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[2]))
@@ -43,7 +44,7 @@ for w in 1 2; do
   $BIN/shop serve --workers $w --data-dir "$WORK/alone$w" --listen 127.0.0.1:8400 >/dev/null 2>&1 &
   pid=$!
   wait_up http://127.0.0.1:8400
-  measure "alone, $w worker(s)"
+  measure "alone, $w worker(s)" 1
   kill -TERM $pid; wait $pid || true
 done
 # Clusters of 1, 2, 3 processes x 1 worker.
@@ -52,6 +53,6 @@ for n in 1 2 3; do
     --listen 127.0.0.1:8400 --timely-port 7400 >/dev/null 2>&1 &
   pid=$!
   for i in $(seq 0 $((n - 1))); do wait_up "http://127.0.0.1:$((8400 + i))"; done
-  measure "cluster, $n process(es) x 1"
+  measure "cluster, $n process(es) x 1" $n
   kill -TERM $pid; wait $pid || true
 done

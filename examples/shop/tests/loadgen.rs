@@ -96,7 +96,8 @@ fn prepare_run_checkout_and_verify() {
         status["2xx"].as_u64().map(|n| 2 * n)
     );
 
-    // The counter mix in an open loop, verified too.
+    // The counter mix in an open loop, verified too, spread over two URLs (here the same
+    // service twice; the processes of a cluster in use).
     let out = loadgen(&[
         "run",
         "--mix",
@@ -107,6 +108,7 @@ fn prepare_run_checkout_and_verify() {
         "1",
         "--verify",
         "--url",
+        url,
         url,
     ]);
     assert!(out.status.success());

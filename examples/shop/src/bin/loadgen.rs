@@ -134,9 +134,10 @@ struct RunArgs {
     /// Check stock and credit against the successful checkouts afterwards.
     #[arg(long)]
     verify: bool,
-    /// The shop's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8000")]
-    url: String,
+    /// The shop's base URL; several (`--url A B C`, the processes of a cluster) spread the
+    /// load over them, and the first one is used to size and verify.
+    #[arg(long, num_args = 1.., default_value = "http://127.0.0.1:8000")]
+    url: Vec<String>,
     /// Items "0".."N-1" on the service (default: found by probing /stock/find).
     #[arg(long)]
     items: Option<u64>,
@@ -389,7 +390,12 @@ async fn hot_orders(
 
 async fn run(a: RunArgs) -> Result<ExitCode, String> {
     let timeout = Duration::from_secs_f64(a.timeout);
-    let pool = connect(&a.url, timeout).await?;
+    let mut targets = Vec::with_capacity(a.url.len());
+    for url in &a.url {
+        targets.push(Arc::new(connect(url, timeout).await?.target().clone()));
+    }
+    let first = a.url.first().ok_or("give --url")?;
+    let pool = connect(first, timeout).await?;
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -487,13 +493,16 @@ async fn run(a: RunArgs) -> Result<ExitCode, String> {
         warmup: Duration::from_secs_f64(a.warmup),
         timeout,
     };
-    let target = Arc::new(pool.target().clone());
     let how = match mode {
         Mode::Closed { connections } => format!("closed loop, {connections} connections"),
         Mode::Open { rate, .. } => format!("open loop, {rate} req/s"),
     };
-    println!("running {:?} mix, {how}, against {}", a.mix, a.url);
-    let result = run::run(target, workload, &cfg).await;
+    println!(
+        "running {:?} mix, {how}, against {}",
+        a.mix,
+        a.url.join(" ")
+    );
+    let result = run::run(targets, workload, &cfg).await;
     result.summary.print();
     if result.exhausted {
         println!(

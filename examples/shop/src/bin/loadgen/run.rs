@@ -171,8 +171,9 @@ impl Shared {
     }
 }
 
-/// Runs `workload` against `target` as `cfg` says, printing a progress line per second.
-pub async fn run(target: Arc<Target>, workload: Workload, cfg: &RunConfig) -> RunResult {
+/// Runs `workload` against `targets` (spread over them: connection `i`, or request `i` in an
+/// open loop, goes to target `i mod n`) as `cfg` says, printing a progress line per second.
+pub async fn run(targets: Vec<Arc<Target>>, workload: Workload, cfg: &RunConfig) -> RunResult {
     let start = Instant::now();
     let shared = Arc::new(Shared {
         workload: Mutex::new(workload),
@@ -188,8 +189,8 @@ pub async fn run(target: Arc<Target>, workload: Workload, cfg: &RunConfig) -> Ru
     match cfg.mode {
         Mode::Closed { connections } => {
             let mut tasks = tokio::task::JoinSet::new();
-            for _ in 0..connections {
-                let conn = Conn::new(target.clone(), cfg.timeout);
+            for i in 0..connections {
+                let conn = Conn::new(targets[i % targets.len()].clone(), cfg.timeout);
                 tasks.spawn(client(shared.clone(), conn));
             }
             while tasks.join_next().await.is_some() {}
@@ -198,8 +199,11 @@ pub async fn run(target: Arc<Target>, workload: Workload, cfg: &RunConfig) -> Ru
             rate,
             max_in_flight,
         } => {
-            let pool = Pool::new(target.clone(), cfg.timeout);
-            capped = open_loop(&shared, &pool, rate, max_in_flight).await;
+            let pools: Vec<Pool> = targets
+                .iter()
+                .map(|t| Pool::new(t.clone(), cfg.timeout))
+                .collect();
+            capped = open_loop(&shared, &pools, rate, max_in_flight).await;
         }
     }
     progress.abort();
@@ -235,7 +239,7 @@ async fn client(shared: Arc<Shared>, mut conn: Conn) {
 
 /// The open loop: request i is due at start + i/rate and its latency counts from then.
 /// Returns whether the in-flight cap was ever hit.
-async fn open_loop(shared: &Arc<Shared>, pool: &Pool, rate: f64, max_in_flight: usize) -> bool {
+async fn open_loop(shared: &Arc<Shared>, pools: &[Pool], rate: f64, max_in_flight: usize) -> bool {
     let sem = Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     let start = Instant::now();
@@ -258,7 +262,8 @@ async fn open_loop(shared: &Arc<Shared>, pool: &Pool, rate: f64, max_in_flight: 
             }
         };
         let Some(op) = shared.next() else { break };
-        let (shared, pool) = (shared.clone(), pool.clone());
+        let pool = pools[(i % pools.len() as u64) as usize].clone();
+        let shared = shared.clone();
         tasks.spawn(async move {
             let outcome = pool.send(&op.req).await;
             shared.finish(op, outcome, due.elapsed(), measured);
