@@ -69,9 +69,8 @@ struct Gw {
     handle: Handle,
     http: Arc<HttpMetrics>,
     ids: Arc<AtomicU64>,
-    /// `(processes, this process)` of the cluster; `(1, 0)` alone.
-    cluster: (usize, usize),
-    clustered: bool,
+    /// This process's index in a cluster (`None`: alone).
+    process: Option<usize>,
 }
 
 /// Builds the gateway's router for a running engine, with `extra` routes of the app merged in.
@@ -81,10 +80,7 @@ pub fn router(handle: Handle, extra: Option<Router>) -> Router {
         http: Arc::new(HttpMetrics::default()),
         // Fresh ids for routes without a {key}: time-based prefix, then a counter.
         ids: Arc::new(AtomicU64::new(crate::engine::runtime::unix_ms() << 16)),
-        cluster: handle
-            .cluster()
-            .map_or((1, 0), |c| (c.processes(), c.process)),
-        clustered: handle.cluster().is_some(),
+        process: handle.cluster().map(|c| c.process),
     };
     let mut r: Router<Gw> = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -217,16 +213,6 @@ fn invoke_error(e: InvokeError) -> Response {
     }
 }
 
-/// Resolves once the cluster has lost a process (never when running alone).
-async fn cluster_lost() {
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        if crate::engine::cluster::has_failed() {
-            return;
-        }
-    }
-}
-
 /// Maps a handler's answer to a response.
 fn answer(r: JsonResponse) -> Response {
     match r {
@@ -263,14 +249,16 @@ async fn run(
         Ok(rx) => tokio::select! {
             r = rx => match r {
                 // A worker lost with its peer drops the responders it held.
-                Err(_) if gw.clustered && crate::engine::cluster::has_failed() => {
+                Err(_) if gw.process.is_some() && crate::engine::cluster::has_failed() => {
                     invoke_error(InvokeError::ClusterFailed)
                 }
                 Err(_) => invoke_error(InvokeError::ShuttingDown),
                 Ok(r) => answer(gw.handle.to_json(lambda, handler, r)),
             },
             // In a cluster that lost a process the request cannot commit: say so, not hang.
-            () = cluster_lost(), if gw.clustered => invoke_error(InvokeError::ClusterFailed),
+            () = crate::engine::cluster::lost(), if gw.process.is_some() => {
+                invoke_error(InvokeError::ClusterFailed)
+            }
         },
     };
     gw.http.observe(resp.status(), t0.elapsed());
@@ -338,12 +326,10 @@ async fn invoke_route(
     let key_str = match params.get("key") {
         Some(k) => k.clone(),
         // Distinct across the processes of a cluster too.
-        None if gw.clustered => format!(
-            "{:x}p{}",
-            gw.ids.fetch_add(1, Ordering::Relaxed),
-            gw.cluster.1
-        ),
-        None => format!("{:x}", gw.ids.fetch_add(1, Ordering::Relaxed)),
+        None => match gw.process {
+            Some(p) => format!("{:x}p{p}", gw.ids.fetch_add(1, Ordering::Relaxed)),
+            None => format!("{:x}", gw.ids.fetch_add(1, Ordering::Relaxed)),
+        },
     };
     let key = match (entry.key_from_str)(&key_str) {
         Ok(k) => k,

@@ -22,6 +22,21 @@ use crate::store::StoreError;
 
 /// Bytes of a record header: length and CRC.
 const HEADER: usize = 8;
+/// The records of `records` that `store` has no completion for (those below its completion
+/// watermark all completed): what recovery runs again.
+pub(crate) fn incomplete(
+    store: &dyn crate::store::StateStore,
+    records: Vec<IngressRecord>,
+) -> Result<Vec<IngressRecord>, StoreError> {
+    let below = store.horizon()?.complete_below_seq;
+    let done: std::collections::HashSet<u64> =
+        store.completed_seqs_from(below)?.into_iter().collect();
+    Ok(records
+        .into_iter()
+        .filter(|r| r.seq >= below && !done.contains(&r.seq))
+        .collect())
+}
+
 /// Largest payload a record may have; a larger length in the file is treated as corruption.
 pub const MAX_RECORD: usize = 64 << 20;
 

@@ -87,21 +87,26 @@ pub fn horizon_note(store: &dyn StateStore) -> Result<Option<String>, InspectErr
     }))
 }
 
+/// A logged request's target as `Lambda.handler(key)` (`None`: a lambda this app lacks).
+pub(crate) fn target_name(app: &App, r: &crate::ingress::IngressRecord) -> Option<String> {
+    let e = app.lambdas.get(usize::from(r.lambda))?;
+    Some(format!(
+        "{}.{}({})",
+        e.name,
+        e.handlers
+            .get(usize::from(r.handler))
+            .map_or("?", |h| h.name),
+        (e.key_to_json)(&r.key)
+    ))
+}
+
 fn target_of(app: &App, r: &crate::ingress::IngressRecord) -> (Option<String>, serde_json::Value) {
-    match app.lambdas.get(usize::from(r.lambda)) {
-        Some(e) => (
-            Some(format!(
-                "{}.{}({})",
-                e.name,
-                e.handlers
-                    .get(usize::from(r.handler))
-                    .map_or("?", |h| h.name),
-                (e.key_to_json)(&r.key)
-            )),
-            (e.args_json)(r.handler, &r.args).unwrap_or(serde_json::Value::Null),
-        ),
-        None => (None, serde_json::Value::Null),
-    }
+    let args = app
+        .lambdas
+        .get(usize::from(r.lambda))
+        .and_then(|e| (e.args_json)(r.handler, &r.args).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (target_name(app, r), args)
 }
 
 fn entry_and_key<'a>(

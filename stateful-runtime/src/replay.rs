@@ -280,18 +280,8 @@ pub fn diff_at(
             crate::inspect::result_json(app, r.lambda, r.handler, &c.response)
         });
         if old_json != new_json {
-            let entry = app.lambdas.get(usize::from(r.lambda));
-            let target = match entry {
-                Some(e) => format!(
-                    "{}.{}({})",
-                    e.name,
-                    e.handlers
-                        .get(usize::from(r.handler))
-                        .map_or("?", |h| h.name),
-                    (e.key_to_json)(&r.key)
-                ),
-                None => format!("lambda {}", r.lambda),
-            };
+            let target = crate::inspect::target_name(app, &r)
+                .unwrap_or_else(|| format!("lambda {}", r.lambda));
             report.responses.push(ResponseDiff {
                 seq: r.seq,
                 target,

@@ -167,17 +167,11 @@ pub fn rescale(
 
 /// Every logged request of `dir` completed (else its effects would be lost by the move).
 fn check_finished(store: &dyn StateStore, dir: &Path) -> Result<(), RescaleError> {
-    let below = store.horizon()?.complete_below_seq;
-    let done: std::collections::HashSet<u64> =
-        store.completed_seqs_from(below)?.into_iter().collect();
     let log = dir.join("ingress.log");
     if !log.exists() {
         return Ok(());
     }
-    if let Some(r) = crate::ingress::read_log(&log)?
-        .into_iter()
-        .find(|r| r.seq >= below && !done.contains(&r.seq))
-    {
+    if let Some(r) = crate::ingress::incomplete(store, crate::ingress::read_log(&log)?)?.first() {
         return Err(RescaleError::Source(format!(
             "request {} in {} never completed: start that service (or cluster) once so that it finishes, stop it, then rescale",
             r.seq,

@@ -168,25 +168,37 @@ pub(crate) fn agree_on_committed(
 }
 
 /// Set once a peer process is lost: gateways answer 503 from then on.
-static FAILED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+static FAILED: AtomicBool = AtomicBool::new(false);
 
-/// The process-wide "cluster lost a peer" flag.
-pub fn failed_flag() -> Arc<AtomicBool> {
-    FAILED
-        .get_or_init(|| Arc::new(AtomicBool::new(false)))
-        .clone()
+/// Wakes the requests waiting for their answer when [`FAILED`] is set.
+fn lost_notify() -> &'static tokio::sync::Notify {
+    static LOST: OnceLock<tokio::sync::Notify> = OnceLock::new();
+    LOST.get_or_init(tokio::sync::Notify::new)
 }
 
 /// Whether this process lost contact with a peer.
 pub fn has_failed() -> bool {
-    failed_flag().load(Ordering::Acquire)
+    FAILED.load(Ordering::Acquire)
+}
+
+/// Resolves once this process has lost contact with a peer (never when all is well).
+pub async fn lost() {
+    let notified = lost_notify().notified();
+    tokio::pin!(notified);
+    // Registered before the check, so that a failure in between still wakes it.
+    notified.as_mut().enable();
+    if has_failed() {
+        return;
+    }
+    notified.await;
 }
 
 /// Marks the cluster as failed (with the reason in the log).
 pub(crate) fn fail(reason: &str) {
-    if !failed_flag().swap(true, Ordering::AcqRel) {
+    if !FAILED.swap(true, Ordering::AcqRel) {
         tracing::error!("cluster: {reason}; answering 503 until the cluster is restarted");
         eprintln!("stateful: cluster: {reason}; answering 503 until the cluster is restarted");
+        lost_notify().notify_waiters();
     }
 }
 

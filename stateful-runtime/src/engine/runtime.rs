@@ -674,11 +674,11 @@ impl Runtime {
             let below = store.horizon()?.complete_below_seq;
             next_seq = next_seq.max(below);
             let records = log.read_from(below)?;
-            let done: std::collections::HashSet<u64> =
-                store.completed_seqs_from(below)?.into_iter().collect();
-            for r in records {
-                next_seq = next_seq.max(r.seq + 1);
-                if done.contains(&r.seq) || usize::from(r.lambda) >= app.lambdas.len() {
+            if let Some(last) = records.last() {
+                next_seq = next_seq.max(last.seq + 1);
+            }
+            for r in crate::ingress::incomplete(store.as_ref(), records)? {
+                if usize::from(r.lambda) >= app.lambdas.len() {
                     continue;
                 }
                 let g = key_group(&r.key, config.key_groups);

@@ -496,12 +496,7 @@ impl StateStore for SledStore {
             horizon: old,
             ..Compacted::default()
         };
-        let mut committed = None::<u64>;
-        for item in self.db.scan_prefix([MARKER]) {
-            let epoch = decode_u64(&item?.1)?;
-            committed = Some(committed.map_or(epoch, |c| c.min(epoch)));
-        }
-        let Some(h) = committed.map(|c| c.min(up_to)) else {
+        let Some(h) = self.committed_epoch()?.map(|c| c.min(up_to)) else {
             return Ok(done);
         };
         if h <= old.epoch {
