@@ -1,16 +1,13 @@
 //! Validation: checks the module's lambdas and the calls found in their bodies, and builds the
 //! IR graph ([`stateful_core::ir::AppGraph`]). Every problem is reported on the user's token.
 
-use std::collections::HashMap;
-
 use petgraph::stable_graph::NodeIndex;
-use quote::ToTokens;
-use stateful_core::ir::{self, AppGraph, CallSpec};
+use stateful_core::ir::{self, AppGraph, CallSpec, IrError};
 use syn::Type;
 
-use crate::analyse::{BlockKind, Findings};
+use crate::analyse::{BlockKind, CallSite, Findings};
 use crate::ast::{AppModule, Form, Lambda};
-use crate::diag::{Diagnostics, did_you_mean, type_string};
+use crate::diag::{Diagnostics, type_string};
 
 /// The name a call uses for its callee: the last path segment of the type.
 fn callee_name(t: &Type) -> String {
@@ -63,145 +60,85 @@ fn lambda_node(l: &Lambda) -> ir::LambdaNode {
     }
 }
 
-/// Checks names and calls and builds the graph. `findings[l][h]` are the findings of handler
-/// `h` of lambda `l`.
+/// Builds the graph, reporting every rule it breaks ([`stateful_core::ir`] holds the rules) on
+/// the user's token. `findings[l][h]` are the findings of handler `h` of lambda `l`.
 pub fn check(app: &AppModule, findings: &[Vec<Findings>], d: &mut Diagnostics) -> AppGraph {
     let mut g = AppGraph::new(app.name.to_string());
-    let mut seen: HashMap<String, ()> = HashMap::new();
     let mut nodes = Vec::new();
     for l in &app.lambdas {
-        if seen.insert(l.name.to_string(), ()).is_some() {
-            d.spanned(
-                &l.name,
-                format!("lambda `{}` is defined twice in this app", l.name),
-            );
-        }
-        let mut handlers: HashMap<String, ()> = HashMap::new();
-        for h in &l.handlers {
-            if handlers.insert(h.name().to_string(), ()).is_some() {
-                d.spanned(
-                    h.name(),
-                    format!(
-                        "lambda `{}` already has a handler named `{}`",
-                        l.name,
-                        h.name()
-                    ),
-                );
+        let (node, errors) = g.add_lambda(lambda_node(l));
+        for e in errors {
+            match &e {
+                IrError::DuplicateHandler { handler, .. } => {
+                    // The second handler of that name is the one in the way.
+                    let second = l.handlers.iter().filter(|h| *h.name() == handler).nth(1);
+                    match second {
+                        Some(h) => d.spanned(h.name(), e),
+                        None => d.spanned(&l.name, e),
+                    }
+                }
+                _ => d.spanned(&l.name, e),
             }
         }
-        nodes.push(g.add_lambda(lambda_node(l)));
+        nodes.push(node);
     }
-    let names: Vec<String> = app.lambdas.iter().map(|l| l.name.to_string()).collect();
     for ((l, node), found) in app.lambdas.iter().zip(&nodes).zip(findings) {
         for (h, f) in l.handlers.iter().zip(found) {
             let caller_handler = h.name().to_string();
-            let mut blocks: Vec<NodeIndex> = Vec::new();
-            for b in &f.blocks {
-                let parent = b.parent.map_or(*node, |p| blocks[p]);
-                let and = ir::AndNode {
-                    kind: match b.kind {
-                        BlockKind::Transaction => ir::AndKind::Transaction,
-                        BlockKind::Join => ir::AndKind::Join,
-                    },
-                    lambda: l.name.to_string(),
-                    handler: caller_handler.clone(),
-                    line: b.line,
-                };
-                blocks.push(g.add_and(parent, and));
-            }
+            let blocks = add_blocks(&mut g, *node, l, &caller_handler, f);
             for c in &f.calls {
                 let callee = callee_name(&c.callee);
-                let Some(target) = app.lambdas.iter().find(|t| t.name == callee) else {
-                    d.spanned(
-                        &c.callee,
-                        format!(
-                            "no lambda named `{callee}` in app `{}`{}",
-                            app.name,
-                            did_you_mean(&callee, names.iter().map(String::as_str))
-                        ),
-                    );
-                    continue;
-                };
-                let handler = match (&c.handler, target.form) {
-                    (Some(h), _) => h.to_string(),
-                    (None, Form::Function) => target.handlers[0].name().to_string(),
-                    (None, Form::Entity) => {
-                        d.spanned(
-                            &c.callee,
-                            format!(
-                                "`{callee}` is an entity lambda: call it with \
-                                 `ctx.call::<{callee}>(&key).handler(..)`, not `invoke`"
-                            ),
-                        );
-                        continue;
-                    }
-                };
-                if let (Some(h), Form::Function) = (&c.handler, target.form) {
-                    d.spanned(
-                        h,
-                        format!(
-                            "`{callee}` is a function-form lambda: invoke it with its event, \
-                             `ctx.invoke::<{callee}>(event)`"
-                        ),
-                    );
-                    continue;
-                }
-                let Some(th) = target.handlers.iter().find(|t| *t.name() == handler) else {
-                    let cands = target.handlers.iter().map(|t| t.name().to_string());
-                    let cands: Vec<String> = cands.collect();
-                    let msg = format!(
-                        "lambda `{callee}` has no handler `{handler}`{}",
-                        did_you_mean(&handler, cands.iter().map(String::as_str))
-                    );
-                    match &c.handler {
-                        Some(h) => d.spanned(h, msg),
-                        None => d.spanned(&c.callee, msg),
-                    }
-                    continue;
-                };
-                if th.params.len() != c.args {
-                    let params: Vec<String> = th
-                        .params
-                        .iter()
-                        .map(|(n, t)| format!("{n}: {}", type_string(t)))
-                        .collect();
-                    d.at(
-                        c.args_span,
-                        format!(
-                            "`{callee}::{handler}` takes {} argument{} ({}) but {} {} given",
-                            th.params.len(),
-                            if th.params.len() == 1 { "" } else { "s" },
-                            params.join(", "),
-                            c.args,
-                            if c.args == 1 { "was" } else { "were" }
-                        ),
-                    );
-                    continue;
-                }
-                let from = c.block.map_or(*node, |b| blocks[b]);
+                let handler = c.handler.as_ref().map(ToString::to_string);
                 let res = g.add_call(CallSpec {
                     caller: *node,
-                    from,
+                    from: c.block.map_or(*node, |b| blocks[b]),
                     caller_handler: &caller_handler,
                     callee: &callee,
-                    handler: &handler,
+                    handler: handler.as_deref(),
                     given: c.args,
                     in_transaction: c.in_transaction,
                 });
                 if let Err(e) = res {
-                    d.at(
-                        c.callee
-                            .to_token_stream()
-                            .into_iter()
-                            .next()
-                            .map_or_else(proc_macro2::Span::call_site, |t| t.span()),
-                        e,
-                    );
+                    report_call_error(d, c, e);
                 }
             }
         }
     }
     g
+}
+
+/// The AND-nodes of one handler, in source order (parents before children).
+fn add_blocks(
+    g: &mut AppGraph,
+    node: NodeIndex,
+    l: &Lambda,
+    handler: &str,
+    f: &Findings,
+) -> Vec<NodeIndex> {
+    let mut blocks: Vec<NodeIndex> = Vec::new();
+    for b in &f.blocks {
+        let parent = b.parent.map_or(node, |p| blocks[p]);
+        let and = ir::AndNode {
+            kind: match b.kind {
+                BlockKind::Transaction => ir::AndKind::Transaction,
+                BlockKind::Join => ir::AndKind::Join,
+            },
+            lambda: l.name.to_string(),
+            handler: handler.to_owned(),
+            line: b.line,
+        };
+        blocks.push(g.add_and(parent, and));
+    }
+    blocks
+}
+
+/// A call the rules refuse, on the token at fault.
+fn report_call_error(d: &mut Diagnostics, c: &CallSite, e: IrError) {
+    match (&e, &c.handler) {
+        (IrError::Arity { .. }, _) => d.at(c.args_span, e),
+        (IrError::UnknownHandler { .. } | IrError::WrongForm { .. }, Some(h)) => d.spanned(h, e),
+        _ => d.spanned(&c.callee, e),
+    }
 }
 
 #[cfg(test)]

@@ -130,9 +130,7 @@ fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
     };
     let metas = l.handlers.iter().map(handler_meta);
     let mut dispatch = Vec::new();
-    let mut json = Vec::new();
-    let mut args_back = Vec::new();
-    let mut results = Vec::new();
+    let mut visits = Vec::new();
     let mut methods = Vec::new();
     let mut checks = Vec::new();
     // The key, state and event types are checked by the bounds of `Lambda::Key`,
@@ -144,7 +142,6 @@ fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
         let hname = h.name();
         let names: Vec<_> = h.params.iter().map(|(n, _)| n).collect();
         let tys: Vec<_> = h.params.iter().map(|(_, t)| t).collect();
-        let name_strs: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let ret = &h.ret;
         let target = match l.form {
             Form::Entity => quote!(#name::#hname),
@@ -155,7 +152,8 @@ fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
         } else {
             quote!(let ctx = ctx; #target(&ctx, #(#names),*).await)
         };
-        let client_call = quote_spanned!(ret.span()=> self.0.call(#idx, &(#(#names,)*)));
+        let client_call =
+            quote_spanned!(ret.span()=> #p::CallBackend::call(self.0, #idx, &(#(#names,)*)));
         let invoke = quote_spanned! {ret.span()=>
             ::stateful_runtime::__private::invocation(async move { #call })
         };
@@ -165,13 +163,13 @@ fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
                 ::core::result::Result::Ok(#invoke)
             }
         });
-        json.push(quote!(#idx => #p::json_args::<(#(#tys,)*)>(json, &[#(#name_strs),*]),));
-        args_back.push(quote!(#idx => #p::args_json::<(#(#tys,)*)>(bytes, &[#(#name_strs),*]),));
-        results.push(quote_spanned!(ret.span()=> #idx => ::stateful_runtime::__private::result_json::<#ret>(bytes),));
+        visits.push(quote_spanned! {ret.span()=>
+            visitor.handler::<(#(#tys,)*), #ret>(#idx, &Self::HANDLERS[#i]);
+        });
         let doc = format!("Calls `{name_str}::{hname}`.");
         methods.push(quote! {
             #[doc = #doc]
-            pub fn #hname(self, #(#names: #tys),*) -> #p::CallFuture<'c, #ret> {
+            pub fn #hname(self, #(#names: #tys),*) -> B::Future<#ret> {
                 #client_call
             }
         });
@@ -194,7 +192,9 @@ fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
             }
         }
     });
-    let client_doc = format!("Typed calls to `{name_str}` (`ctx.call::<{name_str}>(&key)`).");
+    let client_doc = format!(
+        "Typed calls to `{name_str}` (`ctx.call::<{name_str}>(&key)`, `handle.call::<{name_str}>(&key)`)."
+    );
     quote! {
         #structure
         #code
@@ -202,10 +202,10 @@ fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
         #[doc = #client_doc]
         #[derive(Debug)]
         #[allow(dead_code)]
-        pub struct #client<'c>(#p::RawCall<'c>);
+        pub struct #client<B>(B);
 
         #[allow(dead_code)]
-        impl<'c> #client<'c> {
+        impl<B: #p::CallBackend> #client<B> {
             #(#methods)*
         }
 
@@ -214,12 +214,12 @@ fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
             impl #p::Lambda for #name {
                 type Key = #key;
                 type State = #state;
-                type Client<'c> = #client<'c>;
+                type Client<B: #p::CallBackend> = #client<B>;
                 const NAME: &'static str = #name_str;
                 const ID: u16 = #id;
                 const HANDLERS: &'static [#p::HandlerMeta] = &[#(#metas),*];
-                fn client(raw: #p::RawCall<'_>) -> Self::Client<'_> {
-                    #client(raw)
+                fn client<B: #p::CallBackend>(backend: B) -> Self::Client<B> {
+                    #client(backend)
                 }
                 fn dispatch(
                     handler: u16,
@@ -231,32 +231,8 @@ fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
                         _ => ::core::result::Result::Err(unknown(handler)),
                     }
                 }
-                fn json_args(
-                    handler: u16,
-                    json: #p::serde_json::Value,
-                ) -> ::core::result::Result<::std::vec::Vec<u8>, #p::DispatchError> {
-                    match handler {
-                        #(#json)*
-                        _ => ::core::result::Result::Err(unknown(handler)),
-                    }
-                }
-                fn args_json(
-                    handler: u16,
-                    bytes: &[u8],
-                ) -> ::core::result::Result<#p::serde_json::Value, #p::DispatchError> {
-                    match handler {
-                        #(#args_back)*
-                        _ => ::core::result::Result::Err(unknown(handler)),
-                    }
-                }
-                fn result_json(
-                    handler: u16,
-                    bytes: &[u8],
-                ) -> ::core::result::Result<#p::serde_json::Value, #p::DispatchError> {
-                    match handler {
-                        #(#results)*
-                        _ => ::core::result::Result::Err(unknown(handler)),
-                    }
+                fn visit_handlers<V: #p::HandlerVisitor>(visitor: &mut V) {
+                    #(#visits)*
                 }
             }
             #event_impl
@@ -272,6 +248,32 @@ fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
             }
         };
     }
+}
+
+/// `impl Calls<Callee> for Caller {}` for every pair of lambdas the graph's call edges
+/// connect: a typed call compiles only along an edge of the graph.
+fn calls_impls(graph: &stateful_core::ir::AppGraph) -> TokenStream {
+    use petgraph::visit::{EdgeRef, IntoEdgeReferences};
+    use stateful_core::ir::{Edge, Node};
+    let p = private();
+    let owner = |i| match &graph.graph[i] {
+        Node::Lambda(l) => Some(l.name.clone()),
+        Node::And(a) => Some(a.lambda.clone()),
+        Node::Ingress => None,
+    };
+    let mut pairs = std::collections::BTreeSet::new();
+    for e in graph.graph.edge_references() {
+        if let Edge::Call { .. } = e.weight()
+            && let (Some(a), Some(b)) = (owner(e.source()), owner(e.target()))
+        {
+            pairs.insert((a, b));
+        }
+    }
+    let impls = pairs.into_iter().map(|(a, b)| {
+        let (a, b) = (format_ident!("{}", a), format_ident!("{}", b));
+        quote!(#[automatically_derived] impl #p::Calls<#b> for #a {})
+    });
+    quote!(#(#impls)*)
 }
 
 /// The workspace target directory: `CARGO_TARGET_DIR`, else `target/` next to the workspace
@@ -382,7 +384,7 @@ fn app_inner(attr: TokenStream, item: TokenStream) -> TokenStream {
                 pub const GRAPH_DOT: &str = "";
                 /// The app (empty: it did not compile).
                 pub fn app() -> #p::App {
-                    #p::App::new(#name_str, GRAPH_JSON, GRAPH_DOT, ::std::vec::Vec::new())
+                    #p::App::builder(#name_str, GRAPH_JSON, GRAPH_DOT).build()
                 }
                 /// The app's command line (fails: it did not compile).
                 pub fn main() -> ::std::process::ExitCode {
@@ -401,8 +403,9 @@ fn app_inner(attr: TokenStream, item: TokenStream) -> TokenStream {
     });
     let entries = lambdas.iter().map(|l| {
         let n = &l.name;
-        quote!(#p::LambdaEntry::of::<#n>())
+        quote!(.lambda::<#n>())
     });
+    let calls = calls_impls(&graph);
     let json = LitStr::new(&json, Span::call_site());
     let dot = LitStr::new(&dot, Span::call_site());
     quote! {
@@ -410,6 +413,7 @@ fn app_inner(attr: TokenStream, item: TokenStream) -> TokenStream {
         #vis mod #name {
             #(#items)*
             #(#generated)*
+            #calls
 
             /// The app's typed IR graph as JSON (generated by `#[app]`).
             pub const GRAPH_JSON: &str = #json;
@@ -418,7 +422,7 @@ fn app_inner(attr: TokenStream, item: TokenStream) -> TokenStream {
 
             /// The app: its lambdas and graph, ready for the runtime.
             pub fn app() -> #p::App {
-                #p::App::new(#name_str, GRAPH_JSON, GRAPH_DOT, ::std::vec![#(#entries),*])
+                #p::App::builder(#name_str, GRAPH_JSON, GRAPH_DOT)#(#entries)*.build()
             }
 
             /// The app's command line (`graph` prints the DOT graph).

@@ -1,38 +1,53 @@
 //! `stateful`: stateful functions compiled into dataflow graphs.
 //!
 //! Users depend on this crate alone: it re-exports the macros and a [`prelude`].
+//!
+//! ```text
+//! service (HTTP gateway, CLI, launcher)      tools (inspect, history, log, trace, replay, diff, rescale)
+//!       │                                          │
+//!       ▼                                          ▼
+//! engine (protocol, shards, operators, dataflow from the IR, commit, recovery, cluster)
+//!       │                          │
+//!       ▼                          ▼
+//!      sdk (Ctx, typed calls)     storage (data dir, StateStore: sled + memory, ingress log)
+//!                 stateful-core (IR, keys, record formats)
+//! ```
+//!
+//! Imports point down only (a test reads the `use crate::` lines to keep it so). The public API
+//! is this facade: the prelude and macros, [`App`], [`Service`], [`Runtime`], [`Handle`], the
+//! [`storage`] and [`tools`] layers for offline use; generated code goes through a hidden
+//! `__private` module. See `docs/architecture.md` for the path of one request.
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
-pub mod app;
-pub mod cli;
-pub mod codec;
-pub mod engine;
-pub mod gateway;
-pub mod ingress;
-pub mod inspect;
-pub mod lambda;
-mod launcher;
-pub mod replay;
-pub mod rescale;
-pub mod store;
+pub(crate) mod engine;
+pub mod sdk;
+pub(crate) mod service;
+pub mod storage;
+pub mod tools;
 
-pub use app::{App, LambdaEntry};
-pub use cli::{Service, serve_main};
+pub use engine::cluster::ClusterConfig;
 pub use engine::{
-    Config, Durability, Handle, HistoryRetention, InvokeError, JsonResponse, Response, Runtime,
+    Config, Durability, ExternalCall, Handle, HandleCall, InvokeError, LambdaDef, Metrics,
+    OperatorMetrics, Program, Response, Runtime, StartError,
 };
 pub use futures_util::join;
-pub use lambda::{CallError, CallFuture, Ctx, HandlerResult, Key, Keyed, Lambda, Rejection, State};
+pub use sdk::{
+    CallBackend, CallError, CallFuture, Ctx, HandlerResult, Key, Keyed, Lambda, Rejection, State,
+};
+pub use service::{
+    App, AppBuilder, CodecError, JsonClient, JsonResponse, Service, serve_main, views,
+};
 pub use stateful_macros::{Keyed, app, lambda, transaction};
+pub use storage::HistoryRetention;
 
 #[doc = include_str!("../../docs/writing-lambdas.md")]
 pub mod guide {}
 
 /// Everything a module of lambdas usually needs.
 pub mod prelude {
-    pub use crate::lambda::{CallError, Ctx, Keyed, Rejection};
+    pub use crate::sdk::{CallError, Ctx, Keyed, Rejection};
     pub use futures_util::join;
     pub use serde::{Deserialize, Serialize};
     pub use stateful_macros::{Keyed, app, lambda, transaction};

@@ -6,12 +6,13 @@ use std::future::Future;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use crate::app::{App, LambdaEntry};
-pub use crate::cli::serve_main;
-pub use crate::lambda::{
-    CallFuture, Ctx, DispatchError, EventLambda, HandlerMeta, HandlerResult, Invocation, Key,
-    Keyed, Lambda, Outcome, RawCall, State,
+pub use crate::engine::cluster::has_failed as cluster_has_failed;
+pub use crate::sdk::{
+    CallBackend, CallError, CallFuture, Calls, Ctx, DispatchError, EventLambda, HandlerArgs,
+    HandlerMeta, HandlerResult, HandlerVisitor, Invocation, Key, Keyed, Lambda, Outcome, RawCall,
+    Rejection, State,
 };
+pub use crate::service::{App, AppBuilder, serve_main};
 pub use postcard;
 pub use serde;
 pub use serde_json;
@@ -21,7 +22,8 @@ pub fn decode_args<A: DeserializeOwned>(bytes: &[u8]) -> Result<A, DispatchError
     postcard::from_bytes(bytes).map_err(|e| DispatchError::BadArguments(e.to_string()))
 }
 
-/// Boxes a handler future into an [`Invocation`], encoding its result.
+/// Boxes a handler future into an [`Invocation`], encoding its result (a result that does not
+/// encode fails the invocation).
 pub fn invocation<R, F>(fut: F) -> Invocation
 where
     R: HandlerResult,
@@ -29,94 +31,11 @@ where
 {
     Box::pin(async move {
         let r = fut.await;
-        Outcome {
+        Ok(Outcome {
             ok: r.is_ok(),
-            bytes: crate::lambda::encode(&r),
-        }
+            bytes: crate::sdk::wire::encode("the handler's result", &r)?,
+        })
     })
-}
-
-/// Converts JSON arguments to the postcard encoding of the tuple `A` of a handler's
-/// parameters named `names`: accepts an object by name, an array in order, or (one parameter)
-/// the bare value; `null` or no body for a handler without parameters.
-pub fn json_args<A: DeserializeOwned + Serialize>(
-    json: serde_json::Value,
-    names: &[&str],
-) -> Result<Vec<u8>, DispatchError> {
-    use serde_json::Value;
-    if names.is_empty() {
-        return match json {
-            Value::Null => Ok(crate::lambda::encode(&())),
-            Value::Array(a) if a.is_empty() => Ok(crate::lambda::encode(&())),
-            Value::Object(m) if m.is_empty() => Ok(crate::lambda::encode(&())),
-            other => Err(DispatchError::BadArguments(format!(
-                "this handler takes no arguments, got {other}"
-            ))),
-        };
-    }
-    let array = match json {
-        Value::Array(a) if names.len() != 1 || a.len() == 1 => Value::Array(a),
-        Value::Object(mut m) if names.len() != 1 || names.iter().all(|n| m.contains_key(*n)) => {
-            let mut out = Vec::with_capacity(names.len());
-            for n in names {
-                match m.remove(*n) {
-                    Some(v) => out.push(v),
-                    None => {
-                        return Err(DispatchError::BadArguments(format!(
-                            "missing argument `{n}`"
-                        )));
-                    }
-                }
-            }
-            if let Some(extra) = m.keys().next() {
-                return Err(DispatchError::BadArguments(format!(
-                    "unknown argument `{extra}`; expected {names:?}"
-                )));
-            }
-            Value::Array(out)
-        }
-        Value::Null if names.is_empty() => Value::Array(Vec::new()),
-        other if names.len() == 1 => Value::Array(vec![other]),
-        other => {
-            return Err(DispatchError::BadArguments(format!(
-                "expected an object with {names:?}, got {other}"
-            )));
-        }
-    };
-    let tuple: A =
-        serde_json::from_value(array).map_err(|e| DispatchError::BadArguments(e.to_string()))?;
-    Ok(crate::lambda::encode(&tuple))
-}
-
-/// Converts the postcard-encoded argument tuple `A` back to JSON, by parameter name.
-pub fn args_json<A: DeserializeOwned + Serialize>(
-    bytes: &[u8],
-    names: &[&str],
-) -> Result<serde_json::Value, DispatchError> {
-    let tuple: A =
-        postcard::from_bytes(bytes).map_err(|e| DispatchError::BadArguments(e.to_string()))?;
-    let values = match serde_json::to_value(&tuple) {
-        Ok(serde_json::Value::Array(a)) => a,
-        Ok(serde_json::Value::Null) => Vec::new(),
-        Ok(other) => vec![other],
-        Err(e) => return Err(DispatchError::BadArguments(e.to_string())),
-    };
-    Ok(serde_json::Value::Object(
-        names.iter().map(|n| (*n).to_owned()).zip(values).collect(),
-    ))
-}
-
-/// Converts the encoded result of a handler to JSON (`{"Ok": ..}` or `{"Err": ..}`).
-pub fn result_json<R: HandlerResult + Serialize>(
-    bytes: &[u8],
-) -> Result<serde_json::Value, DispatchError> {
-    let r: R =
-        postcard::from_bytes(bytes).map_err(|e| DispatchError::BadArguments(e.to_string()))?;
-    let mut v = serde_json::to_value(&r).map_err(|e| DispatchError::BadArguments(e.to_string()))?;
-    if let (Some(msg), serde_json::Value::Object(m)) = (r.error_message(), &mut v) {
-        m.insert("message".to_owned(), serde_json::Value::String(msg));
-    }
-    Ok(v)
 }
 
 /// Pins the error type of a `transaction!` body so that `?` inside it converts into `E`.
@@ -124,7 +43,7 @@ pub fn tx_body<T, E, F: Future<Output = Result<T, E>>>(f: F) -> F {
     f
 }
 
-/// Runs a `transaction!` body atomically (see [`crate::lambda`]).
+/// Runs a `transaction!` body atomically.
 pub fn transaction<'a, L, T, E, F>(
     ctx: &'a Ctx<L>,
     body: F,
@@ -135,7 +54,7 @@ where
     T: 'a,
     E: 'a,
 {
-    crate::lambda::run_transaction(ctx, body)
+    crate::sdk::transaction::run_transaction(ctx, body)
 }
 
 /// Compile-time checks emitted at the user's types (spans point at them).

@@ -2,14 +2,11 @@
 //! engine is tested independently of the macros.
 #![allow(missing_docs)]
 
-use std::sync::Arc;
-
+use stateful_core::ir::{AppGraph, CallSpec, Form, Handler, LambdaNode, Param};
 use stateful_runtime::__private::{
-    self as p, DispatchError, HandlerMeta, Invocation, Lambda, RawCall,
+    self as p, CallBackend, Calls, DispatchError, HandlerMeta, HandlerVisitor, Invocation, Lambda,
 };
-use stateful_runtime::{
-    App, CallError, CallFuture, Config, Ctx, JsonResponse, LambdaEntry, Rejection, Runtime,
-};
+use stateful_runtime::{App, CallError, Config, Ctx, JsonClient, JsonResponse, Rejection};
 
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Count {
@@ -17,10 +14,10 @@ pub struct Count {
 }
 
 pub struct Counter;
-pub struct CounterClient<'c>(RawCall<'c>);
-impl<'c> CounterClient<'c> {
+pub struct CounterClient<B>(B);
+impl<B: CallBackend> CounterClient<B> {
     #[allow(clippy::should_implement_trait)]
-    pub fn add(self, by: i64) -> CallFuture<'c, Result<i64, Rejection>> {
+    pub fn add(self, by: i64) -> B::Future<Result<i64, Rejection>> {
         self.0.call(0, &(by,))
     }
 }
@@ -39,7 +36,7 @@ impl Counter {
 impl Lambda for Counter {
     type Key = String;
     type State = Count;
-    type Client<'c> = CounterClient<'c>;
+    type Client<B: CallBackend> = CounterClient<B>;
     const NAME: &'static str = "Counter";
     const ID: u16 = 0;
     const HANDLERS: &'static [HandlerMeta] = &[
@@ -56,8 +53,8 @@ impl Lambda for Counter {
             route: None,
         },
     ];
-    fn client(raw: RawCall<'_>) -> CounterClient<'_> {
-        CounterClient(raw)
+    fn client<B: CallBackend>(b: B) -> CounterClient<B> {
+        CounterClient(b)
     }
     fn dispatch(h: u16, ctx: Ctx<Self>, args: &[u8]) -> Result<Invocation, DispatchError> {
         match h {
@@ -81,18 +78,9 @@ impl Lambda for Counter {
             }),
         }
     }
-    fn json_args(h: u16, json: serde_json::Value) -> Result<Vec<u8>, DispatchError> {
-        match h {
-            0 => p::json_args::<(i64,)>(json, &["by"]),
-            1 => p::json_args::<()>(json, &[]),
-            _ => Err(DispatchError::UnknownHandler {
-                lambda: "Counter".into(),
-                handler: h.to_string(),
-            }),
-        }
-    }
-    fn result_json(_h: u16, bytes: &[u8]) -> Result<serde_json::Value, DispatchError> {
-        p::result_json::<Result<i64, Rejection>>(bytes)
+    fn visit_handlers<V: HandlerVisitor>(v: &mut V) {
+        v.handler::<(i64,), Result<i64, Rejection>>(0, &Self::HANDLERS[0]);
+        v.handler::<(), Result<i64, Rejection>>(1, &Self::HANDLERS[1]);
     }
 }
 
@@ -132,11 +120,12 @@ impl Mover {
         }
     }
 }
-pub struct MoverClient<'c>(#[allow(dead_code)] RawCall<'c>);
+pub struct MoverClient<B>(#[allow(dead_code)] B);
+impl Calls<Counter> for Mover {}
 impl Lambda for Mover {
     type Key = String;
     type State = Count;
-    type Client<'c> = MoverClient<'c>;
+    type Client<B: CallBackend> = MoverClient<B>;
     const NAME: &'static str = "Mover";
     const ID: u16 = 1;
     const HANDLERS: &'static [HandlerMeta] = &[
@@ -153,8 +142,8 @@ impl Lambda for Mover {
             route: None,
         },
     ];
-    fn client(raw: RawCall<'_>) -> MoverClient<'_> {
-        MoverClient(raw)
+    fn client<B: CallBackend>(b: B) -> MoverClient<B> {
+        MoverClient(b)
     }
     fn dispatch(h: u16, ctx: Ctx<Self>, args: &[u8]) -> Result<Invocation, DispatchError> {
         match h {
@@ -178,33 +167,69 @@ impl Lambda for Mover {
             }),
         }
     }
-    fn json_args(h: u16, json: serde_json::Value) -> Result<Vec<u8>, DispatchError> {
-        match h {
-            0 => p::json_args::<(String, String, i64)>(json, &["from", "to", "amount"]),
-            1 => p::json_args::<(String,)>(json, &["to"]),
-            _ => Err(DispatchError::UnknownHandler {
-                lambda: "Mover".into(),
-                handler: h.to_string(),
-            }),
-        }
-    }
-    fn result_json(_h: u16, bytes: &[u8]) -> Result<serde_json::Value, DispatchError> {
-        p::result_json::<Result<(), Rejection>>(bytes)
+    fn visit_handlers<V: HandlerVisitor>(v: &mut V) {
+        v.handler::<(String, String, i64), Result<(), Rejection>>(0, &Self::HANDLERS[0]);
+        v.handler::<(String,), Result<(), Rejection>>(1, &Self::HANDLERS[1]);
     }
 }
 
-fn app() -> Arc<App> {
-    Arc::new(App::new(
-        "handwritten",
-        "{}",
-        "digraph {}",
-        vec![LambdaEntry::of::<Counter>(), LambdaEntry::of::<Mover>()],
-    ))
+/// The IR node of a hand-written lambda (what `#[app]` would analyse).
+fn node<L: Lambda>() -> LambdaNode {
+    LambdaNode {
+        name: L::NAME.into(),
+        form: Form::Entity,
+        key: "String".into(),
+        state: "Count".into(),
+        handlers: L::HANDLERS
+            .iter()
+            .map(|h| Handler {
+                name: h.name.into(),
+                params: h
+                    .params
+                    .iter()
+                    .map(|(n, t)| Param {
+                        name: (*n).into(),
+                        ty: (*t).into(),
+                    })
+                    .collect(),
+                output: h.output.into(),
+                route: None,
+            })
+            .collect(),
+    }
 }
 
-fn get(h: &stateful_runtime::Handle, key: &str) -> i64 {
+/// The graph `#[app]` would build: Mover's handlers call Counter::add.
+fn graph() -> AppGraph {
+    let mut g = AppGraph::new("handwritten");
+    g.add_lambda(node::<Counter>());
+    let (mover, _) = g.add_lambda(node::<Mover>());
+    for caller in ["transfer", "credit_then_fail"] {
+        g.add_call(CallSpec {
+            caller: mover,
+            from: mover,
+            caller_handler: caller,
+            callee: "Counter",
+            handler: Some("add"),
+            given: 1,
+            in_transaction: true,
+        })
+        .expect("a valid call");
+    }
+    g
+}
+
+fn app() -> App {
+    App::builder("handwritten", "", "digraph {}")
+        .lambda::<Counter>()
+        .lambda::<Mover>()
+        .graph(graph())
+        .build()
+}
+
+fn get(h: &JsonClient, key: &str) -> i64 {
     match h
-        .invoke_json_blocking("Counter", key, "add", serde_json::json!(0))
+        .invoke_blocking("Counter", key, "add", serde_json::json!(0))
         .expect("invoke")
     {
         JsonResponse::Ok(v) => v.as_i64().expect("number"),
@@ -215,34 +240,34 @@ fn get(h: &stateful_runtime::Handle, key: &str) -> i64 {
 #[test]
 fn counter_adds_and_rejects() {
     for workers in [1, 2] {
-        let rt = Runtime::start(app(), Config::in_memory(workers)).expect("start");
-        let h = rt.handle();
+        let rt = app().start(Config::in_memory(workers)).expect("start");
+        let h = app().json(rt.handle());
         assert_eq!(
-            h.invoke_json_blocking("Counter", "a", "add", serde_json::json!(5))
+            h.invoke_blocking("Counter", "a", "add", serde_json::json!(5))
                 .expect("ok"),
             JsonResponse::Ok(serde_json::json!(5))
         );
         assert_eq!(
-            h.invoke_json_blocking("Counter", "a", "add", serde_json::json!({"by": 2}))
+            h.invoke_blocking("Counter", "a", "add", serde_json::json!({"by": 2}))
                 .expect("ok"),
             JsonResponse::Ok(serde_json::json!(7))
         );
         assert!(matches!(
-            h.invoke_json_blocking("Counter", "a", "add", serde_json::json!(-100))
+            h.invoke_blocking("Counter", "a", "add", serde_json::json!(-100))
                 .expect("ok"),
             JsonResponse::Rejected { .. }
         ));
         assert_eq!(get(&h, "a"), 7);
         assert!(
-            h.invoke_json_blocking("Nope", "a", "add", serde_json::json!(1))
+            h.invoke_blocking("Nope", "a", "add", serde_json::json!(1))
                 .is_err()
         );
         assert!(
-            h.invoke_json_blocking("Counter", "a", "nope", serde_json::json!(1))
+            h.invoke_blocking("Counter", "a", "nope", serde_json::json!(1))
                 .is_err()
         );
         assert!(
-            h.invoke_json_blocking("Counter", "a", "add", serde_json::json!("x"))
+            h.invoke_blocking("Counter", "a", "add", serde_json::json!("x"))
                 .is_err()
         );
         rt.shutdown();
@@ -251,10 +276,10 @@ fn counter_adds_and_rejects() {
 
 #[test]
 fn panics_fail_the_invocation_and_the_worker_survives() {
-    let rt = Runtime::start(app(), Config::in_memory(2)).expect("start");
-    let h = rt.handle();
+    let rt = app().start(Config::in_memory(2)).expect("start");
+    let h = app().json(rt.handle());
     let r = h
-        .invoke_json_blocking("Counter", "p", "boom", serde_json::Value::Null)
+        .invoke_blocking("Counter", "p", "boom", serde_json::Value::Null)
         .expect("answered");
     assert!(
         matches!(
@@ -268,12 +293,12 @@ fn panics_fail_the_invocation_and_the_worker_survives() {
 
 #[test]
 fn transactions_move_and_roll_back() {
-    let rt = Runtime::start(app(), Config::in_memory(2)).expect("start");
-    let h = rt.handle();
-    h.invoke_json_blocking("Counter", "x", "add", serde_json::json!(10))
+    let rt = app().start(Config::in_memory(2)).expect("start");
+    let h = app().json(rt.handle());
+    h.invoke_blocking("Counter", "x", "add", serde_json::json!(10))
         .expect("ok");
     let r = h
-        .invoke_json_blocking(
+        .invoke_blocking(
             "Mover",
             "m",
             "transfer",
@@ -284,7 +309,7 @@ fn transactions_move_and_roll_back() {
     assert_eq!((get(&h, "x"), get(&h, "y")), (6, 4));
     // Not enough: the debit is rejected, nothing changes.
     let r = h
-        .invoke_json_blocking(
+        .invoke_blocking(
             "Mover",
             "m",
             "transfer",
@@ -295,7 +320,7 @@ fn transactions_move_and_roll_back() {
     assert_eq!((get(&h, "x"), get(&h, "y")), (6, 4));
     // The credit happened, then the block failed: rolled back.
     let r = h
-        .invoke_json_blocking("Mover", "m", "credit_then_fail", serde_json::json!("z"))
+        .invoke_blocking("Mover", "m", "credit_then_fail", serde_json::json!("z"))
         .expect("ok");
     assert!(matches!(r, JsonResponse::Rejected { .. }), "{r:?}");
     assert_eq!(get(&h, "z"), 0);
@@ -304,11 +329,11 @@ fn transactions_move_and_roll_back() {
 #[test]
 fn concurrent_transfers_conserve_money() {
     for workers in [1, 2, 4] {
-        let rt = Runtime::start(app(), Config::in_memory(workers)).expect("start");
-        let h = rt.handle();
+        let rt = app().start(Config::in_memory(workers)).expect("start");
+        let h = app().json(rt.handle());
         let accounts = 5;
         for a in 0..accounts {
-            h.invoke_json_blocking("Counter", &a.to_string(), "add", serde_json::json!(100))
+            h.invoke_blocking("Counter", &a.to_string(), "add", serde_json::json!(100))
                 .expect("ok");
         }
         let mut rxs = Vec::new();
@@ -316,14 +341,14 @@ fn concurrent_transfers_conserve_money() {
             let from = (i % accounts).to_string();
             let to = ((i * 7 + 1) % accounts).to_string();
             let (l, hd, key, args) = h
-                .prepare_json(
+                .prepare(
                     "Mover",
                     &format!("m{i}"),
                     "transfer",
                     serde_json::json!({"from": from, "to": to, "amount": 3}),
                 )
                 .expect("prepare");
-            rxs.push(h.submit(l, key, hd, args, None).expect("submit"));
+            rxs.push(h.handle().submit(l, key, hd, args, None).expect("submit"));
         }
         let mut ok = 0;
         for rx in rxs {
@@ -339,7 +364,7 @@ fn concurrent_transfers_conserve_money() {
             "money conserved with {workers} workers"
         );
         assert!(ok > 0);
-        let m = h.metrics();
+        let m = h.handle().metrics();
         eprintln!(
             "{workers} workers: {ok} of 2000 transfers succeeded; {} lock waits, {} aborts and retries",
             m.lock_waits.load(std::sync::atomic::Ordering::Relaxed),
@@ -352,8 +377,8 @@ fn concurrent_transfers_conserve_money() {
 
 #[test]
 fn sequential_latency_probe() {
-    let rt = Runtime::start(app(), Config::in_memory(2)).expect("start");
-    let h = rt.handle();
+    let rt = app().start(Config::in_memory(2)).expect("start");
+    let h = app().json(rt.handle());
     let t = std::time::Instant::now();
     for _ in 0..100 {
         get(&h, "lat");
@@ -369,18 +394,20 @@ fn durable_state_survives_restarts_with_other_worker_counts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys: Vec<String> = (0..50).map(|i| format!("k{i}")).collect();
     {
-        let rt = Runtime::start(app(), Config::durable(dir.path(), 2)).expect("start");
-        let h = rt.handle();
+        let rt = app().start(Config::durable(dir.path(), 2)).expect("start");
+        let h = app().json(rt.handle());
         for (i, k) in keys.iter().enumerate() {
-            h.invoke_json_blocking("Counter", k, "add", serde_json::json!(i as i64 + 1))
+            h.invoke_blocking("Counter", k, "add", serde_json::json!(i as i64 + 1))
                 .expect("ok");
         }
         drop(h);
         rt.shutdown();
     }
     for workers in [1, 4, 2] {
-        let rt = Runtime::start(app(), Config::durable(dir.path(), workers)).expect("restart");
-        let h = rt.handle();
+        let rt = app()
+            .start(Config::durable(dir.path(), workers))
+            .expect("restart");
+        let h = app().json(rt.handle());
         for (i, k) in keys.iter().enumerate() {
             assert_eq!(get(&h, k), i as i64 + 1, "{k} with {workers} workers");
         }
@@ -392,17 +419,19 @@ fn durable_state_survives_restarts_with_other_worker_counts() {
 #[test]
 fn idempotency_key_returns_the_stored_response() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rt = Runtime::start(app(), Config::durable(dir.path(), 2)).expect("start");
-    let h = rt.handle();
+    let rt = app().start(Config::durable(dir.path(), 2)).expect("start");
+    let h = app().json(rt.handle());
     let (l, hd, key, args) = h
-        .prepare_json("Counter", "idem", "add", serde_json::json!(5))
+        .prepare("Counter", "idem", "add", serde_json::json!(5))
         .expect("prepare");
     let first = h
+        .handle()
         .submit(l, key.clone(), hd, args.clone(), Some("req-1".into()))
         .expect("submit")
         .blocking_recv()
         .expect("answer");
     let again = h
+        .handle()
         .submit(l, key, hd, args, Some("req-1".into()))
         .expect("submit")
         .blocking_recv()
@@ -412,12 +441,15 @@ fn idempotency_key_returns_the_stored_response() {
     drop(h);
     rt.shutdown();
     // Also after a restart.
-    let rt = Runtime::start(app(), Config::durable(dir.path(), 1)).expect("restart");
-    let h = rt.handle();
+    let rt = app()
+        .start(Config::durable(dir.path(), 1))
+        .expect("restart");
+    let h = app().json(rt.handle());
     let (l, hd, key, args) = h
-        .prepare_json("Counter", "idem", "add", serde_json::json!(5))
+        .prepare("Counter", "idem", "add", serde_json::json!(5))
         .expect("prepare");
     let after = h
+        .handle()
         .submit(l, key, hd, args, Some("req-1".into()))
         .expect("submit")
         .blocking_recv()
@@ -429,11 +461,11 @@ fn idempotency_key_returns_the_stored_response() {
 #[test]
 fn a_response_is_released_only_after_its_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rt = Runtime::start(app(), Config::durable(dir.path(), 2)).expect("start");
-    let h = rt.handle();
+    let rt = app().start(Config::durable(dir.path(), 2)).expect("start");
+    let h = app().json(rt.handle());
     for i in 0..200 {
         let (l, hd, key, args) = h
-            .prepare_json(
+            .prepare(
                 "Counter",
                 &format!("c{}", i % 7),
                 "add",
@@ -441,11 +473,16 @@ fn a_response_is_released_only_after_its_commit() {
             )
             .expect("prepare");
         let resp = h
+            .handle()
             .submit(l, key, hd, args, None)
             .expect("submit")
             .blocking_recv()
             .expect("answer");
-        let stored = h.store().completion(resp.seq).expect("store readable");
+        let stored = h
+            .handle()
+            .store()
+            .completion(resp.seq)
+            .expect("store readable");
         assert!(
             stored.is_some(),
             "request {} was answered before its completion was committed",
@@ -458,19 +495,21 @@ fn a_response_is_released_only_after_its_commit() {
 fn overload_is_refused_with_a_clear_error_and_changes_nothing() {
     let mut config = Config::in_memory(1);
     config.max_in_flight = 2;
-    let rt = Runtime::start(app(), config).expect("start");
-    let h = rt.handle();
+    let rt = app().start(config).expect("start");
+    let h = app().json(rt.handle());
     let (l, hd, key, args) = h
-        .prepare_json("Counter", "busy", "add", serde_json::json!(1))
+        .prepare("Counter", "busy", "add", serde_json::json!(1))
         .expect("prepare");
     // Answers take at least one commit interval, so the first two are still in flight.
     let a = h
+        .handle()
         .submit(l, key.clone(), hd, args.clone(), None)
         .expect("admitted");
     let b = h
+        .handle()
         .submit(l, key.clone(), hd, args.clone(), None)
         .expect("admitted");
-    let refused = h.submit(l, key.clone(), hd, args.clone(), None);
+    let refused = h.handle().submit(l, key.clone(), hd, args.clone(), None);
     assert!(
         matches!(refused, Err(stateful_runtime::InvokeError::Overloaded(_))),
         "{refused:?}"
@@ -482,29 +521,31 @@ fn overload_is_refused_with_a_clear_error_and_changes_nothing() {
 
 #[test]
 fn undecodable_arguments_and_keys_fail_the_request_and_change_nothing() {
-    let rt = Runtime::start(app(), Config::in_memory(2)).expect("start");
-    let h = rt.handle();
+    let rt = app().start(Config::in_memory(2)).expect("start");
+    let h = app().json(rt.handle());
     let (l, hd, key, _) = h
-        .prepare_json("Counter", "bad", "add", serde_json::json!(1))
+        .prepare("Counter", "bad", "add", serde_json::json!(1))
         .expect("prepare");
     let resp = h
+        .handle()
         .submit(l, key.clone(), hd, vec![0xff, 0xff, 0xff], None)
         .expect("admitted")
         .blocking_recv()
         .expect("answered");
     assert!(matches!(resp.result, Err(CallError::Codec(_))), "{resp:?}");
     let resp = h
+        .handle()
         .submit(l, vec![0xff, 0xff, 0xff, 0xff, 0xff], hd, vec![2], None)
         .expect("admitted")
         .blocking_recv()
         .expect("answered");
     assert!(matches!(resp.result, Err(CallError::Codec(_))), "{resp:?}");
     assert!(
-        h.submit(l, key.clone(), 99, vec![], None).is_err(),
+        h.handle().submit(l, key.clone(), 99, vec![], None).is_err(),
         "unknown handler"
     );
     assert!(
-        h.submit(99, key, 0, vec![], None).is_err(),
+        h.handle().submit(99, key, 0, vec![], None).is_err(),
         "unknown lambda"
     );
     assert_eq!(get(&h, "bad"), 0);
@@ -513,8 +554,8 @@ fn undecodable_arguments_and_keys_fail_the_request_and_change_nothing() {
 #[test]
 fn history_and_state_at_match_what_the_service_answered() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rt = Runtime::start(app(), Config::durable(dir.path(), 2)).expect("start");
-    let h = rt.handle();
+    let rt = app().start(Config::durable(dir.path(), 2)).expect("start");
+    let h = app().json(rt.handle());
     let now_ms = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -525,7 +566,7 @@ fn history_and_state_at_match_what_the_service_answered() {
     let mut seen = Vec::new();
     for i in 1..=6 {
         let v = match h
-            .invoke_json_blocking("Counter", "tt", "add", serde_json::json!(i))
+            .invoke_blocking("Counter", "tt", "add", serde_json::json!(i))
             .expect("answered")
         {
             JsonResponse::Ok(v) => v,
@@ -534,26 +575,30 @@ fn history_and_state_at_match_what_the_service_answered() {
         // The answer came after its commit epoch, and the next request commits later.
         seen.push((now_ms() - 1, v));
     }
-    let (app, store, groups) = (h.app(), h.store().as_ref(), h.key_groups());
+    let (app, store, groups) = (
+        h.app(),
+        h.handle().store().as_ref(),
+        h.handle().key_groups(),
+    );
+    use stateful_runtime::views;
     for (at, answered) in &seen {
-        let state = stateful_runtime::inspect::state_at(app, store, groups, "Counter", "tt", *at)
-            .expect("readable");
+        let at = at.to_string();
+        let state = views::state(app, store, groups, "Counter", "tt", Some(&at)).expect("readable");
         assert_eq!(&state["n"], answered, "state at {at}");
     }
-    let versions = stateful_runtime::inspect::history(app, store, groups, "Counter", "tt", None)
-        .expect("readable");
+    let versions = views::history(app, store, groups, "Counter", "tt", None)
+        .expect("readable")
+        .versions;
     let values: Vec<_> = versions.iter().map(|v| v.state["n"].clone()).collect();
     let answered: Vec<_> = seen.iter().map(|(_, v)| v.clone()).collect();
     assert_eq!(values, answered, "one version per committed change");
     assert!(versions.windows(2).all(|w| w[0].epoch < w[1].epoch));
     // Before the first write there is nothing; bad input is a clear error.
-    let none = stateful_runtime::inspect::state_at(app, store, groups, "Counter", "tt", before)
-        .expect("readable");
+    let before = before.to_string();
+    let none = views::state(app, store, groups, "Counter", "tt", Some(&before)).expect("readable");
     assert_eq!(none, serde_json::Value::Null);
-    assert!(stateful_runtime::inspect::history(app, store, groups, "Nope", "tt", None).is_err());
-    assert!(stateful_runtime::inspect::parse_at("yesterday").is_err());
-    assert_eq!(
-        stateful_runtime::inspect::parse_at("1970-01-01T00:00:01Z"),
-        Ok(1000)
-    );
+    assert!(views::history(app, store, groups, "Nope", "tt", None).is_err());
+    use stateful_runtime::tools::at::parse_at;
+    assert!(parse_at("yesterday").is_err());
+    assert_eq!(parse_at("1970-01-01T00:00:01Z").ok(), Some(1000));
 }

@@ -2,10 +2,8 @@
 //! time-travel commands is a clear error.
 #![allow(missing_docs)]
 
-use std::sync::Arc;
-
 use serde_json::json;
-use stateful_runtime::{Config, JsonResponse, Runtime};
+use stateful_runtime::{Config, JsonResponse};
 
 /// The original code.
 #[stateful_runtime::app]
@@ -52,20 +50,30 @@ pub mod v2 {
 
 /// v2 as the same app: in real use the modified build keeps the app's name.
 fn v2_as_v1() -> stateful_runtime::App {
-    let mut app = v2::app();
-    app.name = "v1";
-    app
+    stateful_runtime::App::builder("v1", v2::GRAPH_JSON, v2::GRAPH_DOT)
+        .lambda::<v2::Counter>()
+        .build()
+}
+
+fn diff(
+    app: &stateful_runtime::App,
+    old: &std::path::Path,
+    new: &std::path::Path,
+    at: Option<u64>,
+) -> Result<stateful_runtime::views::DiffView, stateful_runtime::tools::replay::ReplayError> {
+    stateful_runtime::tools::diff::diff_at(app.program(), old, new, at)
+        .map(|d| stateful_runtime::views::diff(app, d))
 }
 
 #[test]
 fn a_changed_handler_shows_the_expected_diff() {
     let root = tempfile::tempdir().expect("tempdir");
     let (old, new) = (root.path().join("old"), root.path().join("new"));
-    let rt = Runtime::start(Arc::new(v1::app()), Config::durable(&old, 2)).expect("start");
-    let h = rt.handle();
+    let rt = v1::app().start(Config::durable(&old, 2)).expect("start");
+    let h = v1::app().json(rt.handle());
     for (key, by) in [("a", 5), ("b", 7), ("a", -2), ("c", 1)] {
         let r = h
-            .invoke_json_blocking("Counter", key, "add", json!(by))
+            .invoke_blocking("Counter", key, "add", json!(by))
             .expect("answered");
         assert!(matches!(r, JsonResponse::Ok(_)), "{r:?}");
     }
@@ -73,9 +81,10 @@ fn a_changed_handler_shows_the_expected_diff() {
     rt.shutdown();
 
     let report =
-        stateful_runtime::replay::replay(Arc::new(v2_as_v1()), &old, &new, None).expect("replay");
+        stateful_runtime::tools::replay::replay(v2_as_v1().program().clone(), &old, &new, None)
+            .expect("replay");
     assert_eq!(report.replayed, 4);
-    let d = stateful_runtime::replay::diff(&v2_as_v1(), &old, &new).expect("diff");
+    let d = diff(&v2_as_v1(), &old, &new, None).expect("diff");
     assert_eq!(d.instances.len(), 1, "{:?}", d.instances);
     assert_eq!(d.instances[0].lambda, "Counter");
     assert_eq!(d.instances[0].key, json!("a"));
@@ -92,32 +101,32 @@ fn a_changed_handler_shows_the_expected_diff() {
     );
 
     // As of request 2 (a=5, b=7) nothing differs yet; as of request 3 the counter does.
-    let at2 = stateful_runtime::replay::diff_at(&v2_as_v1(), &old, &new, Some(2)).expect("diff");
+    let at2 = diff(&v2_as_v1(), &old, &new, Some(2)).expect("diff");
     assert!(at2.instances.is_empty(), "{:?}", at2.instances);
     assert!(at2.responses.is_empty(), "{:?}", at2.responses);
-    let at3 = stateful_runtime::replay::diff_at(&v2_as_v1(), &old, &new, Some(3)).expect("diff");
+    let at3 = diff(&v2_as_v1(), &old, &new, Some(3)).expect("diff");
     assert_eq!(at3.instances.len(), 1, "{:?}", at3.instances);
     assert_eq!(at3.instances[0].old["n"], json!(3));
     assert_eq!(at3.responses.len(), 1);
-    assert!(stateful_runtime::replay::diff_at(&v2_as_v1(), &old, &new, Some(99)).is_err());
+    assert!(diff(&v2_as_v1(), &old, &new, Some(99)).is_err());
 
     // --until: only the first two requests.
     let partial = root.path().join("partial");
-    let r = stateful_runtime::replay::replay(
-        Arc::new(v1::app()),
+    let r = stateful_runtime::tools::replay::replay(
+        v1::app().program().clone(),
         &old,
         &partial,
-        Some(stateful_runtime::replay::Until::Seq(2)),
+        Some(stateful_runtime::tools::replay::Until::Seq(2)),
     )
     .expect("replay");
     assert_eq!((r.replayed, r.skipped), (2, 2));
 
     // Bad input.
-    assert!(stateful_runtime::replay::Until::parse("whenever").is_err());
-    assert!(stateful_runtime::replay::Until::parse("seq:x").is_err());
+    assert!(stateful_runtime::tools::replay::Until::parse("whenever").is_err());
+    assert!(stateful_runtime::tools::replay::Until::parse("seq:x").is_err());
     assert_eq!(
-        stateful_runtime::replay::Until::parse("seq:12").ok(),
-        Some(stateful_runtime::replay::Until::Seq(12))
+        stateful_runtime::tools::replay::Until::parse("seq:12").ok(),
+        Some(stateful_runtime::tools::replay::Until::Seq(12))
     );
 }
 
@@ -145,10 +154,10 @@ pub mod other {
 fn a_data_dir_of_another_app_is_a_clear_error() {
     let root = tempfile::tempdir().expect("tempdir");
     let old = root.path().join("old");
-    let rt = Runtime::start(Arc::new(v1::app()), Config::durable(&old, 1)).expect("start");
+    let rt = v1::app().start(Config::durable(&old, 1)).expect("start");
     rt.shutdown();
-    let err = stateful_runtime::replay::replay(
-        Arc::new(other::app()),
+    let err = stateful_runtime::tools::replay::replay(
+        other::app().program().clone(),
         &old,
         &root.path().join("n"),
         None,
@@ -156,7 +165,8 @@ fn a_data_dir_of_another_app_is_a_clear_error() {
     .expect_err("another app's dir");
     assert!(err.to_string().contains("belongs to app"), "{err}");
     // Starting the other app on it is refused too.
-    let err =
-        Runtime::start(Arc::new(other::app()), Config::durable(&old, 1)).expect_err("wrong app");
+    let err = other::app()
+        .start(Config::durable(&old, 1))
+        .expect_err("wrong app");
     assert!(err.to_string().contains("v1"), "{err}");
 }

@@ -3,10 +3,8 @@
 //! rollback outside a block.
 #![allow(missing_docs)]
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
-use stateful_runtime::{CallError, Config, Handle, JsonResponse, Runtime};
+use stateful_runtime::{CallError, Config, JsonClient as Handle, JsonResponse};
 
 /// The paper's Listing 1 in the function form: the input events carry their keys.
 #[stateful_runtime::app]
@@ -204,7 +202,7 @@ pub mod chain {
 }
 
 fn ok(h: &Handle, lambda: &str, key: &str, handler: &str, args: Value) -> Value {
-    match h.invoke_json_blocking(lambda, key, handler, args) {
+    match h.invoke_blocking(lambda, key, handler, args) {
         Ok(JsonResponse::Ok(v)) => v,
         other => panic!("{lambda}/{key}/{handler}: {other:?}"),
     }
@@ -213,9 +211,10 @@ fn ok(h: &Handle, lambda: &str, key: &str, handler: &str, args: Value) -> Value 
 #[test]
 fn listing1_places_orders_and_rolls_back_the_payment_when_the_update_fails() {
     for workers in [1, 2] {
-        let rt =
-            Runtime::start(Arc::new(listing1::app()), Config::in_memory(workers)).expect("start");
-        let h = rt.handle();
+        let rt = listing1::app()
+            .start(Config::in_memory(workers))
+            .expect("start");
+        let h = listing1::app().json(rt.handle());
         let event = |amount: i64| json!({"order_id": "x", "user_id": "alice", "amount": amount});
         let pay = |h: &Handle, amount: i64| {
             ok(
@@ -255,12 +254,13 @@ fn listing1_places_orders_and_rolls_back_the_payment_when_the_update_fails() {
         );
         assert_eq!(wallet(&h), json!(30), "the payment was undone");
         let summary = |id: &str| {
-            stateful_runtime::inspect::committed_state(
+            stateful_runtime::views::state(
                 h.app(),
-                h.store().as_ref(),
-                h.key_groups(),
+                h.handle().store().as_ref(),
+                h.handle().key_groups(),
                 "CreateOrder",
                 id,
+                None,
             )
             .expect("readable")
         };
@@ -295,8 +295,8 @@ fn cell(h: &Handle, k: &str) -> i64 {
 
 #[test]
 fn a_rejection_three_calls_deep_rolls_back_every_level() {
-    let rt = Runtime::start(Arc::new(chain::app()), Config::in_memory(2)).expect("start");
-    let h = rt.handle();
+    let rt = chain::app().start(Config::in_memory(2)).expect("start");
+    let h = chain::app().json(rt.handle());
     let r = ok(
         &h,
         "Cell",
@@ -321,8 +321,8 @@ fn a_rejection_three_calls_deep_rolls_back_every_level() {
 
 #[test]
 fn a_panic_in_a_callee_rolls_back_the_block_and_the_worker_survives() {
-    let rt = Runtime::start(Arc::new(chain::app()), Config::in_memory(2)).expect("start");
-    let h = rt.handle();
+    let rt = chain::app().start(Config::in_memory(2)).expect("start");
+    let h = chain::app().json(rt.handle());
     let r = ok(
         &h,
         "Cell",
@@ -335,7 +335,7 @@ fn a_panic_in_a_callee_rolls_back_the_block_and_the_worker_survives() {
         assert_eq!(cell(&h, k), 0, "{k} unchanged");
     }
     // A panic outside any block fails the request with a clear error.
-    match h.invoke_json_blocking(
+    match h.invoke_blocking(
         "Cell",
         "p",
         "bump_chain",
@@ -355,8 +355,8 @@ fn a_panic_in_a_callee_rolls_back_the_block_and_the_worker_survives() {
 
 #[test]
 fn an_explicit_abort_rolls_back_everything_the_block_did() {
-    let rt = Runtime::start(Arc::new(chain::app()), Config::in_memory(2)).expect("start");
-    let h = rt.handle();
+    let rt = chain::app().start(Config::in_memory(2)).expect("start");
+    let h = chain::app().json(rt.handle());
     let r = ok(
         &h,
         "Cell",
@@ -372,8 +372,8 @@ fn an_explicit_abort_rolls_back_everything_the_block_did() {
 
 #[test]
 fn nested_blocks_are_savepoints() {
-    let rt = Runtime::start(Arc::new(chain::app()), Config::in_memory(2)).expect("start");
-    let h = rt.handle();
+    let rt = chain::app().start(Config::in_memory(2)).expect("start");
+    let h = chain::app().json(rt.handle());
     let r = ok(&h, "Cell", "root", "savepoint", json!({"a": "a", "b": "b"}));
     assert_eq!(r, json!("inner rolled back"));
     assert_eq!(cell(&h, "a"), 1, "the outer block's call stays");
@@ -383,9 +383,9 @@ fn nested_blocks_are_savepoints() {
 
 #[test]
 fn outside_a_block_a_failed_call_keeps_the_other_effects() {
-    let rt = Runtime::start(Arc::new(chain::app()), Config::in_memory(2)).expect("start");
-    let h = rt.handle();
-    match h.invoke_json_blocking("Cell", "root", "no_block", json!({"a": "a", "b": "b"})) {
+    let rt = chain::app().start(Config::in_memory(2)).expect("start");
+    let h = chain::app().json(rt.handle());
+    match h.invoke_blocking("Cell", "root", "no_block", json!({"a": "a", "b": "b"})) {
         Ok(JsonResponse::Rejected { message, .. }) => {
             assert!(message.contains("rejected"), "{message}")
         }
@@ -401,8 +401,8 @@ fn outside_a_block_a_failed_call_keeps_the_other_effects() {
 
 #[test]
 fn parallel_calls_in_a_block_commit_together_or_not_at_all() {
-    let rt = Runtime::start(Arc::new(chain::app()), Config::in_memory(2)).expect("start");
-    let h = rt.handle();
+    let rt = chain::app().start(Config::in_memory(2)).expect("start");
+    let h = chain::app().json(rt.handle());
     let r = ok(
         &h,
         "Cell",

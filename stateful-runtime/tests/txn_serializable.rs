@@ -11,10 +11,9 @@
 #![allow(missing_docs)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 
 use proptest::prelude::*;
-use stateful_runtime::{Config, JsonResponse, Runtime};
+use stateful_runtime::{Config, JsonResponse};
 
 /// Registers and programs over them.
 #[stateful_runtime::app]
@@ -104,9 +103,10 @@ fn reg(i: usize) -> String {
 }
 
 fn check(programs: &[(Vec<POp>, bool)], workers: usize) -> Result<(), TestCaseError> {
-    let rt = Runtime::start(Arc::new(regs::app()), Config::in_memory(workers))
+    let rt = regs::app()
+        .start(Config::in_memory(workers))
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let h = rt.handle();
+    let h = regs::app().json(rt.handle());
     // All programs at once.
     let mut pending = Vec::new();
     for (i, (ops, abort)) in programs.iter().enumerate() {
@@ -118,7 +118,7 @@ fn check(programs: &[(Vec<POp>, bool)], workers: usize) -> Result<(), TestCaseEr
             })
             .collect();
         let (l, hd, k, a) = h
-            .prepare_json(
+            .prepare(
                 "Program",
                 &i.to_string(),
                 "run",
@@ -128,7 +128,8 @@ fn check(programs: &[(Vec<POp>, bool)], workers: usize) -> Result<(), TestCaseEr
         pending.push((
             l,
             hd,
-            h.submit(l, k, hd, a, None)
+            h.handle()
+                .submit(l, k, hd, a, None)
                 .map_err(|e| TestCaseError::fail(e.to_string()))?,
         ));
     }
@@ -153,7 +154,7 @@ fn check(programs: &[(Vec<POp>, bool)], workers: usize) -> Result<(), TestCaseEr
     // Final registers.
     let mut finals: BTreeMap<usize, (i64, Vec<u64>)> = BTreeMap::new();
     for r in 0..3 {
-        match h.invoke_json_blocking("Register", &reg(r), "dump", serde_json::Value::Null) {
+        match h.invoke_blocking("Register", &reg(r), "dump", serde_json::Value::Null) {
             Ok(JsonResponse::Ok(v)) => {
                 finals.insert(
                     r,

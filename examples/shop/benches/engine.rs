@@ -14,7 +14,6 @@
 //! was paid, once the `ORDERS` prepared orders run out).
 #![allow(missing_docs)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -23,7 +22,7 @@ use hdrhistogram::Histogram;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use serde_json::json;
-use stateful_runtime::{App, Config, Handle, HistoryRetention, Runtime};
+use stateful_runtime::{App, Config, Handle, HistoryRetention, JsonClient, Runtime};
 
 /// Two tiny lambdas: a counter, and a caller that calls it.
 #[stateful_runtime::app]
@@ -101,13 +100,14 @@ fn history_cost(secs: f64, conc: usize) {
             history,
         };
         let dir = tempfile::tempdir().expect("tempdir");
-        let rt = start(micro::app(), &run, &dir);
+        let rt = start(&micro::app(), &run, &dir);
         let h = rt.handle();
+        let j = micro::app().json(h.clone());
         let keys = 10_000u64;
         let reqs: Vec<Prepared> = (0..keys)
             .map(|k| {
                 prepared(
-                    &h,
+                    &j,
                     "Counter",
                     &k.to_string(),
                     "incr",
@@ -227,7 +227,7 @@ fn drive(
     }
 }
 
-fn start(app: App, run: &Run, dir: &tempfile::TempDir) -> Runtime {
+fn start(app: &App, run: &Run, dir: &tempfile::TempDir) -> Runtime {
     let mut config = if run.durable {
         Config::durable(dir.path(), run.workers)
     } else {
@@ -236,18 +236,18 @@ fn start(app: App, run: &Run, dir: &tempfile::TempDir) -> Runtime {
     // TRACES=0 measures without recording call trees.
     config.record_traces = std::env::var("TRACES").map_or(true, |v| v != "0");
     config.history = run.history.clone();
-    Runtime::start(Arc::new(app), config).expect("start")
+    app.start(config).expect("start")
 }
 
 fn prepared(
-    h: &Handle,
+    h: &JsonClient,
     lambda: &str,
     key: &str,
     handler: &str,
     args: serde_json::Value,
 ) -> Prepared {
     let (l, hd, k, a) = h
-        .prepare_json(lambda, key, handler, args)
+        .prepare(lambda, key, handler, args)
         .expect("valid request");
     (l, hd, k, a)
 }
@@ -325,14 +325,15 @@ fn main() {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let outcome = match name {
                     "counter" | "callreply" => {
-                        let rt = start(micro::app(), &run, &dir);
+                        let rt = start(&micro::app(), &run, &dir);
                         let h = rt.handle();
+                        let j = micro::app().json(h.clone());
                         let keys = 10_000u64;
                         let o = if name == "counter" {
                             let reqs: Vec<Prepared> = (0..keys)
                                 .map(|k| {
                                     prepared(
-                                        &h,
+                                        &j,
                                         "Counter",
                                         &k.to_string(),
                                         "incr",
@@ -345,7 +346,7 @@ fn main() {
                             let reqs: Vec<Prepared> = (0..keys)
                                 .map(|k| {
                                     prepared(
-                                        &h,
+                                        &j,
                                         "Caller",
                                         &k.to_string(),
                                         "ping",
@@ -360,8 +361,9 @@ fn main() {
                         o
                     }
                     _ => {
-                        let rt = start(shop::shop::app(), &run, &dir);
+                        let rt = start(&shop::shop::app(), &run, &dir);
                         let h = rt.handle();
+                        let j = shop::shop::app().json(h.clone());
                         let hot = name == "checkout-hot";
                         let (items, users) = (10_000u64, 10_000u64);
                         let orders: u64 = std::env::var("ORDERS")
@@ -371,7 +373,7 @@ fn main() {
                         let mut init = Vec::new();
                         for i in 0..items {
                             init.push(prepared(
-                                &h,
+                                &j,
                                 "Stock",
                                 &i.to_string(),
                                 "init",
@@ -380,7 +382,7 @@ fn main() {
                         }
                         for u in 0..users {
                             init.push(prepared(
-                                &h,
+                                &j,
                                 "Payment",
                                 &u.to_string(),
                                 "init",
@@ -402,7 +404,7 @@ fn main() {
                                 ((o * 7919) % items, (o * 104_729 + 1) % items)
                             };
                             init.push(prepared(
-                                &h,
+                                &j,
                                 "Order",
                                 &o.to_string(),
                                 "init",
@@ -413,7 +415,7 @@ fn main() {
                         let reqs: Vec<Prepared> = (0..orders)
                             .map(|o| {
                                 prepared(
-                                    &h,
+                                    &j,
                                     "Order",
                                     &o.to_string(),
                                     "checkout",

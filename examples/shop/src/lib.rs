@@ -387,7 +387,7 @@ mod tests {
         assert_eq!(shop::Stock::ID, 0);
         assert_eq!(shop::Order::ID, 2);
         let app = shop::app();
-        assert_eq!(app.lambdas.len(), 3);
+        assert_eq!(app.lambdas().len(), 3);
         assert_eq!(
             app.lambda("Payment").and_then(|l| l.handler_index("pay")),
             Some(3)
@@ -396,11 +396,17 @@ mod tests {
 
     #[test]
     fn json_arguments_follow_the_parameters() {
-        let bytes =
-            shop::Order::json_args(2, serde_json::json!({"item_id": "apple", "quantity": 3}))
-                .expect("valid arguments");
+        let app = shop::app();
+        let order = app.codec(shop::Order::ID).expect("the order codec");
+        let bytes = order
+            .args_from_json(2, serde_json::json!({"item_id": "apple", "quantity": 3}))
+            .expect("valid arguments");
         assert!(!bytes.is_empty());
-        assert!(shop::Order::json_args(2, serde_json::json!({"item": "apple"})).is_err());
-        assert!(shop::Order::json_args(9, serde_json::Value::Null).is_err());
+        assert!(
+            order
+                .args_from_json(2, serde_json::json!({"item": "apple"}))
+                .is_err()
+        );
+        assert!(order.args_from_json(9, serde_json::Value::Null).is_err());
     }
 }

@@ -8,7 +8,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
-use stateful_runtime::Handle;
+use stateful_runtime::{ExternalCall, Handle};
+
+use crate::shop::{Order, Payment, ShopError, Stock};
 
 /// Instances submitted at once by a batch route.
 const CHUNK: u64 = 5_000;
@@ -26,7 +28,10 @@ pub fn batch_routes(handle: Handle) -> Router {
                         Ok(p) => p,
                         Err(e) => return bad_path(e),
                     };
-                    batch(&h1, n, "Payment", "init", |_| json!({ "credit": money })).await
+                    batch(&h1, n, "Payment", |h, key, _| {
+                        h.call::<Payment>(&key).init(money)
+                    })
+                    .await
                 },
             ),
         )
@@ -38,13 +43,9 @@ pub fn batch_routes(handle: Handle) -> Router {
                         Ok(p) => p,
                         Err(e) => return bad_path(e),
                     };
-                    batch(
-                        &h2,
-                        n,
-                        "Stock",
-                        "init",
-                        |_| json!({ "stock": stock, "price": price }),
-                    )
+                    batch(&h2, n, "Stock", |h, key, _| {
+                        h.call::<Stock>(&key).init(stock, price)
+                    })
                     .await
                 },
             ),
@@ -63,16 +64,14 @@ pub fn batch_routes(handle: Handle) -> Router {
                             "n_items and n_users must be positive",
                         );
                     }
-                    batch(&h3, n, "Order", "init", |i| {
+                    batch(&h3, n, "Order", |h, key, i| {
                         let mut r = SplitMix(i);
                         let a = r.next() % n_items;
                         let b = r.next() % n_items;
                         let user = r.next() % n_users;
-                        json!({
-                            "user_id": user.to_string(),
-                            "items": [[a.to_string(), 1], [b.to_string(), 1]],
-                            "total_cost": 2 * price,
-                        })
+                        let items = vec![(a.to_string(), 1), (b.to_string(), 1)];
+                        h.call::<Order>(&key)
+                            .init(user.to_string(), items, 2 * price)
                     })
                     .await
                 },
@@ -90,43 +89,34 @@ fn bad_path(e: PathRejection) -> Response {
     error(StatusCode::BAD_REQUEST, e.body_text())
 }
 
-/// Runs `handler` of `lambda` on keys "0".."n-1" with the arguments `args(i)`.
+/// Runs `call(handle, key, i)` for the keys "0".."n-1" (the initialisation of `lambda`).
 async fn batch(
     handle: &Handle,
     n: u64,
     lambda: &str,
-    handler: &str,
-    args: impl Fn(u64) -> serde_json::Value,
+    call: impl Fn(&Handle, String, u64) -> ExternalCall<Result<(), ShopError>>,
 ) -> Response {
     let mut start = 0;
     while start < n {
         let end = (start + CHUNK).min(n);
-        let mut pending = Vec::with_capacity((end - start) as usize);
-        for i in start..end {
-            let submitted = handle
-                .prepare_json(lambda, &i.to_string(), handler, args(i))
-                .and_then(|(l, h, key, a)| handle.submit(l, key, h, a, None));
-            match submitted {
-                Ok(rx) => pending.push(rx),
+        // Every call is submitted when it is made; then the chunk's answers are awaited.
+        let pending: Vec<_> = (start..end)
+            .map(|i| call(handle, i.to_string(), i))
+            .collect();
+        for (i, answer) in (start..end).zip(pending) {
+            match answer.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("batch init failed at {i}: {e}"),
+                    );
+                }
                 Err(e) => {
                     return error(
                         StatusCode::SERVICE_UNAVAILABLE,
                         format!("batch init stopped at {i}: {e}"),
                     );
-                }
-            }
-        }
-        for rx in pending {
-            match rx.await {
-                Ok(r) if r.result.as_ref().is_ok_and(|o| o.ok) => {}
-                Ok(r) => {
-                    return error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("batch init failed: {:?}", r.result),
-                    );
-                }
-                Err(_) => {
-                    return error(StatusCode::SERVICE_UNAVAILABLE, "the service is stopping");
                 }
             }
         }

@@ -3,16 +3,14 @@
 //! and a stock decrement, every failure changed nothing, and the totals balance exactly.
 #![allow(missing_docs)]
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
-use stateful_runtime::{Config, Handle, JsonResponse, Runtime};
+use stateful_runtime::{Config, JsonClient as Handle, JsonResponse, Runtime};
 use stateful_tests::SplitMix as Rng;
 
 type Req = (String, String, String, Value);
 
 fn ok(h: &Handle, lambda: &str, key: &str, handler: &str, args: Value) -> Value {
-    match h.invoke_json_blocking(lambda, key, handler, args) {
+    match h.invoke_blocking(lambda, key, handler, args) {
         Ok(JsonResponse::Ok(v)) => v,
         other => panic!("{lambda}/{key}/{handler}: {other:?}"),
     }
@@ -23,9 +21,13 @@ fn concurrently(h: &Handle, reqs: &[Req]) -> Vec<JsonResponse> {
     let mut pending = Vec::with_capacity(reqs.len());
     for (lambda, key, handler, args) in reqs {
         let (l, hd, k, a) = h
-            .prepare_json(lambda, key, handler, args.clone())
+            .prepare(lambda, key, handler, args.clone())
             .expect("valid");
-        pending.push((l, hd, h.submit(l, k, hd, a, None).expect("admitted")));
+        pending.push((
+            l,
+            hd,
+            h.handle().submit(l, k, hd, a, None).expect("admitted"),
+        ));
     }
     pending
         .into_iter()
@@ -34,7 +36,9 @@ fn concurrently(h: &Handle, reqs: &[Req]) -> Vec<JsonResponse> {
 }
 
 fn start(workers: usize) -> Runtime {
-    Runtime::start(Arc::new(shop::shop::app()), Config::in_memory(workers)).expect("start")
+    shop::shop::app()
+        .start(Config::in_memory(workers))
+        .expect("start")
 }
 
 fn req(lambda: &str, key: String, handler: &str, args: Value) -> Req {
@@ -45,7 +49,7 @@ fn req(lambda: &str, key: String, handler: &str, args: Value) -> Req {
 fn one_item_stock_100_thousand_users_credit_1() {
     for workers in [1, 2, 4] {
         let rt = start(workers);
-        let h = rt.handle();
+        let h = shop::shop::app().json(rt.handle());
         ok(
             &h,
             "Stock",
@@ -128,7 +132,7 @@ fn one_item_stock_100_thousand_users_credit_1() {
 fn random_two_item_checkouts_balance_exactly() {
     for (workers, seed) in [(1, 1), (2, 2), (4, 3)] {
         let rt = start(workers);
-        let h = rt.handle();
+        let h = shop::shop::app().json(rt.handle());
         let mut rng = Rng(seed);
         let (items, users, orders) = (6u64, 40u64, 600u64);
         let mut setup = Vec::new();

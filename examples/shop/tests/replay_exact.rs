@@ -3,24 +3,25 @@
 //! response.
 #![allow(missing_docs)]
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use serde_json::{Value, json};
-use stateful_runtime::{Config, Runtime};
+use stateful_runtime::Config;
 
 #[test]
 fn replay_of_a_contended_run_reproduces_every_state_and_response() {
     let root = tempfile::tempdir().expect("tempdir");
     let (old, new) = (root.path().join("old"), root.path().join("new"));
-    let rt = Runtime::start(Arc::new(shop::shop::app()), Config::durable(&old, 2)).expect("start");
-    let h = rt.handle();
+    let rt = shop::shop::app()
+        .start(Config::durable(&old, 2))
+        .expect("start");
+    let h = shop::shop::app().json(rt.handle());
     let submit_all = |reqs: Vec<(&str, String, &str, Value)>| {
         let rxs: Vec<_> = reqs
             .into_iter()
             .map(|(l, k, hd, a)| {
-                let (l, hd, k, a) = h.prepare_json(l, &k, hd, a).expect("valid");
-                h.submit(l, k, hd, a, None).expect("admitted")
+                let (l, hd, k, a) = h.prepare(l, &k, hd, a).expect("valid");
+                h.handle().submit(l, k, hd, a, None).expect("admitted")
             })
             .collect();
         for rx in rxs {
@@ -70,17 +71,22 @@ fn replay_of_a_contended_run_reproduces_every_state_and_response() {
             .map(|o| ("Order", format!("o{o}"), "checkout", Value::Null))
             .collect(),
     );
-    let m = h.metrics();
+    let m = h.handle().metrics();
     let (aborts, rollbacks) = (m.aborts.load(Relaxed), m.rollbacks.load(Relaxed));
     assert!(rollbacks > 0, "the run rolled back transactions");
     eprintln!("original run: {aborts} deadlock retries, {rollbacks} rollbacks");
     drop(h);
     rt.shutdown();
 
-    let report = stateful_runtime::replay::replay(Arc::new(shop::shop::app()), &old, &new, None)
-        .expect("replay");
+    let report = stateful_runtime::tools::replay::replay(
+        shop::shop::app().program().clone(),
+        &old,
+        &new,
+        None,
+    )
+    .expect("replay");
     assert_eq!(report.replayed, 632, "every logged request is replayed");
-    let diff = stateful_runtime::replay::diff(&shop::shop::app(), &old, &new).expect("diff");
+    let diff = diff_dirs(&shop::shop::app(), None, &old, &new).expect("diff");
     assert!(
         diff.instances.is_empty(),
         "instances differ: {:?}",
@@ -94,8 +100,7 @@ fn replay_of_a_contended_run_reproduces_every_state_and_response() {
 
     // As of requests in the middle of the contended run, too.
     for seq in [350, 450, 550, 632] {
-        let d = stateful_runtime::replay::diff_at(&shop::shop::app(), &old, &new, Some(seq))
-            .expect("diff");
+        let d = diff_dirs(&shop::shop::app(), Some(seq), &old, &new).expect("diff");
         assert!(
             d.instances.is_empty() && d.responses.is_empty(),
             "as of {seq}: {d:?}"
@@ -104,10 +109,24 @@ fn replay_of_a_contended_run_reproduces_every_state_and_response() {
 
     // Replaying into a dir that exists is refused; so is a dir of nothing.
     assert!(
-        stateful_runtime::replay::replay(Arc::new(shop::shop::app()), &old, &new, None).is_err()
+        stateful_runtime::tools::replay::replay(
+            shop::shop::app().program().clone(),
+            &old,
+            &new,
+            None
+        )
+        .is_err()
     );
-    assert!(
-        stateful_runtime::replay::diff(&shop::shop::app(), &old, &root.path().join("nothing"))
-            .is_err()
-    );
+    assert!(diff_dirs(&shop::shop::app(), None, &old, &root.path().join("nothing")).is_err());
+}
+
+/// The diff of two data dirs as the CLI shows it.
+fn diff_dirs(
+    app: &stateful_runtime::App,
+    at: Option<u64>,
+    old: &std::path::Path,
+    new: &std::path::Path,
+) -> Result<stateful_runtime::views::DiffView, stateful_runtime::tools::replay::ReplayError> {
+    stateful_runtime::tools::diff::diff_at(app.program(), old, new, at)
+        .map(|d| stateful_runtime::views::diff(app, d))
 }

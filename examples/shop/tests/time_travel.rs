@@ -2,20 +2,67 @@
 //! across order, stock and payment, and step an item's stock back through time.
 #![allow(missing_docs)]
 
-use std::sync::Arc;
+use std::path::Path;
 
 use serde_json::{Value, json};
-use stateful_runtime::inspect::{history, log, state_at, trace};
-use stateful_runtime::{Config, Runtime};
+use stateful_runtime::storage::StateStore;
+use stateful_runtime::views::{self, LoggedRequest, VersionView, ViewError};
+use stateful_runtime::{App, Config};
+
+fn log(
+    app: &App,
+    store: &dyn StateStore,
+    dir: &Path,
+    lambda: Option<&str>,
+    key: Option<&str>,
+) -> Result<Vec<LoggedRequest>, ViewError> {
+    views::log(
+        app,
+        store,
+        &dir.join("ingress.log"),
+        lambda,
+        key,
+        None,
+        None,
+    )
+}
+
+fn trace(app: &App, store: &dyn StateStore, groups: u16, seq: u64) -> Result<Value, ViewError> {
+    views::trace(app, store, groups, seq).map(|t| serde_json::to_value(t).expect("JSON"))
+}
+
+fn history(
+    app: &App,
+    store: &dyn StateStore,
+    groups: u16,
+    lambda: &str,
+    key: &str,
+    dir: Option<&Path>,
+) -> Result<Vec<VersionView>, ViewError> {
+    let log = dir.map(|d| d.join("ingress.log"));
+    views::history(app, store, groups, lambda, key, log.as_deref()).map(|h| h.versions)
+}
+
+fn state_at(
+    app: &App,
+    store: &dyn StateStore,
+    groups: u16,
+    lambda: &str,
+    key: &str,
+    epoch: u64,
+) -> Result<Value, ViewError> {
+    views::state(app, store, groups, lambda, key, Some(&epoch.to_string()))
+}
 
 #[test]
 fn log_trace_and_history_of_checkouts() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rt =
-        Runtime::start(Arc::new(shop::shop::app()), Config::durable(dir.path(), 2)).expect("start");
-    let h = rt.handle();
+    let rt = shop::shop::app()
+        .start(Config::durable(dir.path(), 2))
+        .expect("start");
+    let h = shop::shop::app().json(rt.handle());
     let ok = |l: &str, k: &str, hd: &str, a: Value| {
-        let r = h.invoke_json_blocking(l, k, hd, a).expect("answered");
+        let r = h.invoke_blocking(l, k, hd, a).expect("answered");
         assert!(matches!(r, stateful_runtime::JsonResponse::Ok(_)), "{r:?}");
     };
     ok("Stock", "apple", "init", json!({"stock": 1, "price": 2}));
@@ -32,7 +79,7 @@ fn log_trace_and_history_of_checkouts() {
     ok("Order", "o1", "checkout", Value::Null);
     // The apple is sold out: o2's checkout subtracts a pear, then fails and rolls back.
     let r = h
-        .invoke_json_blocking("Order", "o2", "checkout", Value::Null)
+        .invoke_blocking("Order", "o2", "checkout", Value::Null)
         .expect("answered");
     assert!(
         matches!(r, stateful_runtime::JsonResponse::Rejected { .. }),
@@ -43,7 +90,7 @@ fn log_trace_and_history_of_checkouts() {
 
     let app = shop::shop::app();
     let (store, groups) = {
-        let s = stateful_runtime::store::SledStore::open(&dir.path().join("state"))
+        let s = stateful_runtime::storage::SledStore::open(&dir.path().join("state"))
             .expect("open the stopped service's store");
         (s, stateful_runtime::Config::default().key_groups)
     };
@@ -103,7 +150,8 @@ fn log_trace_and_history_of_checkouts() {
     assert_eq!(t["root"]["calls"].as_array().map(Vec::len), Some(2));
     assert!(t["root"]["calls"][1]["result"].get("Err").is_some());
     assert_eq!(t["root"]["state_after"]["paid"], json!(false));
-    let text = stateful_runtime::inspect::trace_text(&t);
+    let text =
+        views::trace_text(&views::trace(&app, &store, groups, checkouts[1].seq).expect("trace"));
     assert!(text.contains("rolled back"), "{text}");
 
     // Step the pear's stock back through time: 5, then 4 after o1, and o2 changed nothing.
@@ -143,7 +191,7 @@ fn log_trace_and_history_of_checkouts() {
     );
 
     // `--at seq:N`: the state right after request N committed.
-    let at = stateful_runtime::inspect::resolve_at(&store, &format!("seq:{}", checkouts[0].seq))
+    let at = stateful_runtime::tools::at::resolve_at(&store, &format!("seq:{}", checkouts[0].seq))
         .expect("a completed request");
     assert_eq!(
         state_at(&app, &store, groups, "Order", "o1", at).expect("at")["paid"],
@@ -151,17 +199,17 @@ fn log_trace_and_history_of_checkouts() {
     );
 
     // Bad input.
-    assert!(stateful_runtime::inspect::resolve_at(&store, "seq:999999").is_err());
+    assert!(stateful_runtime::tools::at::resolve_at(&store, "seq:999999").is_err());
     assert!(trace(&app, &store, groups, 999_999).is_err());
     assert!(log(&app, &store, dir.path(), Some("Nope"), None).is_err());
 }
 
 /// Runs `stock.add(1)` on `item`, `n` times, each in its own commit; returns the request seqs
 /// (from the log) in order.
-fn adds(h: &stateful_runtime::Handle, item: &str, n: usize) {
+fn adds(h: &stateful_runtime::JsonClient, item: &str, n: usize) {
     for _ in 0..n {
         let r = h
-            .invoke_json_blocking("Stock", item, "add", json!({"amount": 1}))
+            .invoke_blocking("Stock", item, "add", json!({"amount": 1}))
             .expect("answered");
         assert!(matches!(r, stateful_runtime::JsonResponse::Ok(_)), "{r:?}");
     }
@@ -180,21 +228,22 @@ fn retention_compacts_history_and_says_how_far_back_it_sees() {
             max_bytes: None,
             check_every_ms: 20,
         };
-        Runtime::start(Arc::new(shop::shop::app()), config).expect("start")
+        shop::shop::app().start(config).expect("start")
     };
     // First run: keep everything.
     let rt = start(None);
-    let h = rt.handle();
+    let h = shop::shop::app().json(rt.handle());
     let r = h
-        .invoke_json_blocking("Stock", "fig", "init", json!({"stock": 0, "price": 1}))
+        .invoke_blocking("Stock", "fig", "init", json!({"stock": 0, "price": 1}))
         .expect("answered");
     assert!(matches!(r, stateful_runtime::JsonResponse::Ok(_)));
     adds(&h, "fig", 5);
     let (l, hd, key, args) = h
-        .prepare_json("Stock", "fig", "add", json!({"amount": 10}))
+        .prepare("Stock", "fig", "add", json!({"amount": 10}))
         .expect("prepared");
     let idem = "add-ten-once".to_owned();
     let first = h
+        .handle()
         .submit(l, key.clone(), hd, args.clone(), Some(idem.clone()))
         .expect("submitted")
         .blocking_recv()
@@ -203,7 +252,7 @@ fn retention_compacts_history_and_says_how_far_back_it_sees() {
     rt.shutdown();
     let versions_before = {
         let store =
-            stateful_runtime::store::SledStore::open(&dir.path().join("state")).expect("open");
+            stateful_runtime::storage::SledStore::open(&dir.path().join("state")).expect("open");
         let app = shop::shop::app();
         history(&app, &store, 256, "Stock", "fig", None).expect("history")
     };
@@ -212,15 +261,16 @@ fn retention_compacts_history_and_says_how_far_back_it_sees() {
 
     // Second run: history off. The compactor moves the horizon up to the last commit.
     let rt = start(Some(0));
-    let h = rt.handle();
+    let h = shop::shop::app().json(rt.handle());
     adds(&h, "fig", 1);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while h.store().horizon().expect("horizon").epoch <= versions_before[6].epoch {
+    while h.handle().store().horizon().expect("horizon").epoch <= versions_before[6].epoch {
         assert!(std::time::Instant::now() < deadline, "no compaction");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // The idempotent request is answered from its stored response, not run again.
     let again = h
+        .handle()
         .submit(l, key, hd, args, Some(idem))
         .expect("submitted")
         .blocking_recv()
@@ -231,9 +281,9 @@ fn retention_compacts_history_and_says_how_far_back_it_sees() {
 
     // Third run (keeping everything again): nothing re-ran after the compaction.
     let rt = start(None);
-    let state = rt
-        .handle()
-        .invoke_json_blocking("Stock", "fig", "find", Value::Null)
+    let state = shop::shop::app()
+        .json(rt.handle())
+        .invoke_blocking("Stock", "fig", "find", Value::Null)
         .expect("answered");
     match state {
         stateful_runtime::JsonResponse::Ok(v) => assert_eq!(v["stock"], json!(16), "{v}"),
@@ -242,8 +292,8 @@ fn retention_compacts_history_and_says_how_far_back_it_sees() {
     rt.shutdown();
 
     let app = shop::shop::app();
-    let store = stateful_runtime::store::SledStore::open(&dir.path().join("state")).expect("open");
-    use stateful_runtime::store::StateStore;
+    let store =
+        stateful_runtime::storage::SledStore::open(&dir.path().join("state")).expect("open");
     let horizon = store.horizon().expect("horizon");
     assert!(horizon.epoch > first_epoch);
     assert!(horizon.complete_below_seq > 7, "{horizon:?}");
@@ -256,7 +306,7 @@ fn retention_compacts_history_and_says_how_far_back_it_sees() {
         versions.last().map(|v| v.state["stock"].clone()),
         Some(json!(16))
     );
-    let note = stateful_runtime::inspect::horizon_note(&store)
+    let note = views::horizon_note(&store)
         .expect("note")
         .expect("compacted");
     assert!(note.contains("compacted"), "{note}");
@@ -265,13 +315,14 @@ fn retention_compacts_history_and_says_how_far_back_it_sees() {
     assert!(err.to_string().contains("compacted"), "{err}");
     let err = trace(&app, &store, 256, 2).expect_err("compacted");
     assert!(err.to_string().contains("compacted"), "{err}");
-    let err = stateful_runtime::inspect::resolve_at(&store, "seq:2").expect_err("compacted");
-    assert!(err.contains("compacted"), "{err}");
+    let err = stateful_runtime::tools::at::resolve_at(&store, "seq:2").expect_err("compacted");
+    assert!(err.to_string().contains("compacted"), "{err}");
     drop(store);
     // A compacted data dir cannot be replayed exactly: a clear error, nothing created.
     let into = dir.path().join("replayed");
-    let err = stateful_runtime::replay::replay(Arc::new(app), dir.path(), &into, None)
-        .expect_err("refused");
+    let err =
+        stateful_runtime::tools::replay::replay(app.program().clone(), dir.path(), &into, None)
+            .expect_err("refused");
     assert!(err.to_string().contains("compacted"), "{err}");
     assert!(!into.exists());
 }

@@ -114,7 +114,7 @@ pub(crate) fn agree_on_committed(
     cluster: &ClusterConfig,
     committed: Option<u64>,
 ) -> Result<Agreed, String> {
-    let now = super::runtime::unix_ms();
+    let now = crate::storage::unix_ms();
     let me = cluster.process as u64;
     let guards = timely::execute(cluster.timely(1), move |worker| {
         let seen: Rc<RefCell<Vec<Announce>>> = Rc::new(RefCell::new(Vec::new()));
@@ -235,7 +235,7 @@ pub(crate) fn watch_connections() {
 pub(crate) fn watch_commits(
     committed: Arc<std::sync::atomic::AtomicU64>,
     timeout: std::time::Duration,
-    metrics: Arc<super::runtime::Metrics>,
+    metrics: Arc<super::metrics::Metrics>,
 ) {
     let spawned = std::thread::Builder::new()
         .name("stateful-cluster-watch".into())

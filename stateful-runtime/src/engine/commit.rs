@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex};
 
 use timely::scheduling::SyncActivator;
 
-use super::runtime::Metrics;
-use crate::ingress::IngressLog;
-use crate::store::{CommitBatch, StateStore};
+use super::metrics::Metrics;
+use crate::storage::ingress::IngressLog;
+use crate::storage::{CommitBatch, StateStore};
 
 /// Handle of the committer thread, shared by the operators.
 pub(crate) struct CommitPipeline {

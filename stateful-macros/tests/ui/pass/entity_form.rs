@@ -46,5 +46,5 @@ fn main() {
     assert_eq!(h[2].params, [("to", "u64"), ("amount", "i64")]);
     assert_eq!(h[1].output, "Answer<i64>");
     assert!(bank::GRAPH_DOT.contains("transfer → deposit(i64)"), "{}", bank::GRAPH_DOT);
-    assert_eq!(bank::app().lambdas.len(), 1);
+    assert_eq!(bank::app().lambdas().len(), 1);
 }

@@ -1,0 +1,221 @@
+//! The in-process handle of a running engine: submit encoded requests, or call handlers with
+//! the same typed clients handlers use (`handle.call::<Stock>(&key).subtract(2).await`).
+//!
+//! ```text
+//! Handle::submit ── idempotency ── log (seq) ── worker channel + unpark ──▶ dataflow
+//!        ▲                                                                    │
+//!        └──────── oneshot: released once the request's epoch is committed ◀──┘
+//! ```
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::config::{Durability, InvokeError};
+use super::metrics::Metrics;
+use super::program::Program;
+use super::runtime::Shared;
+use crate::sdk::{CallBackend, CallError, HandlerResult, Lambda, Outcome, wire};
+use crate::storage::StateStore;
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Ingress sequence number of the request.
+    pub seq: u64,
+    /// The handler's encoded result, or why the runtime could not produce one.
+    pub result: Result<Outcome, CallError>,
+}
+
+impl Response {
+    /// The answer of a request the runtime could not finish before it stopped.
+    pub(crate) fn stopped() -> Self {
+        Response {
+            seq: 0,
+            result: Err(CallError::Stopped),
+        }
+    }
+}
+
+/// Invokes handlers of a running engine; cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("app", &self.shared.program.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handle {
+    /// The app this engine runs.
+    pub fn program(&self) -> &Arc<Program> {
+        &self.shared.program
+    }
+
+    /// The durable store (read-only use: inspection).
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.shared.store
+    }
+
+    /// This process's place in a cluster (`None`: alone).
+    pub fn cluster(&self) -> Option<&super::cluster::ClusterConfig> {
+        self.shared.config.cluster.as_ref()
+    }
+
+    /// The data dir (durable runtimes only).
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        match self.shared.config.durability {
+            Durability::Durable => self.shared.config.data_dir.as_deref(),
+            Durability::InMemory => None,
+        }
+    }
+
+    /// Key groups of the data dir.
+    pub fn key_groups(&self) -> u16 {
+        self.shared.placement.groups
+    }
+
+    /// Engine counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Requests currently in flight.
+    pub fn in_flight(&self) -> usize {
+        self.shared.admission.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// A typed call of a handler of instance `key` of lambda `T`, from outside any handler:
+    /// `handle.call::<Stock>(&key).subtract(2).await` gives `Ok(the handler's result)`, or why
+    /// the request was not accepted or answered.
+    pub fn call<T: Lambda>(&self, key: &T::Key) -> T::Client<HandleCall<'_>> {
+        T::client(HandleCall {
+            handle: self,
+            lambda: T::ID,
+            name: T::NAME,
+            key: wire::encode("the key", key),
+        })
+    }
+}
+
+/// The call target of [`Handle::call`].
+pub struct HandleCall<'h> {
+    handle: &'h Handle,
+    lambda: u16,
+    name: &'static str,
+    key: Result<Vec<u8>, CallError>,
+}
+
+impl std::fmt::Debug for HandleCall<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandleCall")
+            .field("lambda", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CallBackend for HandleCall<'_> {
+    type Future<R: HandlerResult> = ExternalCall<R>;
+
+    fn call<A: Serialize, R: HandlerResult>(self, handler: u16, args: &A) -> ExternalCall<R> {
+        let submitted = self.submit(handler, args);
+        ExternalCall {
+            state: match submitted {
+                Ok(rx) => ExternalState::Waiting(rx),
+                Err(e) => ExternalState::Failed(Some(e)),
+            },
+            _r: PhantomData,
+        }
+    }
+}
+
+impl HandleCall<'_> {
+    fn submit<A: Serialize>(
+        self,
+        handler: u16,
+        args: &A,
+    ) -> Result<oneshot::Receiver<Response>, InvokeError> {
+        let same = self
+            .handle
+            .program()
+            .lambda(self.lambda)
+            .is_some_and(|l| l.name == self.name);
+        if !same {
+            return Err(InvokeError::UnknownLambda(self.name.to_owned()));
+        }
+        let bad = |e: CallError| InvokeError::BadRequest(e.to_string());
+        let key = self.key.map_err(bad)?;
+        let args = wire::encode("the arguments", args).map_err(bad)?;
+        self.handle.submit(self.lambda, key, handler, args, None)
+    }
+}
+
+enum ExternalState {
+    Waiting(oneshot::Receiver<Response>),
+    Failed(Option<InvokeError>),
+}
+
+/// The future of a typed call from outside handlers: the handler's result once it is
+/// durable, or why the runtime did not run it.
+#[must_use = "a call's answer is lost unless awaited"]
+pub struct ExternalCall<R> {
+    state: ExternalState,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R> Unpin for ExternalCall<R> {}
+
+impl<R: HandlerResult> Future for ExternalCall<R> {
+    type Output = Result<R, InvokeError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match &mut this.state {
+            ExternalState::Failed(e) => {
+                Poll::Ready(Err(e.take().unwrap_or(InvokeError::ShuttingDown)))
+            }
+            ExternalState::Waiting(rx) => match Pin::new(rx).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(_)) => Poll::Ready(Err(InvokeError::ShuttingDown)),
+                Poll::Ready(Ok(resp)) => Poll::Ready(Ok(match resp.result {
+                    Ok(o) => {
+                        wire::decode::<R>("the result", &o.bytes).unwrap_or_else(R::from_call_error)
+                    }
+                    Err(e) => R::from_call_error(e),
+                })),
+            },
+        }
+    }
+}
+
+impl<R> ExternalCall<R> {
+    /// Waits for the answer on this thread (not inside an async context).
+    pub fn wait(self) -> Result<R, InvokeError>
+    where
+        R: HandlerResult,
+    {
+        match self.state {
+            ExternalState::Failed(e) => Err(e.unwrap_or(InvokeError::ShuttingDown)),
+            ExternalState::Waiting(rx) => {
+                let resp = rx.blocking_recv().map_err(|_| InvokeError::ShuttingDown)?;
+                Ok(match resp.result {
+                    Ok(o) => {
+                        wire::decode::<R>("the result", &o.bytes).unwrap_or_else(R::from_call_error)
+                    }
+                    Err(e) => R::from_call_error(e),
+                })
+            }
+        }
+    }
+}

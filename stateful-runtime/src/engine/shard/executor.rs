@@ -1,0 +1,363 @@
+//! Invocations of one shard: handler futures polled by this worker, the calls and rollbacks
+//! they issue, the replies that wake them, and their answers (to a caller or to the root's
+//! coordinator).
+//!
+//! ```text
+//! start: decode key, Ctx + dispatch ─▶ poll ─▶ calls out (Call msgs), rollbacks out
+//!        ▲                               │ Pending: wait for a Reply / RollbackAck
+//!        └── Reply (participants, trace) ┘ Ready / panic: finish ─▶ Reply or root_ended
+//! ```
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll, Waker};
+
+use stateful_core::records::trace::TraceNode;
+
+use super::{Effects, Shard};
+use crate::engine::protocol::{Addr, Body, Call, Msg, ReplyTo, Txn};
+use crate::sdk::ctx::StateAccess;
+use crate::sdk::io::{Io, Reply};
+use crate::sdk::{CallError, Ctx, DispatchError, Invocation, Lambda, Outcome, wire};
+
+/// Slot used for the rollback after a panic inside a block.
+const PANIC_SLOT: u32 = u32::MAX;
+
+/// One running invocation.
+struct Inv {
+    fut: Option<Invocation>,
+    io: Rc<Io>,
+    txn: Txn,
+    key: Vec<u8>,
+    reply: ReplyTo,
+    participants: Vec<Addr>,
+    /// Set after a panic inside a transaction block: reply with this once rolled back.
+    failing: Option<CallError>,
+    /// For traces: what was called, what it called, when it started.
+    handler: u16,
+    args: Vec<u8>,
+    children: Vec<TraceNode>,
+    rollbacks: u32,
+    started: std::time::Instant,
+}
+
+/// The invocations of a shard, by id.
+#[derive(Default)]
+pub(super) struct Invocations {
+    map: HashMap<u64, Inv>,
+    next: u64,
+    /// Rollbacks waiting for acks: (invocation, slot) -> acks still due.
+    rollback_waits: HashMap<(u64, u32), u32>,
+}
+
+impl Invocations {
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Marks every invocation of `txn` aborted: their later calls fail at once.
+    pub(super) fn abort(&self, txn: Txn) {
+        for inv in self.map.values() {
+            if inv.txn == txn {
+                inv.io.aborted.set(true);
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_owned())
+}
+
+impl<L: Lambda> Shard<L> {
+    fn addr(&self, key: &[u8]) -> Addr {
+        Addr {
+            lambda: L::ID,
+            key: key.to_vec(),
+        }
+    }
+
+    /// Starts the handler a call names (its lock is held).
+    pub(super) fn start(&mut self, call: Call, fx: &mut Effects) {
+        let key: L::Key = match wire::decode(&format!("the key of {}", L::NAME), &call.key) {
+            Ok(k) => k,
+            Err(e) => {
+                let me = vec![self.addr(&call.key)];
+                return self.reply(&call.reply, call.txn, Err(e), me, None, fx);
+            }
+        };
+        self.invs.next += 1;
+        let id = self.invs.next;
+        self.env().metrics.invocations.fetch_add(1, Relaxed);
+        if let Some(m) = self.env().op_metrics() {
+            m.invocations.fetch_add(1, Relaxed);
+        }
+        let worker = self.env().worker;
+        let io = Rc::new(Io {
+            base_scope: call.scope.clone(),
+            root: call.txn.root.0,
+            next_block: std::cell::Cell::new(
+                (u64::from(worker) << 56) ^ (u64::from(L::ID) << 48) ^ (id << 16),
+            ),
+            ..Io::default()
+        });
+        let table: Rc<dyn StateAccess<L::State>> = self.table.clone();
+        let ctx = Ctx::<L>::new(key, call.key.clone(), table, io.clone());
+        match L::dispatch(call.handler, ctx, &call.args) {
+            Err(e) => {
+                let err = match e {
+                    DispatchError::UnknownHandler { .. } => CallError::NoSuchTarget(e.to_string()),
+                    other => CallError::Codec(other.to_string()),
+                };
+                let me = vec![self.addr(&call.key)];
+                self.reply(&call.reply, call.txn, Err(err), me, None, fx);
+            }
+            Ok(fut) => {
+                let inv = Inv {
+                    fut: Some(fut),
+                    io,
+                    txn: call.txn,
+                    key: call.key,
+                    reply: call.reply,
+                    participants: Vec::new(),
+                    failing: None,
+                    handler: call.handler,
+                    args: call.args,
+                    children: Vec::new(),
+                    rollbacks: 0,
+                    started: std::time::Instant::now(),
+                };
+                self.invs.map.insert(id, inv);
+                self.poll(id, fx);
+            }
+        }
+    }
+
+    /// Polls invocation `id` once and sends what it issued.
+    fn poll(&mut self, id: u64, fx: &mut Effects) {
+        let Some(inv) = self.invs.map.get_mut(&id) else {
+            return;
+        };
+        let Some(fut) = inv.fut.as_mut() else {
+            return;
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+        let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+        let (io, txn) = (inv.io.clone(), inv.txn);
+        self.send_calls(id, &io, txn, fx);
+        let rollbacks: Vec<_> = io.rollbacks.borrow_mut().drain(..).collect();
+        for r in rollbacks {
+            self.send_rollback(id, r.slot, txn, r.scope, r.participants, fx);
+        }
+        match polled {
+            Ok(Poll::Pending) => {}
+            Ok(Poll::Ready(result)) => {
+                // A state value that did not encode fails the invocation, whatever it returned.
+                let result = match io.failure.borrow_mut().take() {
+                    Some(e) => Err(e),
+                    None => result,
+                };
+                self.finish(id, result, fx);
+            }
+            Err(panic) => self.panicked(id, &io, txn, panic_message(&*panic), fx),
+        }
+    }
+
+    fn send_calls(&self, id: u64, io: &Io, txn: Txn, fx: &mut Effects) {
+        let (worker, lambda) = (self.env().worker, L::ID);
+        for c in io.calls.borrow_mut().drain(..) {
+            fx.out.push(Msg {
+                worker: self.env().owner(&c.key),
+                lambda: c.lambda,
+                body: Body::Call(Call {
+                    txn,
+                    key: c.key,
+                    handler: c.handler,
+                    args: c.args,
+                    scope: c.scope,
+                    reply: ReplyTo::Caller {
+                        worker,
+                        lambda,
+                        inv: id,
+                        slot: c.slot,
+                    },
+                }),
+            });
+        }
+    }
+
+    /// A handler panicked: its unflushed changes are dropped; inside a block, everything the
+    /// open blocks did is undone before the invocation fails.
+    fn panicked(&mut self, id: u64, io: &Io, txn: Txn, msg: String, fx: &mut Effects) {
+        io.failed.set(true);
+        let Some(inv) = self.invs.map.get_mut(&id) else {
+            return;
+        };
+        inv.fut = None;
+        let blocks = io.blocks.borrow();
+        let Some(outer) = blocks.first() else {
+            drop(blocks);
+            return self.finish(id, Err(CallError::Panicked(msg)), fx);
+        };
+        let mut scope = io.base_scope.clone();
+        scope.push(outer.id);
+        let mut parts: Vec<Addr> = blocks
+            .iter()
+            .flat_map(|b| b.participants.iter().cloned())
+            .collect();
+        parts.push(Addr {
+            lambda: L::ID,
+            key: inv.key.clone(),
+        });
+        inv.failing = Some(CallError::Panicked(msg));
+        drop(blocks);
+        self.send_rollback(id, PANIC_SLOT, txn, scope, parts, fx);
+    }
+
+    fn send_rollback(
+        &mut self,
+        inv: u64,
+        slot: u32,
+        txn: Txn,
+        scope: Vec<u64>,
+        mut parts: Vec<Addr>,
+        fx: &mut Effects,
+    ) {
+        self.env().metrics.rollbacks.fetch_add(1, Relaxed);
+        if let Some(i) = self.invs.map.get_mut(&inv) {
+            i.rollbacks += 1;
+        }
+        parts.sort();
+        parts.dedup();
+        let worker = self.env().worker;
+        self.invs
+            .rollback_waits
+            .insert((inv, slot), parts.len() as u32);
+        for p in parts {
+            let body = Body::Rollback {
+                txn,
+                key: p.key.clone(),
+                scope: scope.clone(),
+                ack_worker: worker,
+                ack_lambda: L::ID,
+                inv,
+                slot,
+            };
+            fx.out.push(self.msg_to(p.lambda, &p.key, body));
+        }
+    }
+
+    /// One participant of a rollback answered; when all have, the block's owner resumes (or,
+    /// after a panic, fails).
+    pub(super) fn on_rollback_ack(&mut self, inv: u64, slot: u32, fx: &mut Effects) {
+        let left = self.invs.rollback_waits.get_mut(&(inv, slot)).map(|n| {
+            *n = n.saturating_sub(1);
+            *n
+        });
+        if left != Some(0) {
+            return;
+        }
+        self.invs.rollback_waits.remove(&(inv, slot));
+        if slot == PANIC_SLOT {
+            let err = self
+                .invs
+                .map
+                .get_mut(&inv)
+                .and_then(|i| i.failing.take())
+                .unwrap_or(CallError::Panicked("panic".into()));
+            self.finish(inv, Err(err), fx);
+        } else if let Some(i) = self.invs.map.get(&inv) {
+            i.io.replies.borrow_mut().insert(slot, Reply::RolledBack);
+            self.poll(inv, fx);
+        }
+    }
+
+    fn finish(&mut self, id: u64, result: Result<Outcome, CallError>, fx: &mut Effects) {
+        let Some(inv) = self.invs.map.remove(&id) else {
+            return;
+        };
+        let mut participants = inv.participants;
+        participants.push(self.addr(&inv.key));
+        participants.sort();
+        participants.dedup();
+        drop(inv.fut);
+        let trace = self.env().traces.then(|| {
+            Box::new(TraceNode {
+                lambda: L::ID,
+                key: inv.key.clone(),
+                handler: inv.handler,
+                args: inv.args,
+                result: crate::engine::protocol::response_bytes(&result),
+                rollbacks: inv.rollbacks,
+                micros: inv.started.elapsed().as_micros() as u64,
+                children: inv.children,
+            })
+        });
+        self.reply(&inv.reply, inv.txn, result, participants, trace, fx);
+    }
+
+    /// Answers a call: to the suspended caller, or (for a root) to its coordinator here.
+    pub(super) fn reply(
+        &mut self,
+        reply: &ReplyTo,
+        txn: Txn,
+        result: Result<Outcome, CallError>,
+        participants: Vec<Addr>,
+        trace: Option<Box<TraceNode>>,
+        fx: &mut Effects,
+    ) {
+        match reply {
+            ReplyTo::Caller {
+                worker,
+                lambda,
+                inv,
+                slot,
+            } => fx.out.push(Msg {
+                worker: *worker,
+                lambda: *lambda,
+                body: Body::Reply {
+                    inv: *inv,
+                    slot: *slot,
+                    result,
+                    participants,
+                    trace,
+                },
+            }),
+            ReplyTo::Root { .. } => self.root_ended(txn, result, participants, trace, fx),
+        }
+    }
+
+    /// The reply to a call of invocation `inv` arrived: record it and poll the invocation.
+    pub(super) fn on_reply(
+        &mut self,
+        inv: u64,
+        slot: u32,
+        result: Result<Outcome, CallError>,
+        participants: Vec<Addr>,
+        trace: Option<Box<TraceNode>>,
+        fx: &mut Effects,
+    ) {
+        let Some(i) = self.invs.map.get_mut(&inv) else {
+            return;
+        };
+        if let Some(t) = trace {
+            i.children.push(*t);
+        }
+        if let Some(b) = i.io.blocks.borrow_mut().last_mut() {
+            b.participants.extend(participants.iter().cloned());
+        }
+        i.participants.extend(participants);
+        let reply = match result {
+            Ok(o) => Reply::Done(o),
+            Err(e) => Reply::Failed(e),
+        };
+        i.io.replies.borrow_mut().insert(slot, reply);
+        self.poll(inv, fx);
+    }
+}

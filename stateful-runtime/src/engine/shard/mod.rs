@@ -1,0 +1,398 @@
+//! One lambda on one worker (a shard of its operator): the state table, the lock table, the
+//! invocations being polled and the roots coordinated here.
+//!
+//! ```text
+//! Call ──lock free / held by the same attempt──▶ start: Ctx + handler future, poll
+//!      └─held by another attempt──▶ queue (retaining the message's capability);
+//!                                   if the caller is older: Wound the holder's root
+//! Reply ──▶ wake the suspended invocation, poll   Rollback ──▶ undo scope, ack
+//! Release(commit|abort) ──▶ keep|undo, unlock, wake the oldest waiter
+//! Wounded ──▶ fail this attempt's waiters and later calls (its root retries)
+//! ```
+//!
+//! - [`table`]: values, before-images, the epoch's changes;
+//! - [`locks`]: holders and queues;
+//! - [`executor`]: invocations as futures, calls out, replies in, rollbacks of blocks;
+//! - [`coordinator`]: the roots that entered here: retries, releases, completions, wounds.
+//!
+//! Isolation: strict two-phase locking per `(lambda, key)` held by a root attempt until the
+//! root ends; re-entry by the same attempt proceeds. Deadlocks cannot form: a younger request
+//! only ever waits for an older one (wound-wait on the root's age).
+
+mod coordinator;
+mod executor;
+mod locks;
+mod table;
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use stateful_core::keys::{KeyGroup, key_group, worker_of};
+use stateful_core::records::state::decode_state;
+use timely::dataflow::operators::{CapabilitySet, InputCapability};
+use timely::order::Product;
+
+use super::metrics::{Metrics, OperatorMetrics};
+use super::protocol::{Body, Call, Msg, Txn};
+use crate::sdk::{CallError, Lambda, Outcome};
+use crate::storage::{Completion, StateStore, StateWrite};
+use coordinator::Roots;
+use executor::Invocations;
+use locks::{Acquire, LockTable, Waiter};
+use table::StateTable;
+
+/// Timestamps inside the dataflow loop: (epoch in unix ms, hop).
+pub type Time = Product<u64, u32>;
+
+/// How many times a request is retried after being chosen as a deadlock victim.
+pub const MAX_ATTEMPTS: u32 = 64;
+
+/// The capability a unit of work runs under.
+pub enum Cap<'a> {
+    /// As received, with the number of message output ports of the operator.
+    Input(&'a InputCapability<Time>, usize),
+    /// Retained earlier (a woken waiter, a stashed message): one set per output port.
+    Held(&'a [CapabilitySet<Time>]),
+}
+
+impl Cap<'_> {
+    /// Keeps the capability for later, for every message output port.
+    pub fn retain(&self) -> Vec<CapabilitySet<Time>> {
+        match self {
+            Cap::Input(c, ports) => (0..*ports).map(|p| c.retain_stamp(p)).collect(),
+            Cap::Held(c) => c.to_vec(),
+        }
+    }
+}
+
+/// A unit of work for a shard.
+#[derive(Debug)]
+pub enum Work {
+    /// A message from the dataflow.
+    Msg(Msg),
+    /// Fail a queued call (its attempt was aborted).
+    Fail(Call, CallError),
+}
+
+/// A response ready to be released once its epoch is durable.
+#[derive(Debug)]
+pub struct Finished {
+    /// Epoch of the request.
+    pub epoch: u64,
+    /// Ingress sequence number.
+    pub seq: u64,
+    /// The result.
+    pub result: Result<Outcome, CallError>,
+    /// The client's idempotency key, if any.
+    pub idempotency_key: Option<String>,
+}
+
+/// What handling a unit of work produced.
+#[derive(Default)]
+pub struct Effects {
+    /// Messages to send under the current capability.
+    pub out: Vec<Msg>,
+    /// Work to run later under its own retained capability.
+    pub woken: Vec<(u64, Vec<CapabilitySet<Time>>, Work)>,
+}
+
+/// Per-worker environment of a shard.
+#[derive(Clone)]
+pub struct Env {
+    /// This worker (global index).
+    pub worker: u32,
+    /// All workers of all processes.
+    pub workers: u32,
+    /// Key groups of the data dir.
+    pub groups: u16,
+    /// For each lambda (by id), the lambdas its calls reach, itself included.
+    pub participants: Arc<Vec<Vec<u16>>>,
+    /// The durable store.
+    pub store: Arc<dyn StateStore>,
+    /// Responses of roots that ended on this worker, for the driver to release.
+    pub finished: Rc<RefCell<Vec<Finished>>>,
+    /// Epoch of the message being handled.
+    pub epoch: Rc<std::cell::Cell<u64>>,
+    /// Engine counters.
+    pub metrics: Arc<Metrics>,
+    /// Index of this operator in `metrics.operators`.
+    pub op: usize,
+    /// The next position in the completion order (shared by all workers).
+    pub order: Arc<std::sync::atomic::AtomicU64>,
+    /// Whether call trees are recorded for `trace`.
+    pub traces: bool,
+    /// Processes of the cluster (1 alone).
+    pub processes: usize,
+}
+
+impl Env {
+    fn op_metrics(&self) -> Option<&OperatorMetrics> {
+        self.metrics.operators.get(self.op)
+    }
+
+    /// The worker that owns `key`.
+    pub(crate) fn owner(&self, key: &[u8]) -> u32 {
+        let g = key_group(key, self.groups);
+        worker_of(g, self.groups, self.workers as usize) as u32
+    }
+}
+
+/// The type-erased shard of one lambda, as its operator drives it.
+pub trait ShardRuntime {
+    /// Prepares the shard for its worker (called once, before any message).
+    fn init(&mut self, env: Env);
+    /// Handles one unit of work; `cap` is the capability it arrived with.
+    fn handle(&mut self, work: Work, cap: &Cap<'_>, fx: &mut Effects);
+    /// Takes the changes since the last snapshot (all of them belong to ended roots).
+    fn snapshot(&mut self, epoch: u64) -> Result<(Vec<StateWrite>, Vec<Completion>), String>;
+    /// Calls waiting in lock queues now.
+    fn waiting(&self) -> usize;
+    /// The lock table and the roots coordinated here, for a stall report.
+    fn describe(&self) -> String;
+}
+
+/// A call waiting for a lock, with the capability it must run under.
+pub(crate) struct Queued {
+    epoch: u64,
+    caps: Vec<CapabilitySet<Time>>,
+    call: Call,
+}
+
+impl Waiter for Queued {
+    fn txn(&self) -> Txn {
+        self.call.txn
+    }
+}
+
+/// The shard of lambda `L` on one worker.
+pub(crate) struct Shard<L: Lambda> {
+    env: Option<Env>,
+    table: Rc<StateTable<L::State>>,
+    locks: LockTable<Queued>,
+    invs: Invocations,
+    roots: Roots,
+    completions: Vec<Completion>,
+    _l: PhantomData<L>,
+}
+
+impl<L: Lambda> Shard<L> {
+    pub(crate) fn new() -> Self {
+        Shard {
+            env: None,
+            table: Rc::new(StateTable::new()),
+            locks: LockTable::new(),
+            invs: Invocations::default(),
+            roots: Roots::default(),
+            completions: Vec::new(),
+            _l: PhantomData,
+        }
+    }
+
+    fn env(&self) -> &Env {
+        // `init` runs before any message: the dataflow is built with it.
+        self.env
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("shard used before init"))
+    }
+
+    fn msg_to(&self, lambda: u16, key: &[u8], body: Body) -> Msg {
+        Msg {
+            worker: self.env().owner(key),
+            lambda,
+            body,
+        }
+    }
+
+    /// Makes sure the value of `key` is in the table (loading it from the store).
+    fn ensure_loaded(&self, key: &[u8]) -> Result<(), CallError> {
+        if self.table.is_loaded(key) {
+            return Ok(());
+        }
+        let env = self.env();
+        let group: KeyGroup = key_group(key, env.groups);
+        let value = match env.store.get(L::ID, group, key) {
+            Ok(Some(bytes)) => Some(
+                decode_state::<L::State>(&bytes)
+                    .map_err(|e| CallError::Codec(format!("stored state of {}: {e}", L::NAME)))?,
+            ),
+            Ok(None) => None,
+            Err(e) => return Err(CallError::Storage(format!("state of {}: {e}", L::NAME))),
+        };
+        self.table.load(key, value);
+        Ok(())
+    }
+
+    fn on_call(&mut self, call: Call, cap: &Cap<'_>, fx: &mut Effects) {
+        let txn = call.txn;
+        if self.roots.is_aborted(txn) {
+            self.reply(
+                &call.reply,
+                txn,
+                Err(CallError::Aborted),
+                Vec::new(),
+                None,
+                fx,
+            );
+            return;
+        }
+        if !self.roots.admit(&call) {
+            // A stale duplicate of an attempt that already ended.
+            return;
+        }
+        if let Err(e) = self.ensure_loaded(&call.key) {
+            self.reply(&call.reply, txn, Err(e), Vec::new(), None, fx);
+            return;
+        }
+        match self.locks.acquire(&call.key, txn) {
+            Acquire::Granted | Acquire::Reentrant => self.start(call, fx),
+            Acquire::Busy { holder } => self.wait(call, holder, cap, fx),
+        }
+    }
+
+    /// Queues a call behind the holder of its lock; wounds the holder if the caller is older.
+    fn wait(&mut self, call: Call, holder: Txn, cap: &Cap<'_>, fx: &mut Effects) {
+        let txn = call.txn;
+        let key = call.key.clone();
+        let queued = Queued {
+            epoch: self.env().epoch.get(),
+            caps: cap.retain(),
+            call,
+        };
+        self.locks.enqueue(&key, queued);
+        self.env().metrics.lock_waits.fetch_add(1, Relaxed);
+        if let Some(m) = self.env().op_metrics() {
+            m.lock_waits.fetch_add(1, Relaxed);
+        }
+        if holder.root != txn.root && txn.root < holder.root {
+            // Wound-wait: an older request never waits for a younger one.
+            fx.out.push(Msg {
+                worker: holder.worker,
+                lambda: holder.lambda,
+                body: Body::Wound { txn: holder },
+            });
+        }
+    }
+
+    fn on_release(&mut self, txn: Txn, key: Vec<u8>, commit: bool, fx: &mut Effects) {
+        if self.locks.holder(&key) != Some(txn) {
+            return;
+        }
+        if !commit {
+            self.table.undo(&key, &[], txn.root.0);
+        }
+        self.table.release(&key);
+        let roots = &self.roots;
+        let released = self
+            .locks
+            .release(&key, txn, |age| roots.is_aborted_age(age));
+        let worker = self.env().worker;
+        for q in released.failed {
+            fx.woken
+                .push((q.epoch, q.caps, Work::Fail(q.call, CallError::Aborted)));
+        }
+        for q in released.granted {
+            let msg = Msg {
+                worker,
+                lambda: L::ID,
+                body: Body::Call(q.call),
+            };
+            fx.woken.push((q.epoch, q.caps, Work::Msg(msg)));
+        }
+    }
+
+    fn on_rollback(&mut self, txn: Txn, key: &[u8], scope: &[u64]) {
+        if self.locks.holder(key) == Some(txn) {
+            self.table.undo(key, scope, txn.root.0);
+        }
+    }
+}
+
+impl<L: Lambda> ShardRuntime for Shard<L> {
+    fn init(&mut self, env: Env) {
+        self.env = Some(env);
+    }
+
+    fn handle(&mut self, work: Work, cap: &Cap<'_>, fx: &mut Effects) {
+        let msg = match work {
+            Work::Fail(call, e) => {
+                return self.reply(&call.reply, call.txn, Err(e), Vec::new(), None, fx);
+            }
+            Work::Msg(msg) => msg,
+        };
+        match msg.body {
+            Body::Call(call) => self.on_call(call, cap, fx),
+            Body::Reply {
+                inv,
+                slot,
+                result,
+                participants,
+                trace,
+            } => self.on_reply(inv, slot, result, participants, trace, fx),
+            Body::Rollback {
+                txn,
+                key,
+                scope,
+                ack_worker,
+                ack_lambda,
+                inv,
+                slot,
+            } => {
+                self.on_rollback(txn, &key, &scope);
+                fx.out.push(Msg {
+                    worker: ack_worker,
+                    lambda: ack_lambda,
+                    body: Body::RollbackAck { inv, slot },
+                });
+            }
+            Body::RollbackAck { inv, slot } => self.on_rollback_ack(inv, slot, fx),
+            Body::Release { txn, key, commit } => self.on_release(txn, key, commit, fx),
+            Body::Wound { txn } => self.on_wound(txn, fx),
+            Body::Wounded { txn } => self.on_wounded(txn, fx),
+            Body::Completed(done) => self.completed(*done),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mut out = String::new();
+        for l in self.locks.describe() {
+            out.push_str(&format!(
+                "lock {}:{} held by root {} attempt {} (coordinator w{}); waiters {:?}; ",
+                L::ID,
+                String::from_utf8_lossy(&l.key),
+                l.holder.root.0,
+                l.holder.attempt,
+                l.holder.worker,
+                l.waiters
+            ));
+        }
+        out.push_str(&self.roots.describe());
+        out.push_str(&format!("{} invocations suspended", self.invs.len()));
+        out
+    }
+
+    fn waiting(&self) -> usize {
+        self.locks.waiting()
+    }
+
+    fn snapshot(&mut self, epoch: u64) -> Result<(Vec<StateWrite>, Vec<Completion>), String> {
+        let groups = self.env().groups;
+        let writes = self
+            .table
+            .take_dirty()
+            .map_err(|e| format!("the state of {} no longer encodes: {e}", L::NAME))?
+            .into_iter()
+            .map(|c| StateWrite {
+                lambda: L::ID,
+                group: key_group(&c.key, groups),
+                key: c.key,
+                value: c.value,
+                writers: c.writers,
+            })
+            .collect();
+        self.roots.forget_aborted_up_to(epoch);
+        Ok((writes, std::mem::take(&mut self.completions)))
+    }
+}

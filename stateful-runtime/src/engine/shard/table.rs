@@ -1,0 +1,243 @@
+//! The state table of one lambda on one worker: the instances it has loaded, the before-images
+//! of the writes of each instance's current lock holder (the undo table), and what changed in
+//! the open commit epoch.
+//!
+//! ```text
+//! write(k, v, scope)   values[k] = v; undo[k] += (scope, old value); dirty[k] += writer
+//! undo(k, scope)       restore, newest first, every write under `scope` (a path prefix)
+//! release(k)           the holder ended: its undo entries go (committed or undone by then)
+//! take_dirty()         the epoch's changes, encoded, for the commit
+//! ```
+//!
+//! A key is written only by the holder of its lock, so the undo entries of a key all belong
+//! to one attempt. Values are `None` when the instance is known to be absent.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use stateful_core::records::state::encode_state;
+
+use crate::sdk::ctx::StateAccess;
+
+/// One write of the current holder: the scope path it was made under and the value before.
+struct UndoEntry<S> {
+    scope: Vec<u64>,
+    before: Option<S>,
+}
+
+/// A key changed in the open epoch.
+#[derive(Default)]
+struct Dirty {
+    /// The encoding of the current value, when the last change was a write (an undo clears
+    /// it: the restored value is encoded when the epoch is taken).
+    encoded: Option<Vec<u8>>,
+    /// Requests that wrote it (root ids), in order.
+    writers: Vec<u64>,
+}
+
+struct Inner<S> {
+    values: HashMap<Vec<u8>, Option<S>>,
+    undo: HashMap<Vec<u8>, Vec<UndoEntry<S>>>,
+    dirty: HashMap<Vec<u8>, Dirty>,
+}
+
+/// One epoch's change of one key, as the commit takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Change {
+    pub key: Vec<u8>,
+    /// The encoded value (`None`: the instance is absent).
+    pub value: Option<Vec<u8>>,
+    pub writers: Vec<u64>,
+}
+
+/// The state table (shared with the contexts of the invocations on this worker).
+pub(crate) struct StateTable<S> {
+    inner: RefCell<Inner<S>>,
+}
+
+impl<S: Clone + serde::Serialize> StateTable<S> {
+    pub(crate) fn new() -> Self {
+        StateTable {
+            inner: RefCell::new(Inner {
+                values: HashMap::new(),
+                undo: HashMap::new(),
+                dirty: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Whether `key` is loaded (present or known absent).
+    pub(crate) fn is_loaded(&self, key: &[u8]) -> bool {
+        self.inner.borrow().values.contains_key(key)
+    }
+
+    /// Caches a value read from the store.
+    pub(crate) fn load(&self, key: &[u8], value: Option<S>) {
+        self.inner.borrow_mut().values.insert(key.to_vec(), value);
+    }
+
+    /// The current value (`None`: absent or not loaded).
+    pub(crate) fn get(&self, key: &[u8]) -> Option<S> {
+        self.inner.borrow().values.get(key).cloned().flatten()
+    }
+
+    /// Records a write by `writer` under `scope`.
+    pub(crate) fn write(&self, key: &[u8], value: S, encoded: Vec<u8>, scope: &[u64], writer: u64) {
+        let mut t = self.inner.borrow_mut();
+        let t = &mut *t;
+        let before = t.values.insert(key.to_vec(), Some(value)).flatten();
+        t.undo.entry(key.to_vec()).or_default().push(UndoEntry {
+            scope: scope.to_vec(),
+            before,
+        });
+        let d = t.dirty.entry(key.to_vec()).or_default();
+        d.encoded = Some(encoded);
+        if !d.writers.contains(&writer) {
+            d.writers.push(writer);
+        }
+    }
+
+    /// Undoes, newest first, every write of the holder of `key` made under `scope` (every
+    /// write when `scope` is empty). Once all of its writes are undone, `writer` is no longer
+    /// a writer of the key in this epoch.
+    pub(crate) fn undo(&self, key: &[u8], scope: &[u64], writer: u64) {
+        let mut t = self.inner.borrow_mut();
+        let t = &mut *t;
+        let Some(entries) = t.undo.get_mut(key) else {
+            return;
+        };
+        let mut i = entries.len();
+        let mut undone = false;
+        while i > 0 {
+            i -= 1;
+            if entries[i].scope.starts_with(scope) {
+                let e = entries.remove(i);
+                t.values.insert(key.to_vec(), e.before);
+                undone = true;
+            }
+        }
+        let all_undone = entries.is_empty();
+        if undone {
+            let d = t.dirty.entry(key.to_vec()).or_default();
+            d.encoded = None;
+            if all_undone {
+                d.writers.retain(|w| *w != writer);
+            }
+        }
+    }
+
+    /// The holder of `key` ended: its writes stay (they were committed or undone before).
+    pub(crate) fn release(&self, key: &[u8]) {
+        self.inner.borrow_mut().undo.remove(key);
+    }
+
+    /// Takes the changes of the open epoch. Fails only if a value that encoded when it was
+    /// written (or came from the store) no longer encodes.
+    pub(crate) fn take_dirty(&self) -> Result<Vec<Change>, String> {
+        let mut t = self.inner.borrow_mut();
+        let t = &mut *t;
+        let mut out = Vec::with_capacity(t.dirty.len());
+        for (key, d) in t.dirty.drain() {
+            let value = match (d.encoded, t.values.get(&key)) {
+                (Some(bytes), _) => Some(bytes),
+                (None, Some(Some(v))) => Some(encode_state(v).map_err(|e| e.to_string())?),
+                (None, _) => None,
+            };
+            out.push(Change {
+                key,
+                value,
+                writers: d.writers,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Keys changed in the open epoch.
+    #[cfg(test)]
+    pub(crate) fn dirty_len(&self) -> usize {
+        self.inner.borrow().dirty.len()
+    }
+}
+
+impl<S: Clone + Default + serde::Serialize> StateAccess<S> for StateTable<S> {
+    fn load(&self, key: &[u8]) -> S {
+        self.get(key).unwrap_or_default()
+    }
+
+    fn store(&self, key: &[u8], value: S, encoded: Vec<u8>, scope: &[u64], root: u64) {
+        self.write(key, value, encoded, scope, root);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> StateTable<i64> {
+        let t = StateTable::new();
+        t.load(b"k", Some(10));
+        t
+    }
+
+    fn put(t: &StateTable<i64>, v: i64, scope: &[u64], writer: u64) {
+        t.write(b"k", v, encode_state(&v).expect("encodes"), scope, writer);
+    }
+
+    #[test]
+    fn undo_restores_nested_scopes_newest_first() {
+        let t = table();
+        put(&t, 11, &[], 1);
+        put(&t, 12, &[5], 1);
+        put(&t, 13, &[5, 6], 1);
+        // Rolling back the inner block [5, 6] undoes only its write.
+        t.undo(b"k", &[5, 6], 1);
+        assert_eq!(t.get(b"k"), Some(12));
+        put(&t, 14, &[5], 1);
+        t.undo(b"k", &[5], 1);
+        assert_eq!(t.get(b"k"), Some(11), "the writes of block 5 are gone");
+        t.undo(b"k", &[], 1);
+        assert_eq!(t.get(b"k"), Some(10), "back to the loaded value");
+    }
+
+    #[test]
+    fn a_fully_undone_writer_is_not_a_writer_and_the_value_is_reencoded() {
+        let t = table();
+        put(&t, 11, &[], 1);
+        t.release(b"k");
+        put(&t, 20, &[], 2);
+        t.undo(b"k", &[], 2);
+        let changes = t.take_dirty().expect("takes");
+        assert_eq!(
+            changes,
+            [Change {
+                key: b"k".to_vec(),
+                value: Some(encode_state(&11i64).expect("encodes")),
+                writers: vec![1],
+            }]
+        );
+        assert_eq!(t.dirty_len(), 0, "taken");
+    }
+
+    #[test]
+    fn undo_to_absent_takes_a_tombstone_and_release_keeps_the_writes() {
+        let t: StateTable<i64> = StateTable::new();
+        t.load(b"n", None);
+        t.write(b"n", 1, encode_state(&1i64).expect("encodes"), &[], 3);
+        t.undo(b"n", &[], 3);
+        assert_eq!(t.get(b"n"), None);
+        assert_eq!(t.take_dirty().expect("takes")[0].value, None);
+        t.write(b"n", 2, encode_state(&2i64).expect("encodes"), &[], 4);
+        t.release(b"n");
+        t.undo(b"n", &[], 4);
+        assert_eq!(
+            t.get(b"n"),
+            Some(2),
+            "a released holder's writes cannot be undone"
+        );
+        assert_eq!(
+            StateAccess::load(&t, b"missing"),
+            0,
+            "absent reads as the default"
+        );
+    }
+}

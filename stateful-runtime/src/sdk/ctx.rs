@@ -1,0 +1,183 @@
+//! The context of one invocation: its key, its state, and calls to other lambdas.
+
+use std::cell::{Cell, Ref, RefCell, RefMut};
+use std::fmt::Debug;
+use std::rc::Rc;
+
+use stateful_core::records::state::encode_state;
+
+use super::call::{Flush, RawCall};
+use super::contract::{Calls, EventLambda, Keyed, Lambda};
+use super::error::CallError;
+use super::io::Io;
+use super::wire;
+
+/// Access of a context to its lambda's state table on this worker (the engine implements it).
+pub(crate) trait StateAccess<S> {
+    /// The current value (default when absent).
+    fn load(&self, key: &[u8]) -> S;
+    /// Stores a new value (and its encoding) written under `scope` by request `root`.
+    fn store(&self, key: &[u8], value: S, encoded: Vec<u8>, scope: &[u64], root: u64);
+}
+
+/// The context of one invocation: its key, its state, and calls to other lambdas.
+pub struct Ctx<L: Lambda> {
+    key: L::Key,
+    key_bytes: Vec<u8>,
+    state: RefCell<L::State>,
+    dirty: Cell<bool>,
+    stale: Cell<bool>,
+    table: Rc<dyn StateAccess<L::State>>,
+    io: Rc<Io>,
+}
+
+impl<L: Lambda> Ctx<L> {
+    pub(crate) fn new(
+        key: L::Key,
+        key_bytes: Vec<u8>,
+        table: Rc<dyn StateAccess<L::State>>,
+        io: Rc<Io>,
+    ) -> Self {
+        let state = table.load(&key_bytes);
+        Ctx {
+            key,
+            key_bytes,
+            state: RefCell::new(state),
+            dirty: Cell::new(false),
+            stale: Cell::new(false),
+            table,
+            io,
+        }
+    }
+
+    /// The key of this instance.
+    pub fn key(&self) -> &L::Key {
+        &self.key
+    }
+
+    pub(crate) fn key_bytes(&self) -> &[u8] {
+        &self.key_bytes
+    }
+
+    fn refresh(&self) {
+        if self.stale.get()
+            && let Ok(mut s) = self.state.try_borrow_mut()
+        {
+            *s = self.table.load(&self.key_bytes);
+            self.stale.set(false);
+        }
+    }
+
+    /// This instance's state (its default if it was never written).
+    pub fn state(&self) -> Ref<'_, L::State> {
+        self.refresh();
+        self.state.borrow()
+    }
+
+    /// Mutable access to this instance's state. Changes become visible to other invocations
+    /// when this handler next calls out or finishes.
+    pub fn state_mut(&self) -> RefMut<'_, L::State> {
+        self.refresh();
+        self.dirty.set(true);
+        self.state.borrow_mut()
+    }
+
+    /// Replaces this instance's state.
+    pub fn set_state(&self, value: L::State) {
+        *self.state_mut() = value;
+    }
+
+    /// Writes pending changes to the instance table (before a call, at block ends, at the
+    /// end). A value that does not encode is not written: the invocation fails instead.
+    pub(crate) fn flush(&self) {
+        if !self.dirty.get() {
+            return;
+        }
+        self.dirty.set(false);
+        let value = self.state.borrow().clone();
+        match encode_state(&value) {
+            Ok(encoded) => {
+                self.table.store(
+                    &self.key_bytes,
+                    value,
+                    encoded,
+                    &self.io.scope(),
+                    self.io.root,
+                );
+            }
+            Err(e) => {
+                self.io.fail_with(CallError::Codec(format!(
+                    "the state of {} `{:?}` was not written: {e}",
+                    L::NAME,
+                    self.key
+                )));
+                self.mark_stale();
+            }
+        }
+    }
+
+    /// Drops pending changes (after a rollback re-reads the table).
+    pub(crate) fn discard(&self) {
+        self.dirty.set(false);
+        self.mark_stale();
+    }
+
+    /// After a rollback or a re-entrant call the table may hold a newer value.
+    pub(crate) fn mark_stale(&self) {
+        self.stale.set(true);
+    }
+
+    /// A typed call to handler `h` of the instance `key` of lambda `T`:
+    /// `ctx.call::<Stock>(&item).subtract(2).await`.
+    pub fn call<T: Lambda>(&self, key: &T::Key) -> T::Client<RawCall<'_>>
+    where
+        L: Calls<T>,
+    {
+        T::client(RawCall::new(
+            self,
+            &self.io,
+            T::ID,
+            wire::encode("the key", key),
+        ))
+    }
+
+    /// Invokes a lambda of the function form with its input event; the event names the key.
+    pub fn invoke<T: EventLambda>(&self, event: T::Event) -> super::call::CallFuture<'_, T::Output>
+    where
+        L: Calls<T>,
+    {
+        let key = wire::encode("the event's key", event.key());
+        super::call::CallBackend::call(RawCall::new(self, &self.io, T::ID, key), 0, &(event,))
+    }
+
+    /// The invocation's exchange area (for the engine and `transaction!`).
+    pub(crate) fn io(&self) -> &Rc<Io> {
+        &self.io
+    }
+}
+
+impl<L: Lambda> Drop for Ctx<L> {
+    fn drop(&mut self) {
+        // The handler finished: its last changes become visible (unless it panicked).
+        if !self.io.failed.get() && !std::thread::panicking() {
+            self.flush();
+        }
+    }
+}
+
+impl<L: Lambda> Debug for Ctx<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("lambda", &L::NAME)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: Lambda> Flush for Ctx<L> {
+    fn flush_before_call(&self) {
+        self.flush();
+        // The callee may re-enter this instance; read the table again when we resume.
+        self.mark_stale();
+    }
+}

@@ -1,0 +1,139 @@
+//! `serve`: the engine behind the HTTP gateway, until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::args::ServeArgs;
+use crate::engine::{Config, Durability, default_workers};
+use crate::service::App;
+
+/// The engine configuration of `serve`'s flags (an error message for a bad flag).
+fn config(args: &ServeArgs, data_dir: &std::path::Path) -> Result<Config, String> {
+    let mut config = if args.in_memory {
+        Config::in_memory(1)
+    } else {
+        Config::durable(data_dir, 1)
+    };
+    config.workers = args.workers.unwrap_or_else(default_workers).max(1);
+    config.commit_interval_ms = args.commit_interval;
+    config.record_traces = !args.no_traces;
+    config.history.keep_for_ms = args.history_retention.0;
+    config.history.max_bytes = args.history_max_mb.map(|mb| mb.saturating_mul(1 << 20));
+    config.max_in_flight = usize::try_from(args.max_in_flight).unwrap_or(usize::MAX);
+    if let (Some(file), Some(process)) = (&args.cluster, args.process) {
+        config.cluster = Some(crate::engine::cluster::ClusterConfig::from_file(
+            file, process,
+        )?);
+        if config.durability == Durability::InMemory {
+            return Err(
+                "--cluster needs durable state (recovery agrees on a committed epoch): drop --in-memory"
+                    .to_owned(),
+            );
+        }
+    }
+    Ok(config)
+}
+
+/// Runs `serve`.
+pub(crate) fn serve(
+    app: App,
+    routes: Option<&(dyn Fn(crate::engine::Handle) -> axum::Router + Send)>,
+    args: ServeArgs,
+    data_dir: PathBuf,
+) -> ExitCode {
+    let name = app.name();
+    let config = match config(&args, &data_dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match app.start(config.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{name}: cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let tokio = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.http_threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{name}: cannot start the HTTP runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let handle = runtime.handle();
+    let extra = routes.map(|f| f(handle.clone()));
+    let router = crate::service::http::router(app, handle, extra);
+    let served = tokio.block_on(listen(router, args.listen, &config, &data_dir, name));
+    if crate::engine::cluster::has_failed() {
+        // Nothing can commit without the lost process, so there is nothing to drain.
+        eprintln!("{name}: stopped; the cluster had lost a process (restart the whole cluster)");
+        std::process::exit(3);
+    }
+    // In-flight requests finish and commit before exit.
+    runtime.shutdown();
+    match served {
+        Ok(()) => {
+            println!("{name}: stopped cleanly");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn listen(
+    router: axum::Router,
+    addr: std::net::SocketAddr,
+    config: &Config,
+    data_dir: &std::path::Path,
+    name: &str,
+) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let durability = match config.durability {
+        Durability::Durable => format!("data dir {}", data_dir.display()),
+        Durability::InMemory => "in memory, nothing is kept".to_owned(),
+    };
+    let cluster = config.cluster.as_ref().map_or_else(String::new, |c| {
+        format!("; process {} of a cluster of {}", c.process, c.processes())
+    });
+    println!(
+        "{name}: serving on http://{addr} ({durability}; {} workers; commit every {} ms{cluster})",
+        config.workers, config.commit_interval_ms
+    );
+    tracing::info!(%addr, "serving");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    eprintln!("stopping: finishing and committing in-flight requests");
+}

@@ -1,0 +1,155 @@
+//! The read-only views of a running service: `/state/{lambda}/{key}[?at=]`, the graph, and
+//! time travel under `/debug` (history, trace, the paged request log). Every store read runs
+//! off the async threads.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::Gw;
+use super::status::{error, view_error};
+use crate::service::views::{self, ViewError};
+
+/// Runs a view on a blocking thread and answers it as JSON.
+async fn blocking<T, F>(f: F) -> Response
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce() -> Result<T, ViewError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => (StatusCode::OK, axum::Json(v)).into_response(),
+        Ok(Err(e)) => view_error(e),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the view failed: {e}"),
+        ),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct AtQuery {
+    at: Option<String>,
+}
+
+/// `GET /state/{lambda}/{key}[?at=..]`.
+pub(super) async fn state(
+    State(gw): State<Gw>,
+    Path((lambda, key)): Path<(String, String)>,
+    Query(q): Query<AtQuery>,
+) -> Response {
+    blocking(move || {
+        let store = gw.handle.store();
+        views::state(
+            &gw.app,
+            store.as_ref(),
+            gw.handle.key_groups(),
+            &lambda,
+            &key,
+            q.at.as_deref(),
+        )
+    })
+    .await
+}
+
+/// `GET /debug/history/{lambda}/{key}`.
+pub(super) async fn history(
+    State(gw): State<Gw>,
+    Path((lambda, key)): Path<(String, String)>,
+) -> Response {
+    blocking(move || {
+        let log = gw.handle.data_dir().map(|d| d.join("ingress.log"));
+        views::history(
+            &gw.app,
+            gw.handle.store().as_ref(),
+            gw.handle.key_groups(),
+            &lambda,
+            &key,
+            log.as_deref(),
+        )
+    })
+    .await
+}
+
+/// The most entries one page of `/debug/log` holds.
+const MAX_PAGE: usize = 1000;
+
+#[derive(serde::Deserialize)]
+pub(super) struct LogQuery {
+    lambda: Option<String>,
+    key: Option<String>,
+    /// Entries with a larger sequence number (the last `seq` of the previous page).
+    after: Option<u64>,
+    /// Entries per page (default and most: 1000).
+    limit: Option<usize>,
+}
+
+/// `GET /debug/log[?lambda=&key=&after=&limit=]`: one page of the request log.
+pub(super) async fn log(State(gw): State<Gw>, Query(q): Query<LogQuery>) -> Response {
+    let Some(dir) = gw.handle.data_dir().map(|d| d.to_owned()) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this service runs in memory: there is no request log",
+        );
+    };
+    let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    blocking(move || {
+        views::log(
+            &gw.app,
+            gw.handle.store().as_ref(),
+            &dir.join("ingress.log"),
+            q.lambda.as_deref(),
+            q.key.as_deref(),
+            q.after,
+            Some(limit),
+        )
+    })
+    .await
+}
+
+/// `GET /debug/trace/{seq}`.
+pub(super) async fn trace(State(gw): State<Gw>, Path(seq): Path<String>) -> Response {
+    let Ok(seq) = seq.parse::<u64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("`{seq}` is not a request number"),
+        );
+    };
+    blocking(move || {
+        views::trace(
+            &gw.app,
+            gw.handle.store().as_ref(),
+            gw.handle.key_groups(),
+            seq,
+        )
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct GraphQuery {
+    format: Option<String>,
+}
+
+/// `GET /graph[?format=dot|svg]`.
+pub(super) async fn graph(State(gw): State<Gw>, Query(q): Query<GraphQuery>) -> Response {
+    let dot = gw.app.dot();
+    match q.format.as_deref() {
+        None | Some("dot") => (
+            [(header::CONTENT_TYPE, "text/vnd.graphviz; charset=utf-8")],
+            dot.to_owned(),
+        )
+            .into_response(),
+        Some("svg") => {
+            match tokio::task::spawn_blocking(move || crate::service::svg::render_svg(dot)).await {
+                Ok(Ok(svg)) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
+                Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            }
+        }
+        Some(other) => error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown format `{other}`: use dot or svg"),
+        ),
+    }
+}

@@ -1,0 +1,130 @@
+//! The HTTP gateway (axum on tokio) in front of a running engine.
+//!
+//! ```text
+//! POST /invoke/{lambda}/{key}/{handler}  JSON body = arguments   ─┐
+//! app routes from #[route(method, "/path/{key}/{arg}")]           ─┼─▶ Handle::submit ─▶ durable answer
+//! GET /healthz  /metrics  /graph[?format=svg]  /state/{lambda}/{key}[?at=]
+//! GET /debug/history/{lambda}/{key}  /debug/trace/{seq}  /debug/log[?after=&limit=]
+//! ```
+//!
+//! Status codes ([`status`]): 200 success; 400 with `{"error": ..}` for a business rejection
+//! (the handler's `Err`) or an argument that does not parse; 404 for an unknown lambda,
+//! handler or route; 422 a body that is not JSON; 503 with `Retry-After` when overloaded or
+//! stopping; 500 only for bugs (a handler panicked, a codec failure).
+
+mod debug;
+mod invoke;
+mod metrics;
+mod status;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{MethodFilter, get, on, post};
+
+use super::app::{App, JsonClient};
+use crate::engine::Handle;
+pub use metrics::HttpMetrics;
+
+/// What every HTTP handler of the gateway shares.
+#[derive(Clone)]
+pub(crate) struct Gw {
+    handle: Handle,
+    app: App,
+    json: JsonClient,
+    http: Arc<HttpMetrics>,
+    /// Fresh ids for routes without a `{key}`: a time-based prefix, then a counter.
+    ids: Arc<AtomicU64>,
+    /// This process's index in a cluster (`None`: alone).
+    process: Option<usize>,
+}
+
+fn method_filter(m: &str) -> Option<MethodFilter> {
+    match m.to_ascii_uppercase().as_str() {
+        "GET" => Some(MethodFilter::GET),
+        "POST" => Some(MethodFilter::POST),
+        "PUT" => Some(MethodFilter::PUT),
+        "DELETE" => Some(MethodFilter::DELETE),
+        "PATCH" => Some(MethodFilter::PATCH),
+        _ => None,
+    }
+}
+
+/// Adds the routes the app declares with `#[route]`.
+fn app_routes(mut r: Router<Gw>, app: &App) -> Router<Gw> {
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    for def in app.lambdas() {
+        for (i, h) in def.handlers.iter().enumerate() {
+            let Some((method, path)) = h.route else {
+                continue;
+            };
+            let Some(filter) = method_filter(method) else {
+                tracing::error!(
+                    method,
+                    path,
+                    "unsupported HTTP method in #[route]; route skipped"
+                );
+                continue;
+            };
+            if !path.starts_with('/')
+                || !seen.insert((method.to_ascii_uppercase(), path.to_owned()))
+            {
+                tracing::error!(method, path, "invalid or duplicate route; skipped");
+                continue;
+            }
+            let target = invoke::RouteTarget {
+                lambda: def.id,
+                handler: i as u16,
+            };
+            r = r.route(
+                path,
+                on(
+                    filter,
+                    move |State(gw): State<Gw>,
+                          Path(params): Path<HashMap<String, String>>,
+                          headers: HeaderMap,
+                          body: Bytes| async move {
+                        invoke::route(gw, target, params, headers, body).await
+                    },
+                ),
+            );
+        }
+    }
+    r
+}
+
+/// Builds the gateway's router for a running engine, with `extra` routes of the app merged in.
+pub fn router(app: App, handle: Handle, extra: Option<Router>) -> Router {
+    let gw = Gw {
+        json: app.json(handle.clone()),
+        process: handle.cluster().map(|c| c.process),
+        handle,
+        app: app.clone(),
+        http: Arc::new(HttpMetrics::default()),
+        ids: Arc::new(AtomicU64::new(crate::storage::unix_ms() << 16)),
+    };
+    let r: Router<Gw> = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(|State(gw): State<Gw>| async move { metrics::render(&gw.handle, &gw.http) }),
+        )
+        .route("/graph", get(debug::graph))
+        .route("/state/{lambda}/{key}", get(debug::state))
+        .route("/debug/history/{lambda}/{key}", get(debug::history))
+        .route("/debug/trace/{seq}", get(debug::trace))
+        .route("/debug/log", get(debug::log))
+        .route("/invoke/{lambda}/{key}/{handler}", post(invoke::generic));
+    let mut router = app_routes(r, &app)
+        .fallback(|| async { status::error(StatusCode::NOT_FOUND, "no such route") })
+        .with_state(gw);
+    if let Some(extra) = extra {
+        router = router.merge(extra);
+    }
+    router
+}

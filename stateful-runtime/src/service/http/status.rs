@@ -1,0 +1,82 @@
+//! How the outcome of a request maps to an HTTP answer: statuses, `Retry-After`, and the JSON
+//! error body `{"error": message}` every failure has.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::engine::InvokeError;
+use crate::sdk::CallError;
+use crate::service::json::JsonResponse;
+use crate::service::views::ViewError;
+use crate::tools::at::AtError;
+use crate::tools::trace::TraceError;
+
+/// An error answer: `status` with `{"error": msg}`.
+pub(crate) fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (status, axum::Json(json!({ "error": msg.to_string() }))).into_response()
+}
+
+/// A 503 that says when to retry.
+fn unavailable(msg: impl std::fmt::Display, retry_after: &'static str) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, msg);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(retry_after));
+    r
+}
+
+/// An engine error at admission.
+pub(crate) fn invoke_error(e: InvokeError) -> Response {
+    match e {
+        InvokeError::UnknownLambda(_) | InvokeError::UnknownHandler { .. } => {
+            error(StatusCode::NOT_FOUND, e)
+        }
+        InvokeError::BadRequest(_) => error(StatusCode::BAD_REQUEST, e),
+        InvokeError::Overloaded(_) => unavailable(e, "1"),
+        InvokeError::Storage(_) => unavailable(e, "1"),
+        InvokeError::ShuttingDown | InvokeError::ClusterFailed => unavailable(e, "5"),
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// A handler's answer.
+pub(crate) fn answer(r: JsonResponse) -> Response {
+    match r {
+        JsonResponse::Ok(v) => (StatusCode::OK, axum::Json(v)).into_response(),
+        JsonResponse::Rejected { message, detail } => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": message, "detail": detail })),
+        )
+            .into_response(),
+        JsonResponse::Failed(e) => failure(e),
+    }
+}
+
+/// A runtime failure of a request.
+fn failure(e: CallError) -> Response {
+    match e {
+        CallError::Aborted | CallError::Deadlocked(_) | CallError::Storage(_) => {
+            unavailable(e, "1")
+        }
+        CallError::Stopped => unavailable(e, "5"),
+        CallError::NoSuchTarget(_) => error(StatusCode::NOT_FOUND, e),
+        other => error(StatusCode::INTERNAL_SERVER_ERROR, other),
+    }
+}
+
+/// A debug view that could not be made.
+pub(crate) fn view_error(e: ViewError) -> Response {
+    match &e {
+        ViewError::UnknownLambda(_) => error(StatusCode::NOT_FOUND, e),
+        ViewError::BadKey(_) | ViewError::At(AtError::Syntax(_) | AtError::BeforeEpoch(_)) => {
+            error(StatusCode::BAD_REQUEST, e)
+        }
+        ViewError::At(AtError::UnknownRequest(_) | AtError::Compacted(_)) => {
+            error(StatusCode::BAD_REQUEST, e)
+        }
+        ViewError::Trace(TraceError::UnknownRequest(_) | TraceError::NotRecorded(_)) => {
+            error(StatusCode::NOT_FOUND, e)
+        }
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}

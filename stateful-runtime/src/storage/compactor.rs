@@ -1,0 +1,118 @@
+//! History retention: the policy ([`HistoryRetention`]) and the background thread that
+//! compacts the store's history by it.
+//!
+//! ```text
+//! every check_every_ms: target horizon = max(now - keep_for, halfway to now while too big)
+//!                       clamped to the epoch committed everywhere -> StateStore::compact
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::store::StateStore;
+
+/// How much history to keep: older history is compacted (see [`StateStore::compact`]) by a
+/// background thread once per [`HistoryRetention::check_every_ms`].
+///
+/// The current state, the ingress log, and the responses of requests that carried an
+/// idempotency key are never compacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRetention {
+    /// Keep the history of the last this many milliseconds (`None`: keep everything;
+    /// `Some(0)`: history off, only the current state stays).
+    pub keep_for_ms: Option<u64>,
+    /// When the store takes more bytes on disk than this, the horizon moves halfway towards
+    /// now on every check until it fits (or history is gone).
+    pub max_bytes: Option<u64>,
+    /// Milliseconds between two checks.
+    pub check_every_ms: u64,
+}
+
+impl Default for HistoryRetention {
+    fn default() -> Self {
+        HistoryRetention {
+            keep_for_ms: Some(24 * 3600 * 1000),
+            max_bytes: None,
+            check_every_ms: 1000,
+        }
+    }
+}
+
+impl HistoryRetention {
+    /// Keeps everything (no compaction).
+    pub fn forever() -> Self {
+        HistoryRetention {
+            keep_for_ms: None,
+            max_bytes: None,
+            ..HistoryRetention::default()
+        }
+    }
+
+    /// Where the horizon should be now, given the current one and the store's size.
+    pub(crate) fn target(&self, now_ms: u64, current: u64, size_on_disk: u64) -> Option<u64> {
+        let by_age = self.keep_for_ms.map(|keep| now_ms.saturating_sub(keep));
+        let by_size = self
+            .max_bytes
+            .filter(|max| size_on_disk > *max)
+            .map(|_| current + (now_ms.saturating_sub(current)) / 2);
+        match (by_age, by_size) {
+            (None, None) => None,
+            (a, b) => a.max(b).filter(|t| *t > current),
+        }
+    }
+}
+
+/// The background thread that compacts history.
+pub(crate) struct Compactor {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Compactor {
+    pub(crate) fn start(
+        store: Arc<dyn StateStore>,
+        retention: HistoryRetention,
+        committed_everywhere: Arc<AtomicU64>,
+    ) -> Option<Compactor> {
+        if retention.keep_for_ms.is_none() && retention.max_bytes.is_none() {
+            return None;
+        }
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let every = Duration::from_millis(retention.check_every_ms.max(1));
+        let thread = std::thread::Builder::new()
+            .name("stateful-compactor".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    let step = || -> Result<(), Box<dyn std::error::Error>> {
+                        let current = store.horizon()?.epoch;
+                        let size = match retention.max_bytes {
+                            Some(_) => store.size_on_disk()?,
+                            None => 0,
+                        };
+                        let target = retention
+                            .target(super::unix_ms(), current, size)
+                            .map(|t| t.min(committed_everywhere.load(Ordering::Acquire)))
+                            .filter(|t| *t > current);
+                        if let Some(target) = target {
+                            let done = store.compact(target)?;
+                            tracing::debug!(?done, "compacted history");
+                        }
+                        Ok(())
+                    };
+                    if let Err(e) = step() {
+                        tracing::warn!(error = %e, "history compaction failed; retrying later");
+                    }
+                }
+            })
+            .ok()?;
+        Some(Compactor { stop, thread })
+    }
+
+    pub(crate) fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
+}

@@ -1,0 +1,148 @@
+//! Compaction of the sled store: history before a horizon goes (superseded versions, traces,
+//! completion records below the completion watermark), chunked and paced so that the workers
+//! and the committer keep the cores.
+
+use std::collections::BTreeSet;
+
+use stateful_core::records::completion::CompletionRecord;
+use stateful_core::records::index::IndexEntry;
+use stateful_core::records::{decode, encode};
+
+use super::super::error::CompactError;
+use super::super::store::{CommitterId, Compacted, Horizon};
+use super::layout::*;
+
+/// See [`super::super::store::StateStore::compact`]; `old` is the current horizon and
+/// `committed` the last epoch every committer of this run committed.
+pub(super) fn compact(
+    db: &sled::Db,
+    old: Horizon,
+    committed: Option<u64>,
+    up_to: u64,
+) -> Result<Compacted, CompactError> {
+    let mut done = Compacted {
+        horizon: old,
+        ..Compacted::default()
+    };
+    let Some(h) = committed.map(|c| c.min(up_to)) else {
+        return Ok(done);
+    };
+    if h <= old.epoch {
+        return Ok(done);
+    }
+    // Raise the horizon first: from now on no read can ask for what gets deleted.
+    db.insert(
+        HORIZON,
+        &encode_horizon(Horizon {
+            epoch: h,
+            complete_below_seq: old.complete_below_seq,
+        }),
+    )?;
+    // Every index entry up to the horizon: each of its versions supersedes every older
+    // version of the same instance (the survivors of earlier compactions among them).
+    let end = index_key(
+        h + 1,
+        CommitterId {
+            worker: 0,
+            lambda: 0,
+        },
+    );
+    // An entry at the horizon itself stays (its writers and completions are still in
+    // reach), so that the next compaction finds it again; the chunks walk past it.
+    let mut from = [INDEX].to_vec();
+    loop {
+        let chunk = db
+            .range(from.clone()..end.clone())
+            .take(COMPACT_CHUNK)
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some((last, _)) = chunk.last() else {
+            break;
+        };
+        from = last.to_vec();
+        from.push(0);
+        let mut b = sled::Batch::default();
+        let mut removed = BTreeSet::new();
+        for (k, v) in chunk {
+            let entry: IndexEntry = decode(&v)?;
+            let before_horizon = decode_u64(&k[1..9])? < h;
+            for vk in entry.versions {
+                let (group, key, _) = parse_version_key(&vk)?;
+                let lambda = u16::from_be_bytes([vk[1], vk[2]]);
+                let first = version_key(lambda, group, key, 0)?;
+                for item in db.range(first..vk.clone()) {
+                    let (old, _) = item?;
+                    if removed.insert(old.to_vec()) {
+                        b.remove(old);
+                        done.versions += 1;
+                    }
+                }
+            }
+            if !before_horizon {
+                continue;
+            }
+            // Traces before the horizon are hidden when read; most records go whole
+            // once the watermark passes them. Those kept for their idempotency key lose
+            // their trace now.
+            for (seq, idem) in entry.completions {
+                if idem.is_none() {
+                    continue;
+                }
+                let ck = completion_key(seq);
+                let Some(bytes) = db.get(&ck)? else {
+                    continue;
+                };
+                let mut s: CompletionRecord = decode(&bytes)?;
+                if !s.trace.is_empty() {
+                    s.trace = Vec::new();
+                    let bytes = encode(&s)?;
+                    b.insert(ck, bytes);
+                    done.stripped += 1;
+                }
+            }
+            b.remove(k);
+        }
+        db.apply_batch(b)?;
+        // Leave the workers and the committer the cores between chunks.
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // Requests completed before the horizon, in an unbroken run from the old watermark.
+    // Each batch also moves the watermark, so that the horizon record always matches what
+    // was deleted. No flush: the next commit's flush makes it durable (sled's log keeps
+    // batches in order).
+    let mut below = old.complete_below_seq;
+    loop {
+        let mut b = sled::Batch::default();
+        let mut n = 0;
+        let mut more = false;
+        for item in db.range(completion_key(below)..[COMPLETION + 1].to_vec()) {
+            let (k, v) = item?;
+            if decode_u64(&k[1..])? != below {
+                break;
+            }
+            let s: CompletionRecord = decode(&v)?;
+            if s.epoch >= h {
+                break;
+            }
+            if s.idempotency_key.is_none() {
+                b.remove(k);
+                done.completions += 1;
+            }
+            below += 1;
+            n += 1;
+            if n == COMPACT_CHUNK * 16 {
+                more = true;
+                break;
+            }
+        }
+        done.horizon = Horizon {
+            epoch: h,
+            complete_below_seq: below,
+        };
+        b.insert(HORIZON, &encode_horizon(done.horizon));
+        db.apply_batch(b)?;
+        if !more {
+            return Ok(done);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}

@@ -1,0 +1,149 @@
+//! What differs between two data dirs (a run and its replay): the committed state of every
+//! instance, and the response of every request.
+
+use std::path::Path;
+
+use super::open::open_for_reading;
+use super::replay::{ReplayError, replay_key};
+use crate::engine::Program;
+use crate::storage::StateStore;
+use crate::storage::ingress::{IngressRecord, read_log};
+
+/// One instance whose committed state differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceDiff {
+    /// Lambda id.
+    pub lambda: u16,
+    /// Encoded key.
+    pub key: Vec<u8>,
+    /// Encoded state in the old dir (`None`: absent).
+    pub old: Option<Vec<u8>>,
+    /// Encoded state in the new dir (`None`: absent).
+    pub new: Option<Vec<u8>>,
+}
+
+/// One request whose response differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseDiff {
+    /// The request as logged in the old dir.
+    pub request: IngressRecord,
+    /// The old encoded response.
+    pub old: Vec<u8>,
+    /// The new encoded response (`None`: the request was not replayed).
+    pub new: Option<Vec<u8>>,
+}
+
+/// What differs between two data dirs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiffReport {
+    /// Instances with different committed states.
+    pub instances: Vec<InstanceDiff>,
+    /// Requests with different responses.
+    pub responses: Vec<ResponseDiff>,
+}
+
+/// The epochs to compare at for request `seq` of the old dir: right after it committed there,
+/// and right after the replay of every request committed with or before it in the new one.
+fn epochs_at(
+    a: &dyn StateStore,
+    b: &dyn StateStore,
+    log: &[IngressRecord],
+    seq: u64,
+) -> Result<(u64, u64), ReplayError> {
+    let old_epoch = a
+        .completion(seq)?
+        .ok_or_else(|| {
+            ReplayError::Until(format!(
+                "request {seq} did not complete in the old data dir"
+            ))
+        })?
+        .epoch;
+    let mut new_epoch = None::<u64>;
+    for r in log {
+        if a.completion(r.seq)?.is_some_and(|c| c.epoch <= old_epoch)
+            && let Some(c) = b.completion_by_idempotency_key(&replay_key(r.seq))?
+        {
+            new_epoch = Some(new_epoch.map_or(c.epoch, |e| e.max(c.epoch)));
+        }
+    }
+    let new_epoch = new_epoch.ok_or_else(|| {
+        ReplayError::Until(format!(
+            "request {seq} was not replayed into the new data dir"
+        ))
+    })?;
+    Ok((old_epoch, new_epoch))
+}
+
+fn instance_diffs(
+    program: &Program,
+    a: &dyn StateStore,
+    b: &dyn StateStore,
+    epochs: Option<(u64, u64)>,
+) -> Result<Vec<InstanceDiff>, ReplayError> {
+    let mut out = Vec::new();
+    for entry in program.lambdas() {
+        let mut keys = a.keys(entry.id)?;
+        keys.extend(b.keys(entry.id)?);
+        keys.sort();
+        keys.dedup();
+        for (group, key) in keys {
+            let (x, y) = match epochs {
+                None => (a.get(entry.id, group, &key)?, b.get(entry.id, group, &key)?),
+                Some((ea, eb)) => (
+                    a.get_at(entry.id, group, &key, ea)?,
+                    b.get_at(entry.id, group, &key, eb)?,
+                ),
+            };
+            if x != y {
+                out.push(InstanceDiff {
+                    lambda: entry.id,
+                    key,
+                    old: x,
+                    new: y,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Compares `old` with `new` (a replay of it): every instance's committed state and every
+/// request's response; as of request `at` (an old sequence number) when given.
+pub fn diff_at(
+    program: &Program,
+    old: &Path,
+    new: &Path,
+    at: Option<u64>,
+) -> Result<DiffReport, ReplayError> {
+    let (old_dir, a) = open_for_reading(program.name(), old)?;
+    let (_, b) = open_for_reading(program.name(), new)?;
+    let log = read_log(&old_dir.log_path())?;
+    let epochs = at
+        .map(|seq| epochs_at(a.as_ref(), b.as_ref(), &log, seq))
+        .transpose()?;
+    let mut report = DiffReport {
+        instances: instance_diffs(program, a.as_ref(), b.as_ref(), epochs)?,
+        responses: Vec::new(),
+    };
+    let horizon = a.horizon()?.epoch;
+    for r in log {
+        let Some(was) = a.completion(r.seq)? else {
+            continue;
+        };
+        // After `at`, or with a response compacted away: not compared.
+        if epochs.is_some_and(|(ea, _)| was.epoch > ea) || was.epoch < horizon {
+            continue;
+        }
+        let now = b
+            .completion_by_idempotency_key(&replay_key(r.seq))?
+            .map(|c| c.response);
+        if now.as_ref() != Some(&was.response) {
+            report.responses.push(ResponseDiff {
+                request: r,
+                old: was.response,
+                new: now,
+            });
+        }
+    }
+    Ok(report)
+}

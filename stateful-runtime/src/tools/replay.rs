@@ -1,0 +1,169 @@
+//! Replay a data dir's logged requests with the current binary into a new data dir.
+//!
+//! ```text
+//! OLD/ingress.log ──every request──▶ sort by completion order (a serial order consistent
+//!   OLD completions (order) ─────────▶ with every conflict of the original run)
+//!                                      ──one at a time──▶ Runtime on NEW (Idempotency-Key
+//!                                                          "replay:<old seq>")
+//! ```
+//!
+//! Requests ran concurrently in the original run, but under strict two-phase locking the order
+//! in which their roots completed is a serial order consistent with every conflict: replaying
+//! them one after another in that order with unchanged, deterministic handlers reproduces the
+//! original states and responses exactly. Requests that were logged but never completed (a
+//! crash) come last, in log order, as recovery would run them.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::at::{AtError, parse_at};
+use super::open::{OpenForReadingError, open_for_reading};
+use crate::engine::{Config, Program, Runtime};
+use crate::storage::ReadError;
+use crate::storage::ingress::{IngressRecord, read_log};
+
+/// Why a replay failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// A data dir cannot be read (missing, locked, another app's).
+    #[error(transparent)]
+    DataDir(#[from] OpenForReadingError),
+    /// The target of a replay is not a new, empty directory.
+    #[error("{0} already exists and is not empty: replay into a new directory")]
+    TargetExists(String),
+    /// `--until` does not parse.
+    #[error("{0}")]
+    Until(String),
+    /// The runtime on the new dir failed.
+    #[error("replay failed: {0}")]
+    Runtime(String),
+    /// The store failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// History was compacted: the commit order of early requests is gone.
+    #[error(
+        "the history of this data dir is compacted (requests below {0} are forgotten), so it cannot be replayed exactly; replay needs a service run with --history-retention forever"
+    )]
+    Compacted(u64),
+}
+
+/// Where a replay stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Requests up to this ingress sequence number.
+    Seq(u64),
+    /// Requests accepted up to this time (unix ms; also what epochs are).
+    Time(u64),
+}
+
+impl Until {
+    /// Parses `seq:N`, `epoch:N` or an RFC 3339 time.
+    pub fn parse(s: &str) -> Result<Until, ReplayError> {
+        if let Some(n) = s.strip_prefix("seq:") {
+            return n
+                .parse()
+                .map(Until::Seq)
+                .map_err(|e| ReplayError::Until(format!("`{s}`: {e}")));
+        }
+        if let Some(n) = s.strip_prefix("epoch:") {
+            return n
+                .parse()
+                .map(Until::Time)
+                .map_err(|e| ReplayError::Until(format!("`{s}`: {e}")));
+        }
+        parse_at(s)
+            .map(Until::Time)
+            .map_err(|e: AtError| ReplayError::Until(format!("{e}; or use seq:N or epoch:N")))
+    }
+
+    fn keeps(&self, r: &IngressRecord) -> bool {
+        match self {
+            Until::Seq(s) => r.seq <= *s,
+            Until::Time(t) => r.timestamp_ms <= *t,
+        }
+    }
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Requests replayed.
+    pub replayed: u64,
+    /// Of those, requests that had never completed in the original run.
+    pub never_completed: u64,
+    /// Requests after `--until`, not replayed.
+    pub skipped: u64,
+}
+
+/// Whether `dir` exists and holds anything.
+pub(crate) fn not_empty(dir: &Path) -> bool {
+    dir.exists()
+        && std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+}
+
+/// The logged requests of `old` in replay order: completed ones by completion order, then
+/// those that never completed, in log order.
+fn replay_order(
+    program: &Program,
+    old: &Path,
+    until: Option<Until>,
+    report: &mut ReplayReport,
+) -> Result<Vec<IngressRecord>, ReplayError> {
+    let (data, old_store) = open_for_reading(program.name(), old)?;
+    let below = old_store.horizon()?.complete_below_seq;
+    if below > 1 {
+        return Err(ReplayError::Compacted(below));
+    }
+    let mut done = Vec::new();
+    let mut open = Vec::new();
+    for r in read_log(&data.log_path())? {
+        if until.is_some_and(|u| !u.keeps(&r)) {
+            report.skipped += 1;
+            continue;
+        }
+        match old_store.completion(r.seq)? {
+            Some(c) => done.push((c.order, r)),
+            None => open.push(r),
+        }
+    }
+    done.sort_by_key(|(order, r)| (*order, r.seq));
+    report.never_completed = open.len() as u64;
+    Ok(done.into_iter().map(|(_, r)| r).chain(open).collect())
+}
+
+/// Replays the logged requests of `old` into the new data dir `new` with `program`.
+pub fn replay(
+    program: Arc<Program>,
+    old: &Path,
+    new: &Path,
+    until: Option<Until>,
+) -> Result<ReplayReport, ReplayError> {
+    if not_empty(new) {
+        return Err(ReplayError::TargetExists(new.display().to_string()));
+    }
+    let mut report = ReplayReport::default();
+    let requests = replay_order(&program, old, until, &mut report)?;
+    let mut config = Config::durable(new, 1);
+    config.commit_interval_ms = 1;
+    let rt = Runtime::start(program, config).map_err(|e| ReplayError::Runtime(e.to_string()))?;
+    let h = rt.handle();
+    for r in requests {
+        let rx = h
+            .submit(r.lambda, r.key, r.handler, r.args, Some(replay_key(r.seq)))
+            .map_err(|e| ReplayError::Runtime(format!("request {}: {e}", r.seq)))?;
+        rx.blocking_recv()
+            .map_err(|_| ReplayError::Runtime(format!("request {} was not answered", r.seq)))?;
+        report.replayed += 1;
+    }
+    drop(h);
+    rt.shutdown();
+    Ok(report)
+}
+
+/// The idempotency key a replayed request carries in the new data dir.
+pub fn replay_key(old_seq: u64) -> String {
+    format!("replay:{old_seq}")
+}

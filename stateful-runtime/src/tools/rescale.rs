@@ -1,0 +1,223 @@
+//! Rescaling: moving state between data dirs when the shape of the deployment changes
+//! (one process to a cluster, a cluster to more or fewer processes or workers).
+//!
+//! ```text
+//! stopped service/cluster:  OLD_0 .. OLD_n   (each holds the key groups its workers owned)
+//!     rescale: every instance as of the epoch committed in every OLD dir
+//!              -> the new owner of its key group: worker_of(group, groups, processes' * workers')
+//! new dirs:                 NEW_0 .. NEW_m   (one commit each; meta.json records the shape)
+//! ```
+//!
+//! State moves as of the epoch every old dir committed (the cluster's recovery point). What
+//! does not move: history (old versions, traces), completion records and idempotency keys,
+//! and the request logs: the new dirs start their history at the rescale. Requests that were
+//! logged but never completed must be finished first (start the old deployment once).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use stateful_core::keys::worker_of;
+use stateful_core::records::meta::Layout;
+
+use super::open::{OpenForReadingError, open_for_reading};
+use crate::engine::Program;
+use crate::storage::{
+    CommitBatch, CommitterId, DataDir, OpenError, ReadError, StateStore, StateWrite, WriteError,
+};
+
+/// Why a rescale failed (nothing is written to the old dirs in any case).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RescaleError {
+    /// A source dir cannot be used.
+    #[error("{0}")]
+    Source(String),
+    /// A target dir exists and is not empty, or the shape is invalid.
+    #[error("{0}")]
+    Target(String),
+    /// A source dir cannot be opened.
+    #[error(transparent)]
+    Open(#[from] OpenForReadingError),
+    /// A new dir cannot be created.
+    #[error(transparent)]
+    Create(#[from] OpenError),
+    /// A source store cannot be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// A new store cannot be written.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+/// What a rescale moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RescaleReport {
+    /// The epoch the state was taken at.
+    pub epoch: u64,
+    /// Instances moved, per new dir.
+    pub instances: Vec<u64>,
+}
+
+/// Moves the state of the data dirs `from` (a stopped single process, or every process of a
+/// stopped cluster) into the new dirs `into`: one dir is a single-process data dir, several are
+/// the processes of a cluster with `workers` workers each.
+pub fn rescale(
+    program: &Program,
+    from: &[PathBuf],
+    into: &[PathBuf],
+    workers: usize,
+) -> Result<RescaleReport, RescaleError> {
+    if from.is_empty() || into.is_empty() {
+        return Err(RescaleError::Target(
+            "give at least one --from and one --into data dir".into(),
+        ));
+    }
+    if workers == 0 {
+        return Err(RescaleError::Target("--workers must be at least 1".into()));
+    }
+    for d in into {
+        if d.exists()
+            && std::fs::read_dir(d)
+                .map(|mut e| e.next().is_some())
+                .unwrap_or(true)
+        {
+            return Err(RescaleError::Target(format!(
+                "{} already exists and is not empty: rescale into new directories",
+                d.display()
+            )));
+        }
+    }
+    // Open every source and check that they belong together.
+    let mut sources: Vec<(Arc<dyn StateStore>, Option<Layout>)> = Vec::new();
+    let mut groups = None::<u16>;
+    for d in from {
+        let (data, store) = open_for_reading(program.name(), d)?;
+        let meta = data.meta();
+        if groups.is_some_and(|g| g != meta.key_groups) {
+            return Err(RescaleError::Source(format!(
+                "{} has {} key groups, the other dirs {}",
+                d.display(),
+                meta.key_groups,
+                groups.unwrap_or(0)
+            )));
+        }
+        groups = Some(meta.key_groups);
+        check_finished(store.as_ref(), &data)?;
+        sources.push((store, meta.cluster));
+    }
+    let groups = groups.unwrap_or(1);
+    check_complete(from, &sources)?;
+    // The epoch every source committed: a cluster's recovery point.
+    let mut epoch = None::<u64>;
+    for (s, _) in &sources {
+        if let Some(c) = s.committed_epoch()? {
+            epoch = Some(epoch.map_or(c, |e: u64| e.min(c)));
+        }
+    }
+    let epoch = epoch.unwrap_or(0);
+
+    let processes = into.len();
+    let total = processes * workers;
+    let mut writes: Vec<Vec<StateWrite>> = (0..processes).map(|_| Vec::new()).collect();
+    for entry in program.lambdas() {
+        for (store, _) in &sources {
+            for (group, key) in store.keys(entry.id)? {
+                let Some(value) = store.get_at(entry.id, group, &key, epoch)? else {
+                    continue;
+                };
+                let owner = worker_of(group, groups, total) / workers;
+                writes[owner].push(StateWrite {
+                    lambda: entry.id,
+                    group,
+                    key,
+                    value: Some(value),
+                    writers: Vec::new(),
+                });
+            }
+        }
+    }
+    let mut report = RescaleReport {
+        epoch,
+        instances: Vec::new(),
+    };
+    for (p, (dir, w)) in into.iter().zip(writes).enumerate() {
+        let layout = (processes > 1).then_some(Layout {
+            processes,
+            process: p,
+            workers,
+        });
+        let data = DataDir::create(dir, program.name(), groups, layout)?;
+        let store = data.open_store()?;
+        store.check_app(program.name())?;
+        let committer = CommitterId {
+            worker: (p * workers) as u32,
+            lambda: 0,
+        };
+        store.recover(&[committer])?;
+        report.instances.push(w.len() as u64);
+        store.commit(CommitBatch {
+            committer,
+            epoch: epoch.max(1),
+            writes: w,
+            completed: Vec::new(),
+        })?;
+    }
+    Ok(report)
+}
+
+/// Every logged request of `dir` completed (else its effects would be lost by the move).
+fn check_finished(store: &dyn StateStore, dir: &DataDir) -> Result<(), RescaleError> {
+    let log = dir.log_path();
+    if !log.exists() {
+        return Ok(());
+    }
+    let records = crate::storage::ingress::read_log(&log)?;
+    if let Some(r) = crate::storage::ingress::incomplete(store, records)?.first() {
+        return Err(RescaleError::Source(format!(
+            "request {} in {} never completed: start that service (or cluster) once so that it finishes, stop it, then rescale",
+            r.seq,
+            dir.root().display()
+        )));
+    }
+    Ok(())
+}
+
+/// The sources are one single-process dir, or every process of one cluster.
+fn check_complete(
+    from: &[PathBuf],
+    sources: &[(Arc<dyn StateStore>, Option<Layout>)],
+) -> Result<(), RescaleError> {
+    let layouts: Vec<Option<Layout>> = sources.iter().map(|(_, l)| *l).collect();
+    match layouts.first().copied().flatten() {
+        None if layouts.len() == 1 => Ok(()),
+        None => Err(RescaleError::Source(
+            "several --from dirs must be the processes of one cluster; a single process's dir comes alone".into(),
+        )),
+        Some(first) => {
+            let mut seen: Vec<usize> = Vec::new();
+            for (d, l) in from.iter().zip(&layouts) {
+                match l {
+                    Some(l) if l.processes == first.processes && l.workers == first.workers => {
+                        seen.push(l.process);
+                    }
+                    _ => {
+                        return Err(RescaleError::Source(format!(
+                            "{} is not a process of the same cluster as {}",
+                            d.display(),
+                            from[0].display()
+                        )));
+                    }
+                }
+            }
+            seen.sort_unstable();
+            seen.dedup();
+            if seen.len() != first.processes {
+                return Err(RescaleError::Source(format!(
+                    "the cluster had {} processes, but --from gives the dirs of processes {seen:?}: give all of them",
+                    first.processes
+                )));
+            }
+            Ok(())
+        }
+    }
+}
