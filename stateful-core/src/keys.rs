@@ -27,11 +27,7 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
     }
     // Final avalanche (splitmix64 finaliser) so that keys differing only in the last byte
     // still spread over all groups.
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+    crate::mix::finalize(h)
 }
 
 /// The key group of an encoded key.

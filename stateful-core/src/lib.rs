@@ -5,8 +5,10 @@
 //! - [`dot`]: rendering the IR to Graphviz DOT.
 //! - [`keys`]: stable key hashing, key groups and their assignment to workers.
 //! - [`records`]: every record that reaches disk, each with a version tag.
+//! - [`mix`]: splitmix64, the key hash's finaliser and a deterministic generator.
 
 pub mod dot;
 pub mod ir;
 pub mod keys;
+pub mod mix;
 pub mod records;

@@ -18,6 +18,10 @@
 //! [`storage`] and [`tools`] layers for offline use; generated code goes through a hidden
 //! `__private` module. See `docs/architecture.md` for the path of one request.
 
+// The crate's own unit tests use `#[app]`, whose code names `::stateful_runtime`.
+#[cfg(test)]
+extern crate self as stateful_runtime;
+
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
@@ -39,6 +43,7 @@ pub use sdk::{
 pub use service::{
     App, AppBuilder, CodecError, JsonClient, JsonResponse, Service, serve_main, views,
 };
+pub use stateful_core::mix;
 pub use stateful_macros::{Keyed, app, lambda, transaction};
 pub use storage::HistoryRetention;
 

@@ -11,6 +11,7 @@ use serde_json::json;
 use stateful_runtime::{ExternalCall, Handle};
 
 use crate::shop::{Order, Payment, ShopError, Stock};
+use stateful_runtime::mix::SplitMix;
 
 /// Instances submitted at once by a batch route.
 const CHUNK: u64 = 5_000;
@@ -65,10 +66,10 @@ pub fn batch_routes(handle: Handle) -> Router {
                         );
                     }
                     batch(&h3, n, "Order", |h, key, i| {
-                        let mut r = SplitMix(i);
-                        let a = r.next() % n_items;
-                        let b = r.next() % n_items;
-                        let user = r.next() % n_users;
+                        let mut r = SplitMix::new(i);
+                        let a = r.next_u64() % n_items;
+                        let b = r.next_u64() % n_items;
+                        let user = r.next_u64() % n_users;
                         let items = vec![(a.to_string(), 1), (b.to_string(), 1)];
                         h.call::<Order>(&key)
                             .init(user.to_string(), items, 2 * price)
@@ -127,17 +128,4 @@ async fn batch(
         axum::Json(json!({ "msg": format!("Batch init for {lambda} successful"), "n": n })),
     )
         .into_response()
-}
-
-/// A small deterministic generator (splitmix64), so a batch is the same on every run.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }

@@ -26,7 +26,7 @@ use timely::order::Product;
 use super::operator::{Batch, Committer, OperatorSpec};
 use super::protocol::Msg;
 use super::runtime::Shared;
-use super::shard::{Env, Finished};
+use super::shard::{Env, Finished, Time};
 use crate::storage::CommitterId;
 
 /// What the driver of a worker holds of its dataflow.
@@ -57,107 +57,148 @@ where
     })
 }
 
+/// What every operator of this worker shares.
+struct WorkerParts {
+    index: usize,
+    local: usize,
+    lambdas: usize,
+    finished: Rc<RefCell<Vec<Finished>>>,
+    epoch_cell: Rc<Cell<u64>>,
+    participants: Arc<Vec<Vec<u16>>>,
+}
+
+impl WorkerParts {
+    fn env(&self, shared: &Shared, op: usize) -> Env {
+        Env {
+            worker: self.index as u32,
+            workers: shared.placement.total_workers() as u32,
+            groups: shared.placement.groups,
+            participants: self.participants.clone(),
+            store: shared.store.clone(),
+            finished: self.finished.clone(),
+            epoch: self.epoch_cell.clone(),
+            metrics: shared.metrics.clone(),
+            op,
+            order: shared.order.clone(),
+            traces: shared.config.record_traces,
+            processes: shared.placement.processes,
+        }
+    }
+
+    fn committer(&self, shared: &Shared, lambda: u16, op: usize) -> Committer {
+        Committer {
+            id: CommitterId {
+                worker: self.index as u32,
+                lambda,
+            },
+            idx: op,
+            pipeline: shared.pipeline.clone(),
+            sender: shared.pipeline.sender(),
+        }
+    }
+}
+
+/// The request streams of the inputs: in a cluster, routed to the key's process first.
+fn ingress_streams<'s>(
+    scope: timely::dataflow::Scope<'s, u64>,
+    inputs: &mut [InputHandle<u64, CapacityContainerBuilder<Batch>>],
+    clustered: bool,
+) -> Vec<Stream<'s, u64, Batch>> {
+    inputs
+        .iter_mut()
+        .map(|i| {
+            let s = i.to_stream(scope);
+            if clustered {
+                // Alone, every request arrives at the worker that owns its key; in a
+                // cluster a gateway takes requests for keys of other processes, and the
+                // dataflow carries them there. An exchange right after an input is only
+                // flushed by the next `advance_to`; an operator in between flushes its
+                // output at the end of each activation.
+                forward(forward(s, Pipeline, "Ingress"), route(), "Route")
+            } else {
+                s
+            }
+        })
+        .collect()
+}
+
+/// Inside the loop scope: a feedback edge per channel of the topology, an operator per
+/// lambda; returns the operators' acks.
+fn operators<'s>(
+    inner: timely::dataflow::Scope<'s, Time>,
+    shared: &Shared,
+    parts: &WorkerParts,
+    streams: Vec<Stream<'_, u64, Batch>>,
+) -> Vec<Stream<'s, Time, Vec<()>>> {
+    let lambdas = parts.lambdas;
+    let mut handles = HashMap::new();
+    let mut incoming: Vec<Vec<Stream<'s, Time, Batch>>> =
+        (0..lambdas).map(|_| Vec::new()).collect();
+    for (a, b) in shared.topology.channels() {
+        let (h, s) = inner.feedback::<Batch>(Product::new(0, 1));
+        handles.insert((a, b), h);
+        incoming[b].push(s);
+    }
+    let mut acks = Vec::with_capacity(lambdas);
+    for ((def, stream), links_in) in shared.program.lambdas().iter().zip(streams).zip(incoming) {
+        let l = usize::from(def.id);
+        let links_out: Vec<u16> = shared
+            .topology
+            .links(l)
+            .into_iter()
+            .map(|t| t as u16)
+            .collect();
+        let op = parts.local * lambdas + l;
+        let spec = OperatorSpec {
+            name: def.name.to_owned(),
+            ingress: stream.enter(inner),
+            links_in,
+            links_out: links_out.clone(),
+            lambdas,
+            shard: (def.shard)(),
+            env: parts.env(shared, op),
+            interval: shared.config.commit_interval_ms.max(1),
+            start_epoch: shared.start_epoch,
+            committer: parts.committer(shared, def.id, op),
+        };
+        let (outs, ack) = super::operator::build(inner, spec);
+        for (t, out) in links_out.iter().zip(outs) {
+            match handles.remove(&(l, usize::from(*t))) {
+                Some(h) => out.connect_loop(h),
+                None => super::commit::fatal("a channel of the topology was built twice"),
+            }
+        }
+        acks.push(ack);
+    }
+    acks
+}
+
 /// Builds the dataflow of this worker.
 pub(crate) fn build(worker: &mut timely::worker::Worker, shared: &Arc<Shared>) -> Dataflow {
-    let index = worker.index();
-    let local = index.saturating_sub(shared.placement.base());
     let lambdas = shared.program.lambdas().len();
-    let clustered = shared.placement.processes > 1;
-    let finished: Rc<RefCell<Vec<Finished>>> = Rc::new(RefCell::new(Vec::new()));
-    let epoch_cell = Rc::new(Cell::new(0u64));
-    let participants: Arc<Vec<Vec<u16>>> = Arc::new(
-        (0..lambdas)
-            .map(|l| {
-                let p = shared.topology.participants(l);
-                p.into_iter().map(|x| x as u16).collect()
-            })
-            .collect(),
-    );
+    let parts = WorkerParts {
+        index: worker.index(),
+        local: worker.index().saturating_sub(shared.placement.base()),
+        lambdas,
+        finished: Rc::new(RefCell::new(Vec::new())),
+        epoch_cell: Rc::new(Cell::new(0u64)),
+        participants: Arc::new(
+            (0..lambdas)
+                .map(|l| {
+                    let p = shared.topology.participants(l);
+                    p.into_iter().map(|x| x as u16).collect()
+                })
+                .collect(),
+        ),
+    };
     let mut inputs: Vec<InputHandle<u64, CapacityContainerBuilder<Batch>>> =
         (0..lambdas).map(|_| InputHandle::new()).collect();
     let probe: ProbeHandle<u64> = ProbeHandle::new();
+    let clustered = shared.placement.processes > 1;
     worker.dataflow::<u64, _, _>(|scope| {
-        let streams: Vec<_> = inputs
-            .iter_mut()
-            .map(|i| {
-                let s = i.to_stream(scope);
-                if clustered {
-                    // Alone, every request arrives at the worker that owns its key; in a
-                    // cluster a gateway takes requests for keys of other processes, and the
-                    // dataflow carries them there. An exchange right after an input is only
-                    // flushed by the next `advance_to`; an operator in between flushes its
-                    // output at the end of each activation.
-                    forward(forward(s, Pipeline, "Ingress"), route(), "Route")
-                } else {
-                    s
-                }
-            })
-            .collect();
+        let streams = ingress_streams(scope, &mut inputs, clustered);
         let acks = scope.iterative::<u32, _, _>(|inner| {
-            let mut handles = HashMap::new();
-            let mut incoming: Vec<Vec<Stream<'_, _, Batch>>> =
-                (0..lambdas).map(|_| Vec::new()).collect();
-            for (a, b) in shared.topology.channels() {
-                let (h, s) = inner.feedback::<Batch>(Product::new(0, 1));
-                handles.insert((a, b), h);
-                incoming[b].push(s);
-            }
-            let mut acks = Vec::with_capacity(lambdas);
-            for ((def, stream), links_in) in
-                shared.program.lambdas().iter().zip(streams).zip(incoming)
-            {
-                let l = usize::from(def.id);
-                let links_out: Vec<u16> = shared
-                    .topology
-                    .links(l)
-                    .into_iter()
-                    .map(|t| t as u16)
-                    .collect();
-                let op = local * lambdas + l;
-                let env = Env {
-                    worker: index as u32,
-                    workers: shared.placement.total_workers() as u32,
-                    groups: shared.placement.groups,
-                    participants: participants.clone(),
-                    store: shared.store.clone(),
-                    finished: finished.clone(),
-                    epoch: epoch_cell.clone(),
-                    metrics: shared.metrics.clone(),
-                    op,
-                    order: shared.order.clone(),
-                    traces: shared.config.record_traces,
-                    processes: shared.placement.processes,
-                };
-                let committer = Committer {
-                    id: CommitterId {
-                        worker: index as u32,
-                        lambda: def.id,
-                    },
-                    idx: op,
-                    pipeline: shared.pipeline.clone(),
-                    sender: shared.pipeline.sender(),
-                };
-                let spec = OperatorSpec {
-                    name: def.name.to_owned(),
-                    ingress: stream.enter(inner),
-                    links_in,
-                    links_out: links_out.clone(),
-                    lambdas,
-                    shard: (def.shard)(),
-                    env,
-                    interval: shared.config.commit_interval_ms.max(1),
-                    start_epoch: shared.start_epoch,
-                    committer,
-                };
-                let (outs, ack) = super::operator::build(inner, spec);
-                for (t, out) in links_out.iter().zip(outs) {
-                    match handles.remove(&(l, usize::from(*t))) {
-                        Some(h) => out.connect_loop(h),
-                        None => super::commit::fatal("a channel of the topology was built twice"),
-                    }
-                }
-                acks.push(ack);
-            }
+            let acks = operators(inner, shared, &parts, streams);
             inner.concatenate(acks).leave(scope)
         });
         acks.probe_with(&probe);
@@ -165,6 +206,6 @@ pub(crate) fn build(worker: &mut timely::worker::Worker, shared: &Arc<Shared>) -
     Dataflow {
         inputs,
         probe,
-        finished,
+        finished: parts.finished,
     }
 }

@@ -16,6 +16,7 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -23,13 +24,13 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::{OutputBuilder, OutputBuilderSession};
-use timely::dataflow::operators::{Capability, CapabilitySet};
+use timely::dataflow::operators::{Capability, CapabilitySet, InputCapability};
 use timely::dataflow::{Scope, Stream};
 use timely::order::Product;
 use timely::progress::frontier::MutableAntichain;
 
 use super::commit::CommitPipeline;
-use super::metrics::OperatorMetrics;
+use super::metrics::{Metrics, OperatorMetrics};
 use super::protocol::Msg;
 use super::shard::{Cap, Effects, Env, ShardRuntime, Time, Work};
 use crate::storage::{CommitBatch, CommitterId};
@@ -134,36 +135,6 @@ impl Router {
     }
 }
 
-/// Handles one unit of work, then everything it woke, sending outputs under the right
-/// capabilities.
-#[allow(clippy::too_many_arguments)]
-fn run_work(
-    rt: &mut dyn ShardRuntime,
-    metrics: Option<&OperatorMetrics>,
-    epoch_cell: &Cell<u64>,
-    work: Work,
-    cap: &Cap<'_>,
-    epoch: u64,
-    fx: &mut Effects,
-    router: &mut Router,
-    outs: &mut [Active<'_>],
-) {
-    epoch_cell.set(epoch);
-    if let Some(m) = metrics {
-        m.messages.fetch_add(1, Ordering::Relaxed);
-    }
-    rt.handle(work, cap, fx);
-    router.send(&mut fx.out, cap, outs);
-    while !fx.woken.is_empty() {
-        for (e, caps, w) in std::mem::take(&mut fx.woken) {
-            epoch_cell.set(e);
-            let held = Cap::Held(&caps);
-            rt.handle(w, &held, fx);
-            router.send(&mut fx.out, &held, outs);
-        }
-    }
-}
-
 /// Messages of later epochs, with one capability per output port for each epoch.
 #[derive(Default)]
 struct Stash {
@@ -191,163 +162,6 @@ impl Stash {
     }
 }
 
-/// An operator's output streams (one per linked lambda) and its ack stream.
-pub(crate) type Outputs<'s> = (Vec<Stream<'s, Time, Batch>>, Stream<'s, Time, Vec<()>>);
-
-/// Builds the operator of one lambda: returns its output streams (one per linked lambda, in
-/// `links_out` order) and its ack stream.
-pub(crate) fn build<'s>(scope: Scope<'s, Time>, spec: OperatorSpec<'s>) -> Outputs<'s> {
-    let OperatorSpec {
-        name,
-        ingress,
-        links_in,
-        links_out,
-        lambdas,
-        mut shard,
-        env,
-        interval,
-        start_epoch,
-        committer,
-    } = spec;
-    let mut b = OperatorBuilder::new(name.clone(), scope);
-    let mut in_ingress = b.new_input(ingress, Pipeline);
-    let mut ins: Vec<_> = links_in
-        .into_iter()
-        .map(|s| b.new_input(s, Exchange::new(|m: &Msg| u64::from(m.worker))))
-        .collect();
-    let mut outs = Vec::with_capacity(links_out.len());
-    let mut out_streams = Vec::with_capacity(links_out.len());
-    for _ in &links_out {
-        let (o, s) = b.new_output::<Batch>();
-        outs.push(OutputBuilder::<Time, CapacityContainerBuilder<Batch>>::from(o));
-        out_streams.push(s);
-    }
-    let (_ack, ack_stream) = b.new_output::<Vec<()>>();
-    let ports = links_out.len();
-    let mut router = Router {
-        port_of: (0..lambdas)
-            .map(|l| links_out.iter().position(|t| usize::from(*t) == l))
-            .collect(),
-        bufs: (0..ports).map(|_| Vec::new()).collect(),
-        name: name.clone(),
-    };
-    let epoch_cell = env.epoch.clone();
-    let metrics = env.metrics.clone();
-    let op = env.op;
-    shard.init(env);
-    let address = b.operator_info().address;
-    committer.pipeline.register(
-        committer.idx,
-        scope.worker().sync_activator_for(address.to_vec()),
-    );
-    b.build(move |mut caps| {
-        let mut hold: Option<Capability<Time>> = caps.pop();
-        caps.clear();
-        let mut epochs = EpochState {
-            pending: VecDeque::new(),
-            closed: false,
-            c: 0,
-            started: false,
-        };
-        let mut stash = Stash::default();
-        let mut fx = Effects::default();
-        let mut described = false;
-        move |frontiers| {
-            let t0 = std::time::Instant::now();
-            if !described && super::cluster::has_failed() {
-                described = true;
-                tracing::error!(
-                    "operator {name} at commit epoch {}, stash {}: {}",
-                    epochs.c,
-                    stash.len,
-                    shard.describe()
-                );
-            }
-            let mut active: Vec<Active<'_>> = outs.iter_mut().map(|o| o.activate()).collect();
-            if !epochs.started {
-                epochs.started = true;
-                epochs.c =
-                    commit_epoch_of(min_outer(frontiers).unwrap_or(0).max(start_epoch), interval);
-                if let Some(h) = hold.as_mut() {
-                    h.downgrade(&Product::new(epochs.c, 0));
-                }
-            }
-            let m = metrics.operators.get(op);
-            let c = epochs.c;
-            let mut handle_input =
-                |cap: timely::dataflow::operators::InputCapability<Time>,
-                 data: std::slice::IterMut<'_, Batch>| {
-                    let epoch = cap
-                        .stamp()
-                        .elements()
-                        .iter()
-                        .map(|t| t.outer)
-                        .min()
-                        .unwrap_or(0);
-                    let cap = Cap::Input(&cap, ports);
-                    for batch in data {
-                        for msg in batch.drain(..) {
-                            if epoch > c {
-                                stash.push(epoch, &cap, msg);
-                            } else {
-                                run_work(
-                                    shard.as_mut(),
-                                    m,
-                                    &epoch_cell,
-                                    Work::Msg(msg),
-                                    &cap,
-                                    epoch,
-                                    &mut fx,
-                                    &mut router,
-                                    &mut active,
-                                );
-                            }
-                        }
-                    }
-                };
-            in_ingress.for_each_stamp(&mut handle_input);
-            for input in ins.iter_mut() {
-                input.for_each_stamp(&mut handle_input);
-            }
-            // Snapshot every epoch whose inputs are complete, then run what waited for it.
-            while !epochs.closed && hold.is_some() && passed(frontiers, epochs.c) {
-                committer.send(shard.as_mut(), epochs.c);
-                epochs.pending.push_back(epochs.c);
-                if frontiers.iter().all(|f| f.frontier().is_empty()) {
-                    epochs.closed = true;
-                    break;
-                }
-                epochs.c = commit_epoch_of(min_outer(frontiers).unwrap_or(epochs.c + 1), interval)
-                    .max(epochs.c + interval);
-                for (epoch, caps, msgs) in stash.take_up_to(epochs.c) {
-                    let cap = Cap::Held(&caps);
-                    for msg in msgs {
-                        run_work(
-                            shard.as_mut(),
-                            m,
-                            &epoch_cell,
-                            Work::Msg(msg),
-                            &cap,
-                            epoch,
-                            &mut fx,
-                            &mut router,
-                            &mut active,
-                        );
-                    }
-                }
-            }
-            if let Some(m) = m {
-                m.busy_us
-                    .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
-                m.stashed.store(stash.len as u64, Ordering::Relaxed);
-                m.waiting.store(shard.waiting() as u64, Ordering::Relaxed);
-            }
-            epochs.hold_back(&mut hold, committer.pipeline.durable(committer.idx));
-        }
-    });
-    (out_streams, ack_stream)
-}
-
 /// Where an operator is in the commit protocol.
 struct EpochState {
     /// Commit epochs snapshotted and queued, not yet durable (oldest first).
@@ -359,28 +173,236 @@ struct EpochState {
     started: bool,
 }
 
-impl EpochState {
-    /// Keeps the ack capability at the oldest commit epoch that is not durable yet.
-    fn hold_back(&mut self, hold: &mut Option<Capability<Time>>, durable: u64) {
-        while self.pending.front().is_some_and(|p| *p <= durable) {
-            self.pending.pop_front();
+/// What the operator does on each activation, with everything it keeps between them.
+struct Logic {
+    name: String,
+    shard: Box<dyn ShardRuntime>,
+    router: Router,
+    stash: Stash,
+    fx: Effects,
+    epochs: EpochState,
+    /// The capability on the ack output: held at the oldest commit epoch not yet durable.
+    hold: Option<Capability<Time>>,
+    committer: Committer,
+    epoch_cell: Rc<Cell<u64>>,
+    metrics: Arc<Metrics>,
+    op: usize,
+    interval: u64,
+    start_epoch: u64,
+    ports: usize,
+    described: bool,
+}
+
+impl Logic {
+    fn op_metrics(&self) -> Option<&OperatorMetrics> {
+        self.metrics.operators.get(self.op)
+    }
+
+    /// Handles one unit of work, then everything it woke, sending outputs under the right
+    /// capabilities.
+    fn run(&mut self, work: Work, cap: &Cap<'_>, epoch: u64, outs: &mut [Active<'_>]) {
+        self.epoch_cell.set(epoch);
+        if let Some(m) = self.metrics.operators.get(self.op) {
+            m.messages.fetch_add(1, Ordering::Relaxed);
         }
-        match self.pending.front().copied() {
+        self.shard.handle(work, cap, &mut self.fx);
+        self.router.send(&mut self.fx.out, cap, outs);
+        while !self.fx.woken.is_empty() {
+            for (e, caps, w) in std::mem::take(&mut self.fx.woken) {
+                self.epoch_cell.set(e);
+                let held = Cap::Held(&caps);
+                self.shard.handle(w, &held, &mut self.fx);
+                self.router.send(&mut self.fx.out, &held, outs);
+            }
+        }
+    }
+
+    /// Once: the first commit epoch, from the first frontier.
+    fn start(&mut self, frontiers: &[MutableAntichain<Time>]) {
+        if self.epochs.started {
+            return;
+        }
+        self.epochs.started = true;
+        let first = min_outer(frontiers).unwrap_or(0).max(self.start_epoch);
+        self.epochs.c = commit_epoch_of(first, self.interval);
+        if let Some(h) = self.hold.as_mut() {
+            h.downgrade(&Product::new(self.epochs.c, 0));
+        }
+    }
+
+    /// The messages of one input container group: run now (the open commit epoch), or stash.
+    fn on_input(
+        &mut self,
+        cap: InputCapability<Time>,
+        data: std::slice::IterMut<'_, Batch>,
+        outs: &mut [Active<'_>],
+    ) {
+        let epoch = cap
+            .stamp()
+            .elements()
+            .iter()
+            .map(|t| t.outer)
+            .min()
+            .unwrap_or(0);
+        let cap = Cap::Input(&cap, self.ports);
+        for batch in data {
+            for msg in batch.drain(..) {
+                if epoch > self.epochs.c {
+                    self.stash.push(epoch, &cap, msg);
+                } else {
+                    self.run(Work::Msg(msg), &cap, epoch, outs);
+                }
+            }
+        }
+    }
+
+    /// Snapshots every epoch whose inputs are complete, then runs what waited for it.
+    fn commit_ready(&mut self, frontiers: &[MutableAntichain<Time>], outs: &mut [Active<'_>]) {
+        while !self.epochs.closed && self.hold.is_some() && passed(frontiers, self.epochs.c) {
+            self.committer.send(self.shard.as_mut(), self.epochs.c);
+            self.epochs.pending.push_back(self.epochs.c);
+            if frontiers.iter().all(|f| f.frontier().is_empty()) {
+                self.epochs.closed = true;
+                break;
+            }
+            let c = self.epochs.c;
+            self.epochs.c = commit_epoch_of(min_outer(frontiers).unwrap_or(c + 1), self.interval)
+                .max(c + self.interval);
+            for (epoch, caps, msgs) in self.stash.take_up_to(self.epochs.c) {
+                let cap = Cap::Held(&caps);
+                for msg in msgs {
+                    self.run(Work::Msg(msg), &cap, epoch, outs);
+                }
+            }
+        }
+    }
+
+    /// Keeps the ack capability at the oldest commit epoch that is not durable yet.
+    fn hold_back(&mut self) {
+        let durable = self.committer.pipeline.durable(self.committer.idx);
+        let e = &mut self.epochs;
+        while e.pending.front().is_some_and(|p| *p <= durable) {
+            e.pending.pop_front();
+        }
+        match e.pending.front().copied() {
             Some(oldest) => {
-                if let Some(h) = hold.as_mut()
+                if let Some(h) = self.hold.as_mut()
                     && h.time().outer < oldest
                 {
                     h.downgrade(&Product::new(oldest, 0));
                 }
             }
-            None if self.closed => *hold = None,
+            None if e.closed => self.hold = None,
             None => {
-                if let Some(h) = hold.as_mut()
-                    && h.time().outer < self.c
+                if let Some(h) = self.hold.as_mut()
+                    && h.time().outer < e.c
                 {
-                    h.downgrade(&Product::new(self.c, 0));
+                    h.downgrade(&Product::new(e.c, 0));
                 }
             }
         }
     }
+
+    /// Gauges and busy time after an activation; a stall report once the cluster failed.
+    fn finish(&mut self, t0: std::time::Instant) {
+        if !self.described && super::cluster::has_failed() {
+            self.described = true;
+            tracing::error!(
+                "operator {} at commit epoch {}, stash {}: {}",
+                self.name,
+                self.epochs.c,
+                self.stash.len,
+                self.shard.describe()
+            );
+        }
+        if let Some(m) = self.op_metrics() {
+            m.busy_us
+                .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+            m.stashed.store(self.stash.len as u64, Ordering::Relaxed);
+            m.waiting
+                .store(self.shard.waiting() as u64, Ordering::Relaxed);
+        }
+        self.hold_back();
+    }
+}
+
+/// An operator's output streams (one per linked lambda) and its ack stream.
+pub(crate) type Outputs<'s> = (Vec<Stream<'s, Time, Batch>>, Stream<'s, Time, Vec<()>>);
+
+/// Builds the operator of one lambda: returns its output streams (one per linked lambda, in
+/// `links_out` order) and its ack stream.
+pub(crate) fn build<'s>(scope: Scope<'s, Time>, spec: OperatorSpec<'s>) -> Outputs<'s> {
+    let mut b = OperatorBuilder::new(spec.name.clone(), scope);
+    let mut in_ingress = b.new_input(spec.ingress, Pipeline);
+    let mut ins: Vec<_> = spec
+        .links_in
+        .into_iter()
+        .map(|s| b.new_input(s, Exchange::new(|m: &Msg| u64::from(m.worker))))
+        .collect();
+    let mut outs = Vec::with_capacity(spec.links_out.len());
+    let mut out_streams = Vec::with_capacity(spec.links_out.len());
+    for _ in &spec.links_out {
+        let (o, s) = b.new_output::<Batch>();
+        outs.push(OutputBuilder::<Time, CapacityContainerBuilder<Batch>>::from(o));
+        out_streams.push(s);
+    }
+    let (_ack, ack_stream) = b.new_output::<Vec<()>>();
+    let address = b.operator_info().address;
+    spec.committer.pipeline.register(
+        spec.committer.idx,
+        scope.worker().sync_activator_for(address.to_vec()),
+    );
+    let ports = spec.links_out.len();
+    let router = Router {
+        port_of: (0..spec.lambdas)
+            .map(|l| spec.links_out.iter().position(|t| usize::from(*t) == l))
+            .collect(),
+        bufs: (0..ports).map(|_| Vec::new()).collect(),
+        name: spec.name.clone(),
+    };
+    let (epoch_cell, metrics, op) = (
+        spec.env.epoch.clone(),
+        spec.env.metrics.clone(),
+        spec.env.op,
+    );
+    let mut shard = spec.shard;
+    shard.init(spec.env);
+    b.build(move |mut caps| {
+        let hold = caps.pop();
+        caps.clear();
+        let mut logic = Logic {
+            name: spec.name,
+            shard,
+            router,
+            stash: Stash::default(),
+            fx: Effects::default(),
+            epochs: EpochState {
+                pending: VecDeque::new(),
+                closed: false,
+                c: 0,
+                started: false,
+            },
+            hold,
+            committer: spec.committer,
+            epoch_cell,
+            metrics,
+            op,
+            interval: spec.interval,
+            start_epoch: spec.start_epoch,
+            ports,
+            described: false,
+        };
+        move |frontiers| {
+            let t0 = std::time::Instant::now();
+            let mut active: Vec<Active<'_>> = outs.iter_mut().map(|o| o.activate()).collect();
+            logic.start(frontiers);
+            in_ingress.for_each_stamp(|cap, data| logic.on_input(cap, data, &mut active));
+            for input in ins.iter_mut() {
+                input.for_each_stamp(|cap, data| logic.on_input(cap, data, &mut active));
+            }
+            logic.commit_ready(frontiers, &mut active);
+            logic.finish(t0);
+        }
+    });
+    (out_streams, ack_stream)
 }

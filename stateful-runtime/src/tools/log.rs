@@ -88,3 +88,96 @@ fn outcome(store: &dyn StateStore, seq: u64) -> Result<RequestOutcome, ReadError
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::ingress::{IngressLog, NewRecord};
+    use crate::storage::{CommitBatch, CommitterId, MemoryStore};
+
+    #[test]
+    fn pages_follow_after_and_limit_and_filters_apply() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ingress.log");
+        let (log, _) = IngressLog::open(&path).expect("opens");
+        for i in 0..10u8 {
+            log.append(NewRecord {
+                timestamp_ms: 1,
+                lambda: u16::from(i % 2),
+                key: vec![i % 3],
+                handler: 0,
+                args: vec![],
+                idempotency_key: None,
+            })
+            .expect("appends");
+        }
+        log.sync().expect("syncs");
+        let store = MemoryStore::new();
+        let c = CommitterId {
+            worker: 0,
+            lambda: 0,
+        };
+        store.recover(&[c]).expect("recovers");
+        let ok = postcard::to_stdvec(&Ok::<Outcome, CallError>(Outcome {
+            ok: true,
+            bytes: vec![],
+        }))
+        .expect("encodes");
+        store
+            .commit(CommitBatch {
+                committer: c,
+                epoch: 5,
+                writes: vec![],
+                completed: vec![crate::storage::Completion {
+                    seq: 2,
+                    idempotency_key: None,
+                    ok: true,
+                    response: ok,
+                    order: 0,
+                    epoch: 0,
+                    trace: vec![],
+                }],
+            })
+            .expect("commits");
+        let seqs = |q: &LogQuery| -> Vec<u64> {
+            page(&store, &path, q)
+                .expect("reads")
+                .iter()
+                .map(|e| e.record.seq)
+                .collect()
+        };
+        let first = LogQuery {
+            limit: Some(4),
+            ..LogQuery::default()
+        };
+        assert_eq!(seqs(&first), [1, 2, 3, 4]);
+        let next = LogQuery {
+            after: Some(4),
+            ..first.clone()
+        };
+        assert_eq!(seqs(&next), [5, 6, 7, 8]);
+        let last = LogQuery {
+            after: Some(8),
+            ..first.clone()
+        };
+        assert_eq!(seqs(&last), [9, 10]);
+        let ones = LogQuery {
+            lambda: Some(1),
+            key: Some(vec![0]),
+            ..LogQuery::default()
+        };
+        assert_eq!(seqs(&ones), [4, 10], "lambda 1 and key 0");
+        let outcomes: Vec<RequestOutcome> = page(&store, &path, &first)
+            .expect("reads")
+            .iter()
+            .map(|e| e.outcome)
+            .collect();
+        assert_eq!(outcomes[1], RequestOutcome::Ok);
+        assert_eq!(outcomes[0], RequestOutcome::NotCompleted);
+        assert!(
+            page(&store, &dir.path().join("none"), &first)
+                .expect("an absent log is empty")
+                .is_empty()
+        );
+    }
+}

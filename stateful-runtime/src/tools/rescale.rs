@@ -116,11 +116,38 @@ pub fn rescale(
     }
     let epoch = epoch.unwrap_or(0);
 
-    let processes = into.len();
+    let writes = writes_by_process(program, &sources, groups, epoch, into.len(), workers)?;
+    let mut report = RescaleReport {
+        epoch,
+        instances: Vec::new(),
+    };
+    for (p, (dir, w)) in into.iter().zip(writes).enumerate() {
+        report.instances.push(w.len() as u64);
+        write_target(
+            program.name(),
+            dir,
+            groups,
+            (p, into.len(), workers),
+            epoch,
+            w,
+        )?;
+    }
+    Ok(report)
+}
+
+/// Every instance of every source as of `epoch`, by the process that owns it in the new shape.
+fn writes_by_process(
+    program: &Program,
+    sources: &[(Arc<dyn StateStore>, Option<Layout>)],
+    groups: u16,
+    epoch: u64,
+    processes: usize,
+    workers: usize,
+) -> Result<Vec<Vec<StateWrite>>, RescaleError> {
     let total = processes * workers;
     let mut writes: Vec<Vec<StateWrite>> = (0..processes).map(|_| Vec::new()).collect();
     for entry in program.lambdas() {
-        for (store, _) in &sources {
+        for (store, _) in sources {
             for (group, key) in store.keys(entry.id)? {
                 let Some(value) = store.get_at(entry.id, group, &key, epoch)? else {
                     continue;
@@ -136,33 +163,39 @@ pub fn rescale(
             }
         }
     }
-    let mut report = RescaleReport {
-        epoch,
-        instances: Vec::new(),
+    Ok(writes)
+}
+
+/// Creates the data dir of process `p` of `processes` (`workers` each) with `writes` as of
+/// `epoch`, in one commit.
+fn write_target(
+    app: &str,
+    dir: &std::path::Path,
+    groups: u16,
+    (p, processes, workers): (usize, usize, usize),
+    epoch: u64,
+    writes: Vec<StateWrite>,
+) -> Result<(), RescaleError> {
+    let layout = (processes > 1).then_some(Layout {
+        processes,
+        process: p,
+        workers,
+    });
+    let data = DataDir::create(dir, app, groups, layout)?;
+    let store = data.open_store()?;
+    store.check_app(app)?;
+    let committer = CommitterId {
+        worker: (p * workers) as u32,
+        lambda: 0,
     };
-    for (p, (dir, w)) in into.iter().zip(writes).enumerate() {
-        let layout = (processes > 1).then_some(Layout {
-            processes,
-            process: p,
-            workers,
-        });
-        let data = DataDir::create(dir, program.name(), groups, layout)?;
-        let store = data.open_store()?;
-        store.check_app(program.name())?;
-        let committer = CommitterId {
-            worker: (p * workers) as u32,
-            lambda: 0,
-        };
-        store.recover(&[committer])?;
-        report.instances.push(w.len() as u64);
-        store.commit(CommitBatch {
-            committer,
-            epoch: epoch.max(1),
-            writes: w,
-            completed: Vec::new(),
-        })?;
-    }
-    Ok(report)
+    store.recover(&[committer])?;
+    store.commit(CommitBatch {
+        committer,
+        epoch: epoch.max(1),
+        writes,
+        completed: Vec::new(),
+    })?;
+    Ok(())
 }
 
 /// Every logged request of `dir` completed (else its effects would be lost by the move).

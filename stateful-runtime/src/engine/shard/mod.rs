@@ -396,3 +396,108 @@ impl<L: Lambda> ShardRuntime for Shard<L> {
         Ok((writes, std::mem::take(&mut self.completions)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{
+        CommitBatch, CommitterId, CompactError, Compacted, Horizon, OpenError, ReadError,
+        Recovered, Version, WriteError,
+    };
+
+    #[stateful_macros::app]
+    mod one {
+        use crate::prelude::*;
+
+        #[lambda(key = String, state = i64)]
+        impl Cell {
+            async fn get(ctx: &mut Ctx<Self>) -> Result<i64, Rejection> {
+                Ok(*ctx.state())
+            }
+        }
+    }
+
+    /// A store whose reads fail (a disk gone bad).
+    struct Unreadable;
+
+    fn bad() -> ReadError {
+        ReadError::Backend("the disk is gone".into())
+    }
+
+    impl StateStore for Unreadable {
+        fn recover_to(&self, _: &[CommitterId], _: Option<u64>) -> Result<Recovered, OpenError> {
+            Ok(Recovered::default())
+        }
+        fn committed_epoch(&self) -> Result<Option<u64>, ReadError> {
+            Err(bad())
+        }
+        fn get(&self, _: u16, _: KeyGroup, _: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+            Err(bad())
+        }
+        fn get_at(
+            &self,
+            _: u16,
+            _: KeyGroup,
+            _: &[u8],
+            _: u64,
+        ) -> Result<Option<Vec<u8>>, ReadError> {
+            Err(bad())
+        }
+        fn history(&self, _: u16, _: KeyGroup, _: &[u8]) -> Result<Vec<Version>, ReadError> {
+            Err(bad())
+        }
+        fn commit(&self, _: CommitBatch) -> Result<(), WriteError> {
+            Err(WriteError::Backend("the disk is gone".into()))
+        }
+        fn completion(&self, _: u64) -> Result<Option<Completion>, ReadError> {
+            Err(bad())
+        }
+        fn completion_by_idempotency_key(&self, _: &str) -> Result<Option<Completion>, ReadError> {
+            Err(bad())
+        }
+        fn keys(&self, _: u16) -> Result<Vec<(KeyGroup, Vec<u8>)>, ReadError> {
+            Err(bad())
+        }
+        fn completed_seqs_from(&self, _: u64) -> Result<Vec<u64>, ReadError> {
+            Err(bad())
+        }
+        fn writers(&self, _: u16, _: KeyGroup, _: &[u8], _: u64) -> Result<Vec<u64>, ReadError> {
+            Err(bad())
+        }
+        fn horizon(&self) -> Result<Horizon, ReadError> {
+            Err(bad())
+        }
+        fn compact(&self, _: u64) -> Result<Compacted, CompactError> {
+            Err(CompactError::Backend("the disk is gone".into()))
+        }
+        fn check_app(&self, _: &str) -> Result<(), OpenError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_store_read_failure_is_a_storage_error_naming_the_lambda() {
+        let mut shard = Shard::<one::Cell>::new();
+        shard.init(Env {
+            worker: 0,
+            workers: 1,
+            groups: 16,
+            participants: Arc::new(vec![vec![0]]),
+            store: Arc::new(Unreadable),
+            finished: Rc::new(RefCell::new(Vec::new())),
+            epoch: Rc::new(std::cell::Cell::new(0)),
+            metrics: Arc::new(Metrics::new(1)),
+            op: 0,
+            order: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            traces: false,
+            processes: 1,
+        });
+        match shard.ensure_loaded(b"k") {
+            Err(CallError::Storage(m)) => {
+                assert!(m.contains("Cell") && m.contains("the disk is gone"), "{m}");
+            }
+            other => panic!("expected a storage error, got {other:?}"),
+        }
+        assert!(!shard.table.is_loaded(b"k"), "nothing was cached");
+    }
+}

@@ -80,3 +80,40 @@ pub(crate) fn view_error(e: ViewError) -> Response {
         _ => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retry_after(r: &Response) -> Option<&str> {
+        r.headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    #[test]
+    fn a_request_the_runtime_stopped_before_answering_is_503_with_retry_after() {
+        let r = answer(JsonResponse::Failed(CallError::Stopped));
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&r), Some("5"));
+        let r = invoke_error(InvokeError::ShuttingDown);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&r), Some("5"));
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_read_is_its_own_error_not_a_codec_one() {
+        let r = answer(JsonResponse::Failed(CallError::Storage("disk".into())));
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&r), Some("1"));
+        let r = invoke_error(InvokeError::Storage("disk".into()));
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        // A codec failure stays a bug of the app: 500.
+        let r = answer(JsonResponse::Failed(CallError::Codec("x".into())));
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            CallError::Storage("disk".into()).to_string(),
+            "the state store could not be read: disk"
+        );
+    }
+}

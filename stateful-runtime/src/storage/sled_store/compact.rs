@@ -38,8 +38,16 @@ pub(super) fn compact(
             complete_below_seq: old.complete_below_seq,
         }),
     )?;
-    // Every index entry up to the horizon: each of its versions supersedes every older
-    // version of the same instance (the survivors of earlier compactions among them).
+    drop_superseded(db, h, &mut done)?;
+    forget_completions(db, h, old.complete_below_seq, &mut done)?;
+    Ok(done)
+}
+
+/// Walks every index entry up to the horizon `h` in chunks: each of its versions supersedes
+/// every older version of the same instance (the survivors of earlier compactions among
+/// them). An entry at the horizon itself stays (its writers and completions are still in
+/// reach), so that the next compaction finds it again; the chunks walk past it.
+fn drop_superseded(db: &sled::Db, h: u64, done: &mut Compacted) -> Result<(), CompactError> {
     let end = index_key(
         h + 1,
         CommitterId {
@@ -47,8 +55,6 @@ pub(super) fn compact(
             lambda: 0,
         },
     );
-    // An entry at the horizon itself stays (its writers and completions are still in
-    // reach), so that the next compaction finds it again; the chunks walk past it.
     let mut from = [INDEX].to_vec();
     loop {
         let chunk = db
@@ -56,7 +62,7 @@ pub(super) fn compact(
             .take(COMPACT_CHUNK)
             .collect::<Result<Vec<_>, _>>()?;
         let Some((last, _)) = chunk.last() else {
-            break;
+            return Ok(());
         };
         from = last.to_vec();
         from.push(0);
@@ -64,52 +70,77 @@ pub(super) fn compact(
         let mut removed = BTreeSet::new();
         for (k, v) in chunk {
             let entry: IndexEntry = decode(&v)?;
-            let before_horizon = decode_u64(&k[1..9])? < h;
-            for vk in entry.versions {
-                let (group, key, _) = parse_version_key(&vk)?;
-                let lambda = u16::from_be_bytes([vk[1], vk[2]]);
-                let first = version_key(lambda, group, key, 0)?;
-                for item in db.range(first..vk.clone()) {
-                    let (old, _) = item?;
-                    if removed.insert(old.to_vec()) {
-                        b.remove(old);
-                        done.versions += 1;
-                    }
-                }
+            for vk in &entry.versions {
+                drop_older_versions(db, vk, &mut b, &mut removed, done)?;
             }
-            if !before_horizon {
-                continue;
+            if decode_u64(&k[1..9])? < h {
+                strip_traces(db, &entry, &mut b, done)?;
+                b.remove(k);
             }
-            // Traces before the horizon are hidden when read; most records go whole
-            // once the watermark passes them. Those kept for their idempotency key lose
-            // their trace now.
-            for (seq, idem) in entry.completions {
-                if idem.is_none() {
-                    continue;
-                }
-                let ck = completion_key(seq);
-                let Some(bytes) = db.get(&ck)? else {
-                    continue;
-                };
-                let mut s: CompletionRecord = decode(&bytes)?;
-                if !s.trace.is_empty() {
-                    s.trace = Vec::new();
-                    let bytes = encode(&s)?;
-                    b.insert(ck, bytes);
-                    done.stripped += 1;
-                }
-            }
-            b.remove(k);
         }
         db.apply_batch(b)?;
         // Leave the workers and the committer the cores between chunks.
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    // Requests completed before the horizon, in an unbroken run from the old watermark.
-    // Each batch also moves the watermark, so that the horizon record always matches what
-    // was deleted. No flush: the next commit's flush makes it durable (sled's log keeps
-    // batches in order).
-    let mut below = old.complete_below_seq;
+}
+
+/// Every version of the instance of version key `vk` older than it.
+fn drop_older_versions(
+    db: &sled::Db,
+    vk: &[u8],
+    b: &mut sled::Batch,
+    removed: &mut BTreeSet<Vec<u8>>,
+    done: &mut Compacted,
+) -> Result<(), CompactError> {
+    let (group, key, _) = parse_version_key(vk)?;
+    let lambda = u16::from_be_bytes([vk[1], vk[2]]);
+    let first = version_key(lambda, group, key, 0)?;
+    for item in db.range(first..vk.to_vec()) {
+        let (old, _) = item?;
+        if removed.insert(old.to_vec()) {
+            b.remove(old);
+            done.versions += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Traces before the horizon are hidden when read; most records go whole once the watermark
+/// passes them. Those kept for their idempotency key lose their trace now.
+fn strip_traces(
+    db: &sled::Db,
+    entry: &IndexEntry,
+    b: &mut sled::Batch,
+    done: &mut Compacted,
+) -> Result<(), CompactError> {
+    for (seq, idem) in &entry.completions {
+        if idem.is_none() {
+            continue;
+        }
+        let ck = completion_key(*seq);
+        let Some(bytes) = db.get(&ck)? else {
+            continue;
+        };
+        let mut s: CompletionRecord = decode(&bytes)?;
+        if !s.trace.is_empty() {
+            s.trace = Vec::new();
+            b.insert(ck, encode(&s)?);
+            done.stripped += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Requests completed before the horizon `h`, in an unbroken run from the old watermark
+/// `below`: their completion records go (unless they carry an idempotency key). Each batch
+/// also moves the watermark, so that the horizon record always matches what was deleted. No
+/// flush: the next commit's flush makes it durable (sled's log keeps batches in order).
+fn forget_completions(
+    db: &sled::Db,
+    h: u64,
+    mut below: u64,
+    done: &mut Compacted,
+) -> Result<(), CompactError> {
     loop {
         let mut b = sled::Batch::default();
         let mut n = 0;
@@ -141,7 +172,7 @@ pub(super) fn compact(
         b.insert(HORIZON, &encode_horizon(done.horizon));
         db.apply_batch(b)?;
         if !more {
-            return Ok(done);
+            return Ok(());
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }

@@ -1,0 +1,132 @@
+//! Handlers: the context parameter, the parameters, the return type and `#[route(..)]`.
+
+use syn::parse::{Parse, ParseStream};
+use syn::{Attribute, FnArg, Ident, LitStr, Pat, ReturnType, Signature, Token, Type};
+
+use super::Route;
+use crate::diag::{Diagnostics, did_you_mean};
+
+/// `&Ctx<X>` / `&mut Ctx<X>`: returns (mutable, X).
+fn ctx_type(ty: &Type) -> Option<(bool, &Type)> {
+    let Type::Reference(r) = ty else { return None };
+    let Type::Path(p) = &*r.elem else { return None };
+    let seg = p.path.segments.last()?;
+    if seg.ident != "Ctx" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &seg.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        syn::GenericArgument::Type(t) => Some((r.mutability.is_some(), t)),
+        _ => None,
+    }
+}
+
+/// The context parameter of a signature: (name, mutable, the `X` of `Ctx<X>`).
+pub fn ctx_param(sig: &Signature) -> Option<(Ident, bool, Type)> {
+    let FnArg::Typed(pt) = sig.inputs.first()? else {
+        return None;
+    };
+    let (m, inner) = ctx_type(&pt.ty)?;
+    let Pat::Ident(pi) = &*pt.pat else {
+        return None;
+    };
+    Some((pi.ident.clone(), m, inner.clone()))
+}
+
+/// Parameters after the context, as (name, type); errors for patterns and `self`.
+pub(super) fn params(sig: &Signature, d: &mut Diagnostics) -> Vec<(Ident, Type)> {
+    let mut out = Vec::new();
+    for arg in sig.inputs.iter().skip(1) {
+        match arg {
+            FnArg::Typed(pt) => match &*pt.pat {
+                Pat::Ident(pi) => out.push((pi.ident.clone(), (*pt.ty).clone())),
+                other => d.spanned(
+                    other,
+                    "handler parameters must be plain names (`amount: i64`): they become the \
+                     names of the handler's arguments",
+                ),
+            },
+            FnArg::Receiver(r) => d.spanned(r, "handlers take no `self`"),
+        }
+    }
+    out
+}
+
+pub(super) fn return_type(sig: &Signature, d: &mut Diagnostics) -> Type {
+    match &sig.output {
+        ReturnType::Type(_, ty) => (**ty).clone(),
+        ReturnType::Default => {
+            d.spanned(
+                &sig.ident,
+                format!(
+                    "handler `{}` must return `Result<T, E>` (for example `Result<(), Rejection>`)",
+                    sig.ident
+                ),
+            );
+            syn::parse_quote!(::core::result::Result<(), ::stateful_runtime::__private::Rejection>)
+        }
+    }
+}
+
+impl Parse for Route {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let method: Ident = input.parse()?;
+        let _: Token![,] = input.parse()?;
+        let path: LitStr = input.parse()?;
+        Ok(Route { method, path })
+    }
+}
+
+/// Parses and checks `#[route(..)]` against the handler's parameter names.
+pub(super) fn route(
+    attr: &Attribute,
+    params: &[(Ident, Type)],
+    d: &mut Diagnostics,
+) -> Option<Route> {
+    let r: Route = match attr.parse_args() {
+        Ok(r) => r,
+        Err(e) => {
+            d.at(
+                e.span(),
+                format!("{e}; expected `#[route(post, \"/path/{{key}}/{{param}}\")]`"),
+            );
+            return None;
+        }
+    };
+    const METHODS: [&str; 4] = ["get", "post", "put", "delete"];
+    let m = r.method.to_string();
+    if !METHODS.contains(&m.as_str()) {
+        d.spanned(
+            &r.method,
+            format!(
+                "unknown HTTP method `{m}`{}; use one of get, post, put, delete",
+                did_you_mean(&m, METHODS)
+            ),
+        );
+    }
+    let path = r.path.value();
+    let names: Vec<String> = params.iter().map(|(n, _)| n.to_string()).collect();
+    let mut rest = path.as_str();
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            d.spanned(&r.path, "unclosed `{` in the route");
+            break;
+        };
+        let name = &rest[open + 1..open + close];
+        if name != "key" && !names.iter().any(|n| n == name) {
+            let cands = names.iter().map(String::as_str).chain(["key"]);
+            d.spanned(
+                &r.path,
+                format!(
+                    "`{{{name}}}` in the route is neither `{{key}}` nor a parameter of the \
+                     handler{}",
+                    did_you_mean(name, cands)
+                ),
+            );
+        }
+        rest = &rest[open + close + 1..];
+    }
+    Some(r)
+}

@@ -1,0 +1,197 @@
+//! The typed AST of an `#[app]` module: its lambdas, their handlers and routes, and the other
+//! items. Keeps the user's tokens so that every diagnostic points at them.
+
+use std::collections::HashSet;
+
+use syn::parse::{Parse, ParseStream};
+use syn::{Attribute, Block, Ident, ImplItem, Item, ItemMod, LitStr, Signature, Type, Visibility};
+
+mod handler;
+mod lambda;
+
+pub use handler::ctx_param;
+
+use crate::diag::Diagnostics;
+
+/// Arguments of `#[app]` / `#[app(main)]`.
+pub struct AppArgs {
+    /// Also emit a crate-level `fn main` calling the module's `main`.
+    pub main: bool,
+}
+
+impl Parse for AppArgs {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        if input.is_empty() {
+            return Ok(AppArgs { main: false });
+        }
+        let id: Ident = input.parse()?;
+        if id != "main" {
+            return Err(syn::Error::new(
+                id.span(),
+                format!(
+                    "unknown `#[app]` argument `{id}`; the only one is `main` (`#[app(main)]`)"
+                ),
+            ));
+        }
+        Ok(AppArgs { main: true })
+    }
+}
+
+/// How a lambda is written.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Form {
+    /// `#[lambda(key = K, state = S)] impl Name { .. }`.
+    Entity,
+    /// `#[lambda] async fn name(ctx: &mut Ctx<S>, event: E) -> R`.
+    Function,
+}
+
+/// `#[route(method, "path")]` on a handler.
+pub struct Route {
+    /// `get`, `post`, `put` or `delete`.
+    pub method: Ident,
+    /// The path template.
+    pub path: LitStr,
+}
+
+/// A handler: an `async fn` whose first parameter is the context.
+pub struct Handler {
+    /// Attributes other than `#[route]`.
+    pub attrs: Vec<Attribute>,
+    /// Visibility as written.
+    pub vis: Visibility,
+    /// The signature (the function form's `Ctx<State>` already rewritten to `Ctx<Name>`).
+    pub sig: Signature,
+    /// The body (rewritten by the analyser).
+    pub block: Block,
+    /// The context parameter's name.
+    pub ctx: Ident,
+    /// Whether the context is taken as `&mut`.
+    pub ctx_mut: bool,
+    /// Parameters after the context.
+    pub params: Vec<(Ident, Type)>,
+    /// The declared return type.
+    pub ret: Type,
+    /// The HTTP route, if any.
+    pub route: Option<Route>,
+}
+
+impl Handler {
+    /// The handler's name.
+    pub fn name(&self) -> &Ident {
+        &self.sig.ident
+    }
+}
+
+/// A lambda of the module.
+pub struct Lambda {
+    /// The lambda's name (the type that implements `Lambda`).
+    pub name: Ident,
+    /// How it is written.
+    pub form: Form,
+    /// The key type (entity form); the function form's key comes from its event.
+    pub key: Option<Type>,
+    /// The state type.
+    pub state: Type,
+    /// The input event (function form).
+    pub event: Option<Type>,
+    /// Handlers in index order.
+    pub handlers: Vec<Handler>,
+    /// Other items of the entity form's impl block (plain helper functions, constants).
+    pub helpers: Vec<ImplItem>,
+    /// Attributes of the impl block (entity form) other than `#[lambda]`.
+    pub attrs: Vec<Attribute>,
+}
+
+/// An `#[app]` module, parsed.
+pub struct AppModule {
+    /// Module attributes.
+    pub attrs: Vec<Attribute>,
+    /// Module visibility.
+    pub vis: Visibility,
+    /// Module name.
+    pub name: Ident,
+    /// The lambdas, in declaration order (their index is their id).
+    pub lambdas: Vec<Lambda>,
+    /// Every other item, as written.
+    pub items: Vec<Item>,
+    /// Names of types the module defines itself.
+    pub types: HashSet<String>,
+}
+
+pub(crate) fn take_attr(attrs: &mut Vec<Attribute>, name: &str) -> Option<Attribute> {
+    let i = attrs.iter().position(|a| is_attr(a, name))?;
+    Some(attrs.remove(i))
+}
+
+fn is_attr(a: &Attribute, name: &str) -> bool {
+    a.path().is_ident(name)
+}
+
+/// Parses an `#[app]` module. Errors are recorded in `d`; whatever could be understood is
+/// returned so that the rest can still be checked and a fallback emitted.
+pub fn parse_module(module: ItemMod, d: &mut Diagnostics) -> Option<AppModule> {
+    let Some((_, content)) = module.content else {
+        d.spanned(
+            &module.ident,
+            "`#[app]` needs the module's items inline: `#[app] mod shop { .. }`",
+        );
+        return None;
+    };
+    let mut lambdas = Vec::new();
+    let mut items = Vec::new();
+    let mut types = HashSet::new();
+    for item in content {
+        match item {
+            Item::Impl(mut imp) => match take_attr(&mut imp.attrs, "lambda") {
+                Some(attr) => lambdas.extend(lambda::entity(&attr, imp, d)),
+                None => items.push(Item::Impl(imp)),
+            },
+            Item::Fn(mut f) => match take_attr(&mut f.attrs, "lambda") {
+                Some(attr) => lambdas.extend(lambda::function(&attr, f, d)),
+                None => items.push(Item::Fn(f)),
+            },
+            mut other => {
+                let attrs = match &mut other {
+                    Item::Struct(s) => {
+                        types.insert(s.ident.to_string());
+                        Some(&mut s.attrs)
+                    }
+                    Item::Enum(e) => {
+                        types.insert(e.ident.to_string());
+                        Some(&mut e.attrs)
+                    }
+                    Item::Type(t) => {
+                        types.insert(t.ident.to_string());
+                        Some(&mut t.attrs)
+                    }
+                    Item::Union(u) => {
+                        types.insert(u.ident.to_string());
+                        Some(&mut u.attrs)
+                    }
+                    Item::Const(c) => Some(&mut c.attrs),
+                    Item::Static(s) => Some(&mut s.attrs),
+                    Item::Mod(m) => Some(&mut m.attrs),
+                    Item::Trait(t) => Some(&mut t.attrs),
+                    _ => None,
+                };
+                if let Some(a) = attrs.and_then(|a| take_attr(a, "lambda")) {
+                    d.spanned(
+                        &a,
+                        "`#[lambda]` goes on an `impl` block (entity form) or an `async fn` \
+                         (function form)",
+                    );
+                }
+                items.push(other);
+            }
+        }
+    }
+    Some(AppModule {
+        attrs: module.attrs,
+        vis: module.vis,
+        name: module.ident,
+        lambdas,
+        items,
+        types,
+    })
+}

@@ -1,0 +1,91 @@
+//! What the expansion writes besides code: the DOT file of the graph in the target dir, and
+//! the `Calls` implementations that tie typed calls to the graph's call edges.
+
+use std::path::PathBuf;
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use super::private;
+
+/// `impl Calls<Callee> for Caller {}` for every pair of lambdas the graph's call edges
+/// connect: a typed call compiles only along an edge of the graph.
+pub(super) fn calls_impls(graph: &stateful_core::ir::AppGraph) -> TokenStream {
+    use petgraph::visit::{EdgeRef, IntoEdgeReferences};
+    use stateful_core::ir::{Edge, Node};
+    let p = private();
+    let owner = |i| match &graph.graph[i] {
+        Node::Lambda(l) => Some(l.name.clone()),
+        Node::And(a) => Some(a.lambda.clone()),
+        Node::Ingress => None,
+    };
+    let mut pairs = std::collections::BTreeSet::new();
+    for e in graph.graph.edge_references() {
+        if let Edge::Call { .. } = e.weight()
+            && let (Some(a), Some(b)) = (owner(e.source()), owner(e.target()))
+        {
+            pairs.insert((a, b));
+        }
+    }
+    let impls = pairs.into_iter().map(|(a, b)| {
+        let (a, b) = (format_ident!("{}", a), format_ident!("{}", b));
+        quote!(#[automatically_derived] impl #p::Calls<#b> for #a {})
+    });
+    quote!(#(#impls)*)
+}
+
+/// The workspace target directory: `CARGO_TARGET_DIR`, else `target/` next to the workspace
+/// manifest above `CARGO_MANIFEST_DIR`, else next to the crate's manifest.
+pub fn target_dir(target_env: Option<PathBuf>, manifest_dir: Option<PathBuf>) -> Option<PathBuf> {
+    if let Some(t) = target_env {
+        return Some(t);
+    }
+    let manifest = manifest_dir?;
+    let workspace = manifest
+        .ancestors()
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml"))
+                .map(|s| s.lines().any(|l| l.trim() == "[workspace]"))
+                .unwrap_or(false)
+        })
+        .unwrap_or(&manifest);
+    Some(workspace.join("target"))
+}
+
+pub(super) fn write_dot(module: &str, dot: &str) {
+    let env = |k: &str| std::env::var_os(k).map(PathBuf::from);
+    let Some(target) = target_dir(env("CARGO_TARGET_DIR"), env("CARGO_MANIFEST_DIR")) else {
+        return;
+    };
+    let krate = std::env::var("CARGO_CRATE_NAME")
+        .or_else(|_| std::env::var("CARGO_PKG_NAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let dir = target.join("stateful").join(krate);
+    // Best effort: the graph is also embedded as `GRAPH_DOT`.
+    let _ = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join(format!("{module}.dot")), dot));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_dir_prefers_the_env_var() {
+        assert_eq!(
+            target_dir(Some("/t".into()), Some("/x".into())),
+            Some(PathBuf::from("/t"))
+        );
+    }
+
+    #[test]
+    fn target_dir_finds_the_workspace() {
+        let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let ws = here
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        assert_eq!(target_dir(None, Some(here)), Some(ws.join("target")));
+        assert_eq!(target_dir(None, None), None);
+    }
+}
