@@ -296,7 +296,7 @@ fn retention_compacts_history_and_says_how_far_back_it_sees() {
         stateful_runtime::storage::SledStore::open(&dir.path().join("state")).expect("open");
     let horizon = store.horizon().expect("horizon");
     assert!(horizon.epoch > first_epoch);
-    assert!(horizon.complete_below_seq > 7, "{horizon:?}");
+    assert!(horizon.forgotten_below_seq > 7, "{horizon:?}");
     let versions = history(&app, &store, 256, "Stock", "fig", None).expect("history");
     assert!(
         versions.len() < versions_before.len(),

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! binary records:  [version: u8][postcard(record)]
-//!   state values (state), ingress records (ingress), completions (completion),
-//!   call trees (trace), epoch index entries (index)
+//!   state values (state), requests (ingress), completions (completion), call trees (trace),
+//!   epoch index entries (index), one epoch's commit in the commit log (commit)
 //! data-dir meta:   meta.json, {"format": N, ..}  (JSON, so that a person can read it)
 //! ```
 //!
@@ -11,6 +11,7 @@
 //! format is a clear [`RecordError::Version`], never a garbled value. The storage layer frames
 //! records (lengths, checksums, keys); this module only says what the bytes of one record are.
 
+pub mod commit;
 pub mod completion;
 pub mod index;
 pub mod ingress;

@@ -1,27 +1,27 @@
 //! Admission: a request is checked, deduplicated by its idempotency key, bounded by the
-//! in-flight limit, logged (its sequence number) and handed to the worker of its key.
+//! in-flight limit, numbered and handed to the worker of its key. It is written to disk with
+//! its epoch's commit, once it has run (a request lost with a crash was never answered).
 //!
 //! ```text
-//! submit ─ stopping? ─ known target? ─ idempotency ─ in-flight < max ─ log ─ channel + unpark
-//!          503          404             wait/answer   503 (Overloaded)  500   503 (full)
+//! submit ─ stopping? ─ known target? ─ idempotency ─ in-flight < max ─ seq ─ channel + wake
+//!          503          404             wait/answer   503 (Overloaded)        503 (full)
 //! ```
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::thread::Thread;
 
 use tokio::sync::oneshot;
 
+use super::clock::EpochClock;
 use super::config::InvokeError;
 use super::handle::{Handle, Response};
 use super::idempotency::{Idempotency, Join};
-use crate::storage::ingress::{IngressLog, NewRecord};
 
 /// A request on its way to a worker.
 pub(crate) struct Request {
     pub seq: u64,
-    /// When the request was accepted (unix ms): it enters the dataflow at an epoch no earlier.
+    /// When the request was accepted (unix ms).
     pub at_ms: u64,
     pub lambda: u16,
     pub key: Vec<u8>,
@@ -36,25 +36,16 @@ pub(crate) struct Admission {
     pub in_flight: AtomicUsize,
     pub stopping: AtomicBool,
     pub max_in_flight: usize,
-    /// The ingress log (durable runtimes); in memory, seqs come from `next_seq`.
-    pub ingress: Option<Arc<IngressLog>>,
-    pub next_seq: AtomicU64,
-    pub idempotency: Idempotency,
-    /// One channel per local worker, and the worker threads to wake.
+    /// The next request's sequence number.
+    pub next_seq: Arc<AtomicU64>,
+    pub idempotency: Arc<Idempotency>,
+    /// One channel per local worker.
     pub senders: Vec<SyncSender<Request>>,
-    pub threads: Mutex<Vec<Option<Thread>>>,
+    /// Wakes the workers.
+    pub clock: Arc<EpochClock>,
 }
 
 impl Admission {
-    /// Wakes local worker `w`.
-    pub(crate) fn unpark(&self, w: usize) {
-        if let Ok(ts) = self.threads.lock()
-            && let Some(Some(t)) = ts.get(w)
-        {
-            t.unpark();
-        }
-    }
-
     /// A request left the engine (answered or refused after being counted).
     pub(crate) fn leave(&self) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -133,22 +124,7 @@ impl Handle {
             return Err(InvokeError::Overloaded(admitted));
         }
         let at_ms = crate::storage::unix_ms();
-        let seq = match &adm.ingress {
-            Some(log) => log
-                .append(NewRecord {
-                    timestamp_ms: at_ms,
-                    lambda,
-                    key: key.clone(),
-                    handler,
-                    args: args.clone(),
-                    idempotency_key: idempotency_key.clone(),
-                })
-                .map_err(|e| {
-                    adm.leave();
-                    InvokeError::Log(e.to_string())
-                })?,
-            None => adm.next_seq.fetch_add(1, Ordering::Relaxed),
-        };
+        let seq = adm.next_seq.fetch_add(1, Ordering::AcqRel);
         shared.metrics.requests.fetch_add(1, Ordering::Relaxed);
         let w = shared.placement.local_worker(&key);
         let req = Request {
@@ -176,7 +152,7 @@ impl Handle {
                 return Err(InvokeError::ShuttingDown);
             }
         }
-        adm.unpark(w);
+        adm.clock.wake(w);
         Ok(())
     }
 }

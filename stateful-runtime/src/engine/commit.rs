@@ -1,71 +1,101 @@
-//! Group commit off the worker threads.
+//! The committer thread: group commit of whole epochs into the commit log.
 //!
 //! ```text
-//! operator (any worker) ──(committer, CommitBatch)──▶ committer thread
-//!     snapshot at c, keeps processing later epochs          │ drain all queued batches
-//!     holds its ack capability at c ◀── durable[c'tter] ─────┤ ingress log sync, apply all, ONE flush
-//!                                  ◀── SyncActivator ────────┘ publish durable epochs, wake operators
+//! operators (every worker) ──Snapshot{epoch, writes, completions}──▶ committer
+//!   an epoch is complete when every operator sent its snapshot of it
+//!   complete epochs ─▶ CommitRecord each (reads left out) ─▶ log append ─▶ ONE sync
+//!   ─▶ clock.durable(E) (answers go, the next epoch may close) ─▶ materialiser ─▶ wake operators
 //! ```
 //!
-//! A worker never waits for the disk: taking a snapshot only copies the changed values. The
-//! capability that holds back the release of responses moves past a commit epoch only once
-//! the committer thread has flushed that epoch, so "released" still means "durable".
+//! A worker never waits for the disk: a snapshot only moves the changed values out. Answers
+//! wait in the drivers until their epoch is durable.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use timely::scheduling::SyncActivator;
 
+use super::clock::EpochClock;
+use super::materialize::Materializer;
 use super::metrics::Metrics;
-use crate::storage::ingress::IngressLog;
-use crate::storage::{CommitBatch, StateStore};
+use super::protocol::RootId;
+use crate::storage::log::CommitLog;
+use crate::storage::{CommitRecord, CompletionEntry, WriteRecord};
+
+/// What one operator hands over for one epoch.
+pub(crate) struct Snapshot {
+    pub epoch: u64,
+    pub writes: Vec<WriteRecord>,
+    pub completions: Vec<CompletionEntry>,
+}
+
+/// Where and how the committer writes.
+pub(crate) struct CommitTarget {
+    /// The commit log (`None`: in memory, durable at once).
+    pub log: Option<Arc<Mutex<CommitLog>>>,
+    /// Operators of this process (each sends one snapshot per epoch).
+    pub committers: usize,
+    /// Write a record for every epoch, empty ones too (a cluster: the log then says how far
+    /// this process was durable), and keep reads (their writes may be on other processes).
+    pub cluster: bool,
+    /// `(process, processes)`: how seqs map to root ids.
+    pub process: (usize, usize),
+    /// Larger than every seq / completion order handed out so far.
+    pub next_seq: Arc<AtomicU64>,
+    pub next_order: Arc<AtomicU64>,
+}
 
 /// Handle of the committer thread, shared by the operators.
 pub(crate) struct CommitPipeline {
-    sender: Mutex<Option<Sender<(usize, CommitBatch)>>>,
-    /// Last durable commit epoch of each committer (index: worker * lambdas + lambda).
-    durable: Vec<AtomicU64>,
+    sender: Mutex<Option<Sender<(usize, Snapshot)>>>,
     activators: Mutex<Vec<Option<SyncActivator>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    clock: Arc<EpochClock>,
+}
+
+/// One epoch being assembled.
+#[derive(Default)]
+struct Parts {
+    seen: usize,
+    writes: Vec<WriteRecord>,
+    completions: Vec<CompletionEntry>,
 }
 
 impl CommitPipeline {
-    /// Starts the committer thread for `committers` committers.
+    /// Starts the committer thread.
     pub(crate) fn start(
-        committers: usize,
-        store: Arc<dyn StateStore>,
-        ingress: Option<Arc<IngressLog>>,
+        target: CommitTarget,
+        clock: Arc<EpochClock>,
+        materializer: Arc<Materializer>,
         metrics: Arc<Metrics>,
     ) -> Arc<CommitPipeline> {
         let (tx, rx) = channel();
         let pipeline = Arc::new(CommitPipeline {
             sender: Mutex::new(Some(tx)),
-            durable: (0..committers).map(|_| AtomicU64::new(0)).collect(),
-            activators: Mutex::new((0..committers).map(|_| None).collect()),
+            activators: Mutex::new((0..target.committers).map(|_| None).collect()),
             thread: Mutex::new(None),
+            clock,
         });
         let p = pipeline.clone();
         let handle = std::thread::Builder::new()
             .name("stateful-commit".into())
-            .spawn(move || p.run(rx, store, ingress, metrics));
+            .spawn(move || p.run(rx, target, materializer, metrics));
         match handle {
-            Ok(h) => {
-                if let Ok(mut t) = pipeline.thread.lock() {
-                    *t = Some(h);
-                }
-            }
+            Ok(h) => *pipeline.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(h),
             Err(e) => fatal(&format!("cannot start the committer thread: {e}")),
         }
         pipeline
     }
 
     /// A sender for an operator.
-    pub(crate) fn sender(&self) -> Option<Sender<(usize, CommitBatch)>> {
+    pub(crate) fn sender(&self) -> Option<Sender<(usize, Snapshot)>> {
         self.sender.lock().ok()?.clone()
     }
 
-    /// Registers the activator of committer `idx`'s operator.
+    /// Registers the activator of operator `idx`.
     pub(crate) fn register(&self, idx: usize, activator: SyncActivator) {
         if let Ok(mut a) = self.activators.lock()
             && let Some(slot) = a.get_mut(idx)
@@ -74,11 +104,9 @@ impl CommitPipeline {
         }
     }
 
-    /// The last durable commit epoch of committer `idx`.
-    pub(crate) fn durable(&self, idx: usize) -> u64 {
-        self.durable
-            .get(idx)
-            .map_or(0, |d| d.load(Ordering::Acquire))
+    /// The last epoch durable here.
+    pub(crate) fn durable(&self) -> u64 {
+        self.clock.durable_epoch()
     }
 
     /// Stops the thread once every operator's sender is gone (after the workers finished).
@@ -94,40 +122,114 @@ impl CommitPipeline {
 
     fn run(
         &self,
-        rx: Receiver<(usize, CommitBatch)>,
-        store: Arc<dyn StateStore>,
-        ingress: Option<Arc<IngressLog>>,
+        rx: Receiver<(usize, Snapshot)>,
+        target: CommitTarget,
+        materializer: Arc<Materializer>,
         metrics: Arc<Metrics>,
     ) {
+        let mut pending: BTreeMap<u64, Parts> = BTreeMap::new();
+        let mut last_epoch = target
+            .log
+            .as_ref()
+            .map_or(0, |l| l.lock().unwrap_or_else(PoisonError::into_inner).last_epoch());
         while let Ok(first) = rx.recv() {
-            let mut group = vec![first];
+            add(&mut pending, first.1);
             while let Ok(more) = rx.try_recv() {
-                group.push(more);
+                add(&mut pending, more.1);
             }
-            let t0 = std::time::Instant::now();
-            // Requests are logged before their effects can be committed.
-            if let Some(log) = &ingress
-                && let Err(e) = log.sync()
-            {
-                fatal(&format!("cannot sync the ingress log: {e}"));
+            let ready = take_complete(&mut pending, target.committers);
+            if ready.is_empty() {
+                continue;
             }
-            let done: Vec<(usize, u64)> = group.iter().map(|(i, b)| (*i, b.epoch)).collect();
-            if let Err(e) = store.commit_group(group.into_iter().map(|(_, b)| b).collect()) {
-                fatal(&format!("cannot commit: {e}"));
+            let t0 = Instant::now();
+            let newest = ready.last().map_or(0, |(e, _)| *e);
+            let records = build(&target, ready, &mut last_epoch);
+            if let Some(log) = &target.log {
+                write(log, &records);
             }
-            metrics.record_commit(t0.elapsed());
-            let activators = self.activators.lock();
-            for (idx, epoch) in done {
-                if let Some(d) = self.durable.get(idx) {
-                    d.fetch_max(epoch, Ordering::AcqRel);
-                }
-                if let Ok(a) = &activators
-                    && let Some(Some(act)) = a.get(idx)
-                {
-                    let _ = act.activate();
-                }
+            let requests: usize = records.iter().map(|r| r.completions.len()).sum();
+            metrics.record_commit(t0.elapsed(), requests as u64);
+            self.clock.durable(newest);
+            materializer.enqueue(records);
+            self.wake_operators();
+        }
+    }
+
+    fn wake_operators(&self) {
+        if let Ok(a) = self.activators.lock() {
+            for act in a.iter().flatten() {
+                let _ = act.activate();
             }
         }
+    }
+}
+
+fn add(pending: &mut BTreeMap<u64, Parts>, s: Snapshot) {
+    let p = pending.entry(s.epoch).or_default();
+    p.seen += 1;
+    p.writes.extend(s.writes);
+    p.completions.extend(s.completions);
+}
+
+/// The oldest epochs that every operator has sent, in order.
+fn take_complete(pending: &mut BTreeMap<u64, Parts>, committers: usize) -> Vec<(u64, Parts)> {
+    let mut out = Vec::new();
+    while let Some(entry) = pending.first_entry() {
+        if entry.get().seen < committers {
+            break;
+        }
+        out.push(entry.remove_entry());
+    }
+    out
+}
+
+/// The records of complete epochs: reads (requests that wrote nothing, succeeded and carry
+/// no idempotency key) are left out, and so are epochs left with nothing (unless in a
+/// cluster). A rejected or failed request stays: replaying it with a fixed binary may change
+/// what it does.
+fn build(target: &CommitTarget, ready: Vec<(u64, Parts)>, last: &mut u64) -> Vec<Arc<CommitRecord>> {
+    let (process, processes) = target.process;
+    let mut out = Vec::new();
+    for (epoch, mut parts) in ready {
+        if !target.cluster {
+            let wrote: HashSet<u64> = parts.writes.iter().flat_map(|w| w.writers.iter().copied()).collect();
+            parts.completions.retain(|c| {
+                c.request.idempotency_key.is_some()
+                    || !c.ok
+                    || wrote.contains(&RootId::new(c.request.seq, process, processes).0)
+            });
+        }
+        if !target.cluster && parts.writes.is_empty() && parts.completions.is_empty() {
+            continue;
+        }
+        let record = CommitRecord {
+            epoch,
+            prev_epoch: *last,
+            writes: parts.writes,
+            completions: parts.completions,
+            next_seq: target.next_seq.load(Ordering::Acquire),
+            next_order: target.next_order.load(Ordering::Acquire),
+        };
+        *last = epoch;
+        out.push(Arc::new(record));
+    }
+    out
+}
+
+/// Appends the records and makes them durable with one sync; a failure stops the process
+/// (nothing more may be acknowledged).
+fn write(log: &Mutex<CommitLog>, records: &[Arc<CommitRecord>]) {
+    if records.is_empty() {
+        return;
+    }
+    let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
+    for r in records {
+        if let Err(e) = log.append(r) {
+            fatal(&format!("cannot append to the commit log: {e}"));
+        }
+    }
+    if let Err(e) = log.sync() {
+        fatal(&format!("cannot sync the commit log: {e}"));
     }
 }
 

@@ -10,18 +10,30 @@ use crate::storage::{HistoryRetention, OpenError, ReadError};
 /// What an acknowledgement means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// A response is released only after the state it depends on and the ingress log are
-    /// flushed to disk (survives a process crash, `kill -9`). The default.
+    /// An answer is sent only after its epoch's record in the commit log (its requests, state
+    /// changes and answers, and everything they read) is `fdatasync`ed: it survives a power
+    /// cut. The default.
     #[default]
-    Durable,
-    /// State lives in memory only; responses are released at the same commit points, but
+    Fsync,
+    /// An answer is sent once its epoch's record is written to the operating system: it
+    /// survives a crash of the process (`kill -9`), not of the machine.
+    ProcessCrash,
+    /// State lives in memory only; answers are released at the same commit points, but
     /// nothing survives the process. For tests and for measuring what durability costs.
-    InMemory,
+    None,
+}
+
+impl Durability {
+    /// Whether anything is kept on disk.
+    pub fn on_disk(self) -> bool {
+        self != Durability::None
+    }
 }
 
 /// The default number of requests admitted at once.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 100_000;
-/// The default milliseconds between commit epochs.
+/// The default epoch length of a cluster, and the longest an epoch of a single process waits
+/// for the previous commit before it closes anyway (milliseconds).
 pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = 5;
 
 /// Engine configuration.
@@ -29,11 +41,13 @@ pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = 5;
 pub struct Config {
     /// Worker threads (default: the number of cores).
     pub workers: usize,
-    /// Data directory (required for [`Durability::Durable`]).
+    /// Data directory (required unless [`Durability::None`]).
     pub data_dir: Option<PathBuf>,
-    /// Durability mode.
+    /// What an acknowledgement means.
     pub durability: Durability,
-    /// Milliseconds between commit epochs.
+    /// Alone: an epoch closes as soon as the previous commit is durable and work waits (group
+    /// commit); this bounds how long an epoch with work stays open while a slow commit runs.
+    /// In a cluster: the length of an epoch (the processes close epochs on the clock).
     pub commit_interval_ms: u64,
     /// Key groups (fixed when a data dir is created).
     pub key_groups: u16,
@@ -57,7 +71,7 @@ impl Default for Config {
         Config {
             workers: default_workers(),
             data_dir: None,
-            durability: Durability::Durable,
+            durability: Durability::Fsync,
             commit_interval_ms: DEFAULT_COMMIT_INTERVAL_MS,
             key_groups: DEFAULT_KEY_GROUPS,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
@@ -73,7 +87,7 @@ impl Config {
     pub fn in_memory(workers: usize) -> Self {
         Config {
             workers,
-            durability: Durability::InMemory,
+            durability: Durability::None,
             ..Config::default()
         }
     }
@@ -133,9 +147,6 @@ pub enum InvokeError {
     /// The engine is stopping or stopped.
     #[error("the runtime is shutting down")]
     ShuttingDown,
-    /// The ingress log could not be written.
-    #[error("cannot log the request: {0}")]
-    Log(String),
     /// The store could not be read (the idempotency lookup).
     #[error("the state store could not be read: {0}")]
     Storage(String),

@@ -27,7 +27,6 @@ use super::operator::{Batch, Committer, OperatorSpec};
 use super::protocol::Msg;
 use super::runtime::Shared;
 use super::shard::{Env, Finished, Time};
-use crate::storage::CommitterId;
 
 /// What the driver of a worker holds of its dataflow.
 pub(crate) struct Dataflow {
@@ -85,12 +84,8 @@ impl WorkerParts {
         }
     }
 
-    fn committer(&self, shared: &Shared, lambda: u16, op: usize) -> Committer {
+    fn committer(&self, shared: &Shared, op: usize) -> Committer {
         Committer {
-            id: CommitterId {
-                worker: self.index as u32,
-                lambda,
-            },
             idx: op,
             pipeline: shared.pipeline.clone(),
             sender: shared.pipeline.sender(),
@@ -157,9 +152,8 @@ fn operators<'s>(
             lambdas,
             shard: (def.shard)(),
             env: parts.env(shared, op),
-            interval: shared.config.commit_interval_ms.max(1),
-            start_epoch: shared.start_epoch,
-            committer: parts.committer(shared, def.id, op),
+            clock: shared.clock.clone(),
+            committer: parts.committer(shared, op),
         };
         let (outs, ack) = super::operator::build(inner, spec);
         for (t, out) in links_out.iter().zip(outs) {

@@ -1,10 +1,11 @@
-//! The loop of one timely worker: it advances the input epoch with the clock, feeds the
-//! requests of its channel into the dataflow, steps it, and releases the responses whose
-//! commit epoch the probe has passed (durable on every operator of every process).
+//! The loop of one timely worker: it moves its inputs to the clock's open epoch, feeds the
+//! requests of its channel into the dataflow, steps it, and releases the answers whose epoch
+//! is durable (alone: the committer said so; in a cluster: the probe passed the epoch, so it
+//! is durable on every operator of every process).
 //!
 //! ```text
-//! loop: advance inputs to now ─ requests from the channel ─▶ input[lambda] ─ flush
-//!       step_or_park(1 ms) ─ release: probe past commit_epoch_of(e) ⇒ answer, idempotency done
+//! loop: inputs to clock.open() ─ requests from the channel ─▶ input[lambda] ─ entered(epoch)
+//!       step_or_park (until woken; a cluster: until the next tick) ─ release what is durable
 //! stop: close the inputs, step until the dataflow is done, answer anything left (Stopped)
 //! ```
 
@@ -20,12 +21,13 @@ use tokio::sync::oneshot;
 use super::admission::Request;
 use super::dataflow::Dataflow;
 use super::handle::Response;
-use super::operator::{Batch, commit_epoch_of};
+use super::operator::Batch;
 use super::protocol::{Body, Call, Msg, ReplyTo, Txn};
 use super::runtime::Shared;
 use super::shard::Finished;
 
 type Responders = HashMap<u64, oneshot::Sender<Response>>;
+type Inputs = [InputHandle<u64, CapacityContainerBuilder<Batch>>];
 
 /// Runs one worker until shutdown.
 pub(crate) fn run(worker: &mut timely::worker::Worker, shared: Arc<Shared>) {
@@ -35,31 +37,22 @@ pub(crate) fn run(worker: &mut timely::worker::Worker, shared: Arc<Shared>) {
     let Some(rx) = shared.take_receiver(local) else {
         return;
     };
-    shared.register_thread(local, std::thread::current());
+    shared.clock.register(local, std::thread::current());
     let Dataflow {
         mut inputs,
         probe,
         finished,
     } = super::dataflow::build(worker, &shared);
     let mut responders: Responders = HashMap::new();
-    let mut epoch = shared.start_epoch;
+    let mut epoch = shared.clock.open();
     for i in inputs.iter_mut() {
         i.advance_to(epoch);
     }
-    // Replay the logged requests of this worker that never completed.
-    for req in shared.take_replay(local) {
-        send_request(&mut inputs, req, &mut responders, index, &shared);
-    }
     let mut waiting: Vec<Finished> = Vec::new();
     loop {
-        // Advance first, so that a request enters at an epoch no earlier than its arrival:
-        // a version's commit epoch then never precedes the wall-clock time of a request it
-        // contains (what `inspect --at TIME` relies on).
-        let now = crate::storage::unix_ms().max(shared.start_epoch);
-        advance(&mut inputs, &mut epoch, now);
+        advance(&mut inputs, &mut epoch, shared.clock.open());
         let mut n = 0;
         while let Ok(req) = rx.try_recv() {
-            advance(&mut inputs, &mut epoch, req.at_ms);
             send_request(&mut inputs, req, &mut responders, index, &shared);
             n += 1;
         }
@@ -67,11 +60,12 @@ pub(crate) fn run(worker: &mut timely::worker::Worker, shared: Arc<Shared>) {
             for i in inputs.iter_mut() {
                 i.flush();
             }
+            shared.clock.entered(epoch);
         }
         if shared.admission.stopping.load(Ordering::Acquire) {
             break;
         }
-        worker.step_or_park(Some(Duration::from_millis(1)));
+        worker.step_or_park(shared.clock.park_for());
         waiting.append(&mut finished.borrow_mut());
         release(&probe, &mut waiting, &mut responders, &shared);
     }
@@ -89,11 +83,7 @@ pub(crate) fn run(worker: &mut timely::worker::Worker, shared: Arc<Shared>) {
     }
 }
 
-fn advance(
-    inputs: &mut [InputHandle<u64, CapacityContainerBuilder<Batch>>],
-    epoch: &mut u64,
-    to: u64,
-) {
+fn advance(inputs: &mut Inputs, epoch: &mut u64, to: u64) {
     if to > *epoch {
         *epoch = to;
         for i in inputs.iter_mut() {
@@ -103,7 +93,7 @@ fn advance(
 }
 
 fn send_request(
-    inputs: &mut [InputHandle<u64, CapacityContainerBuilder<Batch>>],
+    inputs: &mut Inputs,
     req: Request,
     responders: &mut Responders,
     ingress: u32,
@@ -133,35 +123,39 @@ fn send_request(
             reply: ReplyTo::Root {
                 idempotency_key: req.idempotency_key,
                 ingress,
+                at_ms: req.at_ms,
             },
         }),
     });
 }
 
-/// Answers the finished requests whose commit epoch is durable everywhere.
+/// The last epoch durable everywhere: alone, what the committer made durable; in a cluster,
+/// what the probe passed (`None`: the dataflow is done, everything is).
+fn durable_everywhere(probe: &ProbeHandle<u64>, shared: &Shared) -> Option<u64> {
+    if shared.placement.processes == 1 {
+        return Some(shared.clock.durable_epoch());
+    }
+    let frontier = probe.with_frontier(|f| f.iter().min().copied());
+    let durable = frontier.map(|t| t.saturating_sub(1));
+    let reached = durable.unwrap_or(u64::MAX);
+    if shared.committed_everywhere.fetch_max(reached, Ordering::AcqRel) < reached {
+        shared.materializer.poke();
+    }
+    durable
+}
+
+/// Answers the finished requests whose epoch is durable everywhere.
 fn release(
     probe: &ProbeHandle<u64>,
     waiting: &mut Vec<Finished>,
     responders: &mut Responders,
     shared: &Shared,
 ) {
-    let interval = shared.config.commit_interval_ms.max(1);
-    // Read the frontier once (`None`: empty, everything committed).
-    let frontier = probe.with_frontier(|f| f.iter().min().copied());
-    if let Some(t) = frontier {
-        // The last commit epoch before the frontier is durable on every process.
-        let c = commit_epoch_of(t.saturating_sub(1), interval);
-        let c = if c < t { c } else { c.saturating_sub(interval) };
-        shared.committed_everywhere.fetch_max(c, Ordering::AcqRel);
-    }
+    let durable = durable_everywhere(probe, shared);
     if waiting.is_empty() {
         return;
     }
-    // Every operator holds its ack capability at the commit epoch `c` it has not written yet,
-    // so the probe passing `c` means every operator committed `c`. A request of epoch `e` is
-    // durable once the commit epoch covering it, `commit_epoch_of(e)`, is passed; passing `e`
-    // alone is not enough (the probe sits at `c >= e` until `c` commits).
-    let done = |e: u64| frontier.is_none_or(|t| t > commit_epoch_of(e, interval));
+    let done = |e: u64| durable.is_none_or(|d| d >= e);
     let mut i = 0;
     while i < waiting.len() {
         if !done(waiting[i].epoch) {
@@ -174,7 +168,7 @@ fn release(
             result: f.result,
         };
         if let Some(k) = &f.idempotency_key {
-            shared.admission.idempotency.done(k, &response);
+            shared.admission.idempotency.done(k, &response, f.epoch);
         }
         if let Some(tx) = responders.remove(&f.seq) {
             shared.admission.leave();

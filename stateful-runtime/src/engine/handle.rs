@@ -2,7 +2,7 @@
 //! the same typed clients handlers use (`handle.call::<Stock>(&key).subtract(2).await`).
 //!
 //! ```text
-//! Handle::submit ── idempotency ── log (seq) ── worker channel + unpark ──▶ dataflow
+//! Handle::submit ── idempotency ── seq ── worker channel + unpark ──▶ dataflow
 //!        ▲                                                                    │
 //!        └──────── oneshot: released once the request's epoch is committed ◀──┘
 //! ```
@@ -63,8 +63,21 @@ impl Handle {
         &self.shared.program
     }
 
-    /// The durable store (read-only use: inspection).
+    /// The state store (read-only use: inspection), once it holds every epoch whose answers
+    /// may have been released when this is called (it is materialised from the commit log
+    /// behind the answers; this waits for it, up to 10 s).
     pub fn store(&self) -> &Arc<dyn StateStore> {
+        let acknowledged = self.shared.acknowledged_epoch();
+        if !self
+            .shared
+            .materializer
+            .wait_applied(acknowledged, std::time::Duration::from_secs(10))
+        {
+            tracing::warn!(
+                epoch = acknowledged,
+                "the state store is more than 10 s behind the commit log; reading it anyway"
+            );
+        }
         &self.shared.store
     }
 
@@ -76,8 +89,8 @@ impl Handle {
     /// The data dir (durable runtimes only).
     pub fn data_dir(&self) -> Option<&std::path::Path> {
         match self.shared.config.durability {
-            Durability::Durable => self.shared.config.data_dir.as_deref(),
-            Durability::InMemory => None,
+            Durability::Fsync | Durability::ProcessCrash => self.shared.config.data_dir.as_deref(),
+            Durability::None => None,
         }
     }
 

@@ -1,10 +1,11 @@
 //! Idempotency keys: a request with a key that is running makes its duplicates wait for its
-//! answer; one that completed answers them from the store; otherwise it runs.
+//! answer; one that completed answers them with its answer; otherwise it runs.
 //!
 //! ```text
 //! submit(key) ── running? ──▶ wait for its answer
+//!             ├─ answered, not yet in the store? ──▶ that answer (kept until the store has it)
 //!             ├─ completed in the store? ──▶ the stored answer
-//!             └─ start it (the key counts as running until its completion is durable)
+//!             └─ start it (the key counts as running until its answer is durable)
 //! ```
 
 use std::collections::HashMap;
@@ -15,11 +16,21 @@ use tokio::sync::oneshot;
 use super::config::InvokeError;
 use super::handle::Response;
 use crate::sdk::{CallError, Outcome};
-use crate::storage::{ReadError, StateStore};
+use crate::storage::StateStore;
 
-/// The requests with an idempotency key that are running.
+#[derive(Default)]
+struct Table {
+    /// Requests running: later duplicates wait for them.
+    running: HashMap<String, Vec<oneshot::Sender<Response>>>,
+    /// Answered requests whose completion the store may not have applied yet, with their
+    /// epochs.
+    recent: HashMap<String, (u64, Response)>,
+}
+
+/// The requests with an idempotency key that are running or just answered.
+#[derive(Default)]
 pub(crate) struct Idempotency {
-    running: Mutex<HashMap<String, Vec<oneshot::Sender<Response>>>>,
+    table: Mutex<Table>,
 }
 
 /// What a submission with an idempotency key does.
@@ -34,32 +45,28 @@ pub(crate) enum Join {
 }
 
 impl Idempotency {
-    /// The table, with `keys` running (requests being replayed at start).
-    pub(crate) fn new(keys: impl IntoIterator<Item = String>) -> Self {
-        Idempotency {
-            running: Mutex::new(keys.into_iter().map(|k| (k, Vec::new())).collect()),
-        }
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // Every operation leaves the table consistent before it can panic.
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<oneshot::Sender<Response>>>> {
-        // Every operation leaves the map consistent before it can panic.
-        self.running.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Joins the request with `key`, or looks its answer up in `store`, or starts it.
+    /// Joins the request with `key`, or answers with its answer, or starts it.
     ///
-    /// Under the lock: a completion is committed before its key leaves the map, so a
-    /// duplicate sees either the running request or the stored answer, never neither.
+    /// Under the lock: an answer is recorded in `recent` before its key leaves `running`,
+    /// and leaves `recent` only once the store has it, so a duplicate always finds it.
     pub(crate) fn join(
         &self,
         key: &str,
         tx: oneshot::Sender<Response>,
         store: &dyn StateStore,
     ) -> Result<Join, InvokeError> {
-        let mut running = self.lock();
-        if let Some(waiters) = running.get_mut(key) {
+        let mut t = self.lock();
+        if let Some(waiters) = t.running.get_mut(key) {
             waiters.push(tx);
             return Ok(Join::Waiting);
+        }
+        if let Some((_, resp)) = t.recent.get(key) {
+            return Ok(Join::Answered(tx, resp.clone()));
         }
         match store.completion_by_idempotency_key(key) {
             Ok(Some(done)) => {
@@ -68,36 +75,40 @@ impl Idempotency {
                         Ok(r) => r,
                         Err(e) => Err(CallError::Codec(format!("stored response: {e}"))),
                     };
-                Ok(Join::Answered(
-                    tx,
-                    Response {
-                        seq: done.seq,
-                        result,
-                    },
-                ))
+                let seq = done.request.seq;
+                Ok(Join::Answered(tx, Response { seq, result }))
             }
             Ok(None) => {
-                running.insert(key.to_owned(), Vec::new());
+                t.running.insert(key.to_owned(), Vec::new());
                 Ok(Join::Start(tx))
             }
-            Err(e) => Err(storage_error(e)),
+            Err(e) => Err(InvokeError::Storage(e.to_string())),
         }
     }
 
     /// The request with `key` was not admitted after all.
     pub(crate) fn abandon(&self, key: &str) {
-        self.lock().remove(key);
+        self.lock().running.remove(key);
     }
 
-    /// The request with `key` committed: answer the duplicates that waited.
-    pub(crate) fn done(&self, key: &str, response: &Response) {
-        let waiters = self.lock().remove(key).unwrap_or_default();
+    /// The request with `key` is durably answered in `epoch`: answer the duplicates that
+    /// waited, and keep the answer until the store has applied `epoch`.
+    pub(crate) fn done(&self, key: &str, response: &Response, epoch: u64) {
+        let waiters = {
+            let mut t = self.lock();
+            t.recent.insert(key.to_owned(), (epoch, response.clone()));
+            t.running.remove(key).unwrap_or_default()
+        };
         for w in waiters {
             let _ = w.send(response.clone());
         }
     }
-}
 
-fn storage_error(e: ReadError) -> InvokeError {
-    InvokeError::Storage(e.to_string())
+    /// The store has applied every epoch up to `epoch`: its answers are found there now.
+    pub(crate) fn applied(&self, epoch: u64) {
+        let mut t = self.lock();
+        if !t.recent.is_empty() {
+            t.recent.retain(|_, (e, _)| *e > epoch);
+        }
+    }
 }

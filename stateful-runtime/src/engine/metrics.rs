@@ -8,8 +8,10 @@ use std::time::Duration;
 pub struct Metrics {
     /// Commits written.
     pub commits: AtomicU64,
-    /// Total microseconds spent in commits (sync + batch + flush).
+    /// Total microseconds spent in commits (assembling the records, appending, syncing).
     pub commit_us: AtomicU64,
+    /// Requests written by commits (a commit's batch size is this over `commits`).
+    pub committed_requests: AtomicU64,
     /// Requests admitted.
     pub requests: AtomicU64,
     /// Handler invocations started (roots and calls).
@@ -37,7 +39,7 @@ pub struct OperatorMetrics {
     pub busy_us: AtomicU64,
     /// Gauge: calls waiting in lock queues now.
     pub waiting: AtomicU64,
-    /// Gauge: messages of later epochs held until the current commit epoch is snapshotted.
+    /// Gauge: messages of later epochs held until the current epoch is snapshotted.
     pub stashed: AtomicU64,
 }
 
@@ -49,8 +51,10 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn record_commit(&self, d: Duration) {
+    pub(crate) fn record_commit(&self, d: Duration, requests: u64) {
         self.commits.fetch_add(1, Ordering::Relaxed);
+        self.committed_requests
+            .fetch_add(requests, Ordering::Relaxed);
         self.commit_us
             .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }

@@ -2,20 +2,23 @@
 //! app's IR, with group commit, recovery and cluster mode.
 //!
 //! ```text
-//! Handle::submit ─▶ admission (idempotency, in-flight, log) ─▶ worker channel
-//!   driver: input[L] (epoch = unix ms) ─▶ operator L ─link─▶ operator T ─reply─▶ operator L ..
-//!   operator: shard (table, locks, executor, coordinator) ─snapshot─▶ commit pipeline
-//!   probe past an epoch ⇒ durable everywhere ⇒ responses released
+//! Handle::submit ─▶ admission (idempotency, in-flight) ─▶ worker channel
+//!   driver: input[L] (epoch from the clock, unix µs) ─▶ operator L ─link─▶ operator T ─reply─▶ ..
+//!   operator: shard (table, locks, executor, coordinator) ─snapshot─▶ committer
+//!   committer: one log record per epoch, one fsync per group ⇒ answers released
+//!   materialiser: durable epochs ─▶ state store (checkpoints cut the log)
 //! ```
 //!
 //! - [`protocol`]: every message between operators; [`shard`]: one lambda on one worker;
 //!   [`operator`]: its timely operator; [`dataflow`]: the graph of operators from the IR;
-//!   [`driver`]: a worker's loop; [`commit`]: the committer thread; [`recovery`]: start-up;
+//!   [`driver`]: a worker's loop; `clock`: when epochs close; [`commit`]: the committer
+//!   thread; `materialize`: the store behind the log; [`recovery`]: start-up;
 //!   [`admission`], [`idempotency`], [`handle`]: the way in; [`cluster`]: many processes.
 //!
 //! The engine speaks bytes and typed calls: JSON is the service layer's business.
 
 pub(crate) mod admission;
+mod clock;
 pub mod cluster;
 pub(crate) mod commit;
 mod config;
@@ -23,6 +26,7 @@ pub(crate) mod dataflow;
 pub(crate) mod driver;
 mod handle;
 pub(crate) mod idempotency;
+mod materialize;
 mod metrics;
 pub(crate) mod operator;
 pub(crate) mod placement;

@@ -8,11 +8,12 @@
 //! link B→L (Exchange) ─┘     later: stash)             └──▶ ack (holds c until durable) ──▶ probe
 //! ```
 //!
-//! Commit protocol (coordinator-free, from the timely prototype): commit epochs are a fixed
-//! function of time (`c = k * interval - 1`). When none of the operator's input frontiers has
+//! Commit protocol (coordinator-free, from the timely prototype): the clock says which epochs
+//! exist; the operator snapshots each of them in order. When none of its input frontiers has
 //! an epoch `<= c`, every request of those epochs that could reach it has finished, so its
-//! state is exactly their committed effects: it hands them to the committer, and only once
-//! they are durable moves the capability it holds on its `ack` output (off the cycle) past `c`.
+//! state is exactly their effects: it hands them to the committer, and only once they are
+//! durable moves the capability it holds on its `ack` output (off the cycle) past `c` (the
+//! probe behind the acks tells a cluster when an epoch is durable on every process).
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
@@ -29,27 +30,14 @@ use timely::dataflow::{Scope, Stream};
 use timely::order::Product;
 use timely::progress::frontier::MutableAntichain;
 
-use super::commit::CommitPipeline;
+use super::clock::EpochClock;
+use super::commit::{CommitPipeline, Snapshot};
 use super::metrics::{Metrics, OperatorMetrics};
 use super::protocol::Msg;
 use super::shard::{Cap, Effects, Env, ShardRuntime, Time, Work};
-use crate::storage::{CommitBatch, CommitterId};
 
 /// A batch of messages on one channel.
 pub(crate) type Batch = Vec<Msg>;
-
-/// The last epoch of the commit interval that contains `epoch`.
-pub(crate) fn commit_epoch_of(epoch: u64, interval: u64) -> u64 {
-    let interval = interval.max(1);
-    (epoch / interval) * interval + interval - 1
-}
-
-fn min_outer(frontiers: &[MutableAntichain<Time>]) -> Option<u64> {
-    frontiers
-        .iter()
-        .flat_map(|f| f.frontier().iter().map(|t| t.outer).collect::<Vec<_>>())
-        .min()
-}
 
 fn passed(frontiers: &[MutableAntichain<Time>], c: u64) -> bool {
     frontiers
@@ -59,26 +47,24 @@ fn passed(frontiers: &[MutableAntichain<Time>], c: u64) -> bool {
 
 /// How an operator hands its snapshots to the committer thread.
 pub(crate) struct Committer {
-    pub id: CommitterId,
     pub idx: usize,
     pub pipeline: Arc<CommitPipeline>,
-    pub sender: Option<std::sync::mpsc::Sender<(usize, CommitBatch)>>,
+    pub sender: Option<std::sync::mpsc::Sender<(usize, Snapshot)>>,
 }
 
 impl Committer {
-    /// Takes the snapshot of commit epoch `c` and queues it; returns at once.
+    /// Takes the snapshot of epoch `c` and queues it; returns at once.
     fn send(&self, rt: &mut dyn ShardRuntime, c: u64) {
-        let (writes, completed) = match rt.snapshot(c) {
+        let (writes, completions) = match rt.snapshot(c) {
             Ok(s) => s,
             Err(e) => super::commit::fatal(&e),
         };
-        let batch = CommitBatch {
-            committer: self.id,
+        let snapshot = Snapshot {
             epoch: c,
             writes,
-            completed,
+            completions,
         };
-        let sent = self.sender.as_ref().map(|s| s.send((self.idx, batch)));
+        let sent = self.sender.as_ref().map(|s| s.send((self.idx, snapshot)));
         if !matches!(sent, Some(Ok(()))) {
             super::commit::fatal("the committer thread is gone");
         }
@@ -98,8 +84,7 @@ pub(crate) struct OperatorSpec<'s> {
     pub lambdas: usize,
     pub shard: Box<dyn ShardRuntime>,
     pub env: Env,
-    pub interval: u64,
-    pub start_epoch: u64,
+    pub clock: Arc<EpochClock>,
     pub committer: Committer,
 }
 
@@ -187,8 +172,7 @@ struct Logic {
     epoch_cell: Rc<Cell<u64>>,
     metrics: Arc<Metrics>,
     op: usize,
-    interval: u64,
-    start_epoch: u64,
+    clock: Arc<EpochClock>,
     ports: usize,
     described: bool,
 }
@@ -217,14 +201,13 @@ impl Logic {
         }
     }
 
-    /// Once: the first commit epoch, from the first frontier.
-    fn start(&mut self, frontiers: &[MutableAntichain<Time>]) {
+    /// Once: the first epoch, from the clock.
+    fn start(&mut self) {
         if self.epochs.started {
             return;
         }
         self.epochs.started = true;
-        let first = min_outer(frontiers).unwrap_or(0).max(self.start_epoch);
-        self.epochs.c = commit_epoch_of(first, self.interval);
+        self.epochs.c = self.clock.first_epoch();
         if let Some(h) = self.hold.as_mut() {
             h.downgrade(&Product::new(self.epochs.c, 0));
         }
@@ -265,9 +248,11 @@ impl Logic {
                 self.epochs.closed = true;
                 break;
             }
-            let c = self.epochs.c;
-            self.epochs.c = commit_epoch_of(min_outer(frontiers).unwrap_or(c + 1), self.interval)
-                .max(c + self.interval);
+            // The frontier passed `c` only once the clock had opened a later epoch.
+            let Some(next) = self.clock.next_after(self.epochs.c) else {
+                super::commit::fatal("an epoch passed before the clock closed it");
+            };
+            self.epochs.c = next;
             for (epoch, caps, msgs) in self.stash.take_up_to(self.epochs.c) {
                 let cap = Cap::Held(&caps);
                 for msg in msgs {
@@ -277,9 +262,9 @@ impl Logic {
         }
     }
 
-    /// Keeps the ack capability at the oldest commit epoch that is not durable yet.
+    /// Keeps the ack capability at the oldest epoch that is not durable yet.
     fn hold_back(&mut self) {
-        let durable = self.committer.pipeline.durable(self.committer.idx);
+        let durable = self.committer.pipeline.durable();
         let e = &mut self.epochs;
         while e.pending.front().is_some_and(|p| *p <= durable) {
             e.pending.pop_front();
@@ -387,15 +372,14 @@ pub(crate) fn build<'s>(scope: Scope<'s, Time>, spec: OperatorSpec<'s>) -> Outpu
             epoch_cell,
             metrics,
             op,
-            interval: spec.interval,
-            start_epoch: spec.start_epoch,
+            clock: spec.clock,
             ports,
             described: false,
         };
         move |frontiers| {
             let t0 = std::time::Instant::now();
             let mut active: Vec<Active<'_>> = outs.iter_mut().map(|o| o.activate()).collect();
-            logic.start(frontiers);
+            logic.start();
             in_ingress.for_each_stamp(|cap, data| logic.on_input(cap, data, &mut active));
             for input in ins.iter_mut() {
                 input.for_each_stamp(|cap, data| logic.on_input(cap, data, &mut active));

@@ -11,6 +11,7 @@
 //! lambda it is for picks the channel (see `dataflow`).
 
 use serde::{Deserialize, Serialize};
+use stateful_core::records::ingress::IngressRecord;
 use stateful_core::records::trace::TraceNode;
 
 pub use crate::sdk::Addr;
@@ -68,6 +69,8 @@ pub enum ReplyTo {
         idempotency_key: Option<String>,
         /// The ingress worker.
         ingress: u32,
+        /// When the gateway accepted the request (unix ms).
+        at_ms: u64,
     },
     /// To a suspended invocation.
     Caller {
@@ -169,10 +172,8 @@ pub enum Body {
 /// What travels in [`Body::Completed`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RemoteCompletion {
-    /// The request's sequence number in its ingress log.
-    pub seq: u64,
-    /// The client's idempotency key.
-    pub idempotency_key: Option<String>,
+    /// The request, as the gateway accepted it.
+    pub request: IngressRecord,
     /// The answer.
     pub result: Result<Outcome, CallError>,
     /// Its place in the completion order.

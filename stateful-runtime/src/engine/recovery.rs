@@ -1,127 +1,108 @@
-//! Opening the storage of a run and recovering: back to the last epoch every committer of the
-//! previous run made durable (in a cluster: the epoch committed everywhere), then the logged
-//! requests that did not complete run again, in log order.
+//! Opening the storage of a run and recovering: the state store is back at its checkpoint,
+//! the commit log's records after it are applied (in a cluster: only up to the epoch every
+//! process committed; later records are cut), and the counters resume after them.
 //!
 //! ```text
-//! data dir ── meta check ── store (recover_to ceiling) ── ingress log (torn tail cut)
-//!          └─ requests in the log without a completion ──▶ replay lists, per local worker
+//! data dir ── meta check ── store (checkpoint C) ── log: records after C (torn tail cut)
+//!   cluster: agree on the ceiling (min over processes of their last durable epoch), cut
+//!   apply the records ≤ ceiling ── flush ── cut the log behind the checkpoint
 //! ```
+//!
+//! Nothing is run again: every request in the log completed in its epoch, and a request that
+//! was not in a durable epoch was never answered.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use super::admission::Request;
+use super::cluster::Agreed;
 use super::config::{Config, Durability, StartError};
-use super::placement::Placement;
-use crate::storage::ingress::IngressLog;
-use crate::storage::{CommitterId, DataDir, MemoryStore, StateStore};
+use crate::storage::log::{CommitLog, SyncMode};
+use crate::storage::{DataDir, MemoryStore, OpenError, StateStore};
 
 /// The storage of a run.
 pub(crate) struct Storage {
     pub store: Arc<dyn StateStore>,
-    pub ingress: Option<Arc<IngressLog>>,
+    /// The commit log (`None`: in memory).
+    pub log: Option<Arc<Mutex<CommitLog>>>,
     /// Key groups (of the data dir, when there is one).
     pub groups: u16,
+    /// The last epoch durable (in the store or the log).
+    pub durable_epoch: u64,
+    pub next_seq: u64,
+    pub next_order: u64,
+    /// Epochs applied from the log at start.
+    pub replayed: usize,
 }
 
-/// Opens (or creates) the data dir of `config` for app `app`, or memory.
-pub(crate) fn open_storage(app: &str, config: &Config) -> Result<Storage, StartError> {
-    if config.durability == Durability::InMemory {
-        return Ok(Storage {
-            store: Arc::new(MemoryStore::new()),
-            ingress: None,
-            groups: config.key_groups,
-        });
-    }
+/// Opens (or creates) the data dir of `config` for app `app` (or memory) and recovers; in a
+/// cluster `agree` turns this process's last durable epoch into the agreement of all.
+pub(crate) fn open(
+    app: &str,
+    config: &Config,
+    agree: impl FnOnce(Option<u64>) -> Result<Option<Agreed>, StartError>,
+) -> Result<(Storage, Option<Agreed>), StartError> {
+    let sync = match config.durability {
+        Durability::None => {
+            let agreed = agree(None)?;
+            return Ok((in_memory(config), agreed));
+        }
+        Durability::Fsync => SyncMode::Fsync,
+        Durability::ProcessCrash => SyncMode::ProcessCrash,
+    };
     let root = config
         .data_dir
         .clone()
         .ok_or_else(|| StartError::Config("a durable runtime needs a data dir".into()))?;
-    let layout = config
-        .cluster
-        .as_ref()
-        .map(|c| stateful_core::records::meta::Layout {
-            processes: c.processes(),
-            process: c.process,
-            workers: config.workers,
-        });
+    let layout = config.cluster.as_ref().map(|c| stateful_core::records::meta::Layout {
+        processes: c.processes(),
+        process: c.process,
+        workers: config.workers,
+    });
     let dir = DataDir::open_or_create(&root, app, config.key_groups, layout)?;
     let store = dir.open_store()?;
     store.check_app(app)?;
-    let (log, report) = dir.open_log()?;
-    if report.truncated_bytes > 0 {
-        tracing::warn!(
-            bytes = report.truncated_bytes,
-            "ingress log had a torn tail; truncated it"
-        );
+    let cp = store.checkpoint()?;
+    let (mut log, mut after, report) = dir.open_log(sync, cp.epoch)?;
+    let last = report.last_epoch.max(cp.epoch);
+    let agreed = agree((last > 0).then_some(last))?;
+    if let Some(a) = &agreed {
+        if a.committed < cp.epoch {
+            return Err(StartError::Open(OpenError::Corrupt(format!(
+                "the cluster agreed on epoch {}, but this process's store holds epoch {}",
+                a.committed, cp.epoch
+            ))));
+        }
+        let cut = log.cut_after(a.committed, cp.epoch).map_err(OpenError::from)?;
+        after.retain(|r| r.epoch <= a.committed);
+        if cut > 0 {
+            tracing::info!(epochs = cut, "cut epochs not committed on every process");
+        }
     }
-    Ok(Storage {
-        store: Arc::new(store),
-        ingress: Some(Arc::new(log)),
+    let replayed = after.len();
+    let durable_epoch = after.last().map_or(cp.epoch, |r| r.epoch);
+    let next_seq = after.last().map_or(cp.next_seq, |r| r.next_seq.max(cp.next_seq));
+    let next_order = after.last().map_or(cp.next_order, |r| r.next_order.max(cp.next_order));
+    let store = Arc::new(store);
+    crate::storage::apply_tail(store.as_ref(), &mut log, after)?;
+    let storage = Storage {
+        store,
+        log: Some(Arc::new(Mutex::new(log))),
         groups: dir.key_groups(),
-    })
+        durable_epoch,
+        next_seq: next_seq.max(1),
+        next_order,
+        replayed,
+    };
+    Ok((storage, agreed))
 }
 
-/// What recovery found.
-pub(crate) struct Recovery {
-    pub committed_epoch: u64,
-    /// Per local worker, the logged requests to run again.
-    pub replay: Vec<Vec<Request>>,
-    /// The seq of the next request (in memory, where there is no log).
-    pub next_seq: u64,
-}
-
-/// Recovers the store to `ceiling` (or the last epoch committed by every committer), registers
-/// `committers`, and lists the logged requests that did not complete.
-pub(crate) fn recover(
-    storage: &Storage,
-    placement: &Placement,
-    committers: &[CommitterId],
-    ceiling: Option<u64>,
-    lambdas: usize,
-) -> Result<Recovery, StartError> {
-    let store = storage.store.as_ref();
-    let recovered = store.recover_to(committers, ceiling)?;
-    tracing::info!(
-        committed_epoch = recovered.committed_epoch,
-        discarded = recovered.discarded_versions,
-        "recovered state"
-    );
-    let mut replay: Vec<Vec<Request>> = (0..placement.workers).map(|_| Vec::new()).collect();
-    let mut next_seq = 1;
-    if let Some(log) = &storage.ingress {
-        // Below the watermark every request completed (and may have been compacted).
-        let below = store.horizon()?.complete_below_seq;
-        next_seq = next_seq.max(below);
-        let records = log.read_from(below)?;
-        if let Some(last) = records.last() {
-            next_seq = next_seq.max(last.seq + 1);
-        }
-        for r in crate::storage::ingress::incomplete(store, records)? {
-            if usize::from(r.lambda) >= lambdas {
-                continue;
-            }
-            replay[placement.local_worker(&r.key)].push(Request {
-                seq: r.seq,
-                at_ms: 0,
-                lambda: r.lambda,
-                key: r.key,
-                handler: r.handler,
-                args: r.args,
-                idempotency_key: r.idempotency_key,
-                responder: None,
-            });
-        }
-        let n: usize = replay.iter().map(Vec::len).sum();
-        if n > 0 {
-            tracing::info!(
-                requests = n,
-                "replaying logged requests that did not complete"
-            );
-        }
+fn in_memory(config: &Config) -> Storage {
+    Storage {
+        store: Arc::new(MemoryStore::new()),
+        log: None,
+        groups: config.key_groups,
+        durable_epoch: 0,
+        next_seq: 1,
+        next_order: 0,
+        replayed: 0,
     }
-    Ok(Recovery {
-        committed_epoch: recovered.committed_epoch,
-        replay,
-        next_seq,
-    })
 }

@@ -1,9 +1,11 @@
 //! Starting the engine and stopping it.
 //!
 //! ```text
-//! start: topology from the IR ─ open storage ─ (cluster: agree on the epoch) ─ recover
-//!        ─ committer thread ─ compactor ─ timely workers (each builds the dataflow)
-//! stop:  refuse new requests ─ close the inputs ─ last epochs commit ─ join
+//! start: topology from the IR ─ open storage and recover (cluster: agree on the epoch first)
+//!        ─ epoch clock ─ materialiser ─ committer ─ compactor ─ timely workers (each builds
+//!        the dataflow)
+//! stop:  refuse new requests ─ close the inputs ─ last epochs commit ─ materialiser
+//!        checkpoints ─ join
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -14,15 +16,18 @@ use std::time::Duration;
 use stateful_core::ir::Topology;
 
 use super::admission::{Admission, Request};
-use super::commit::CommitPipeline;
+use super::clock::{EpochClock, Policy};
+use super::cluster::Agreed;
+use super::commit::{CommitPipeline, CommitTarget};
 use super::config::{Config, StartError};
 use super::handle::Handle;
 use super::idempotency::Idempotency;
+use super::materialize::Materializer;
 use super::metrics::Metrics;
 use super::placement::Placement;
 use super::program::Program;
-use super::recovery::{Recovery, Storage, open_storage, recover};
-use crate::storage::{CommitterId, Compactor, StateStore};
+use super::recovery::Storage;
+use crate::storage::{Compactor, StateStore};
 
 /// State shared by the handles and the workers of one engine.
 pub(crate) struct Shared {
@@ -31,18 +36,17 @@ pub(crate) struct Shared {
     pub placement: Placement,
     pub topology: Topology,
     pub store: Arc<dyn StateStore>,
+    pub clock: Arc<EpochClock>,
     pub pipeline: Arc<CommitPipeline>,
+    pub materializer: Arc<Materializer>,
     pub metrics: Arc<Metrics>,
     pub admission: Admission,
-    /// Per local worker: its request channel (taken by the worker) and its replay list.
+    /// Per local worker: its request channel (taken by the worker).
     pub receivers: Mutex<Vec<Option<Receiver<Request>>>>,
-    pub replay: Mutex<Vec<Vec<Request>>>,
-    /// The first epoch of this run (after the last committed one).
-    pub start_epoch: u64,
     /// The next position in the completion order.
     pub order: Arc<AtomicU64>,
-    /// The last commit epoch every operator of every process has made durable (what
-    /// compaction may reach: recovery never rolls back below it).
+    /// In a cluster: the last epoch every operator of every process has made durable (what
+    /// the materialiser may apply: recovery never rolls back below it).
     pub committed_everywhere: Arc<AtomicU64>,
 }
 
@@ -51,20 +55,14 @@ impl Shared {
         self.receivers.lock().ok()?.get_mut(worker)?.take()
     }
 
-    pub(crate) fn register_thread(&self, worker: usize, t: std::thread::Thread) {
-        if let Ok(mut ts) = self.admission.threads.lock()
-            && let Some(slot) = ts.get_mut(worker)
-        {
-            *slot = Some(t);
+    /// The last epoch whose answers may have been released.
+    pub(crate) fn acknowledged_epoch(&self) -> u64 {
+        let durable = self.clock.durable_epoch();
+        if self.placement.processes > 1 {
+            durable.min(self.committed_everywhere.load(Ordering::Acquire))
+        } else {
+            durable
         }
-    }
-
-    pub(crate) fn take_replay(&self, worker: usize) -> Vec<Request> {
-        self.replay
-            .lock()
-            .ok()
-            .and_then(|mut r| r.get_mut(worker).map(std::mem::take))
-            .unwrap_or_default()
     }
 }
 
@@ -90,62 +88,33 @@ fn check(program: &Program, config: &Config) -> Result<Topology, StartError> {
     if program.lambdas().is_empty() {
         return Err(StartError::Config("the app has no lambdas".into()));
     }
+    if config.commit_interval_ms == 0 {
+        return Err(StartError::Config(
+            "the commit interval must be at least 1 ms".into(),
+        ));
+    }
     program.topology()
 }
 
-/// One committer per lambda per local worker.
-fn committers(program: &Program, placement: &Placement) -> Vec<CommitterId> {
-    let base = placement.base() as u32;
-    (base..base + placement.workers as u32)
-        .flat_map(|w| {
-            program.lambdas().iter().map(move |l| CommitterId {
-                worker: w,
-                lambda: l.id,
-            })
-        })
-        .collect()
-}
-
-/// Recovers, agreeing with the other processes of a cluster first: returns the recovery and
-/// the first epoch of the run.
-fn recover_run(
-    storage: &Storage,
-    placement: &Placement,
-    program: &Program,
-    config: &Config,
-) -> Result<(Recovery, u64), StartError> {
-    let agreed = match &config.cluster {
-        None => None,
+/// Opens the storage and recovers; in a cluster, agrees with the other processes first.
+fn open_storage(program: &Program, config: &Config) -> Result<(Storage, Option<Agreed>), StartError> {
+    let cluster = config.cluster.clone();
+    super::recovery::open(program.name(), config, |last| match &cluster {
+        None => Ok(None),
         Some(c) => {
             super::cluster::watch_connections();
-            Some(
-                super::cluster::agree_on_committed(c, storage.store.committed_epoch()?)
-                    .map_err(StartError::Engine)?,
-            )
+            super::cluster::agree_on_committed(c, last)
+                .map(Some)
+                .map_err(StartError::Engine)
         }
-    };
-    let committers = committers(program, placement);
-    let ceiling = agreed.as_ref().map(|a| a.committed);
-    let recovery = recover(
-        storage,
-        placement,
-        &committers,
-        ceiling,
-        program.lambdas().len(),
-    )?;
-    let start_epoch = match &agreed {
-        Some(a) => a.start_epoch,
-        None => crate::storage::unix_ms().max(recovery.committed_epoch + 1),
-    };
-    Ok((recovery, start_epoch))
+    })
 }
 
 impl Runtime {
-    /// Opens (or creates) the state, recovers, replays the logged requests that never
-    /// completed, and starts the workers.
+    /// Opens (or creates) the state, recovers it from the commit log, and starts the workers.
     pub fn start(program: Arc<Program>, mut config: Config) -> Result<Runtime, StartError> {
         let topology = check(&program, &config)?;
-        let storage = open_storage(program.name(), &config)?;
+        let (storage, agreed) = open_storage(&program, &config)?;
         config.key_groups = storage.groups;
         let (processes, process) = config
             .cluster
@@ -157,21 +126,11 @@ impl Runtime {
             process,
             workers: config.workers,
         };
-        let (recovery, start_epoch) = recover_run(&storage, &placement, &program, &config)?;
-        let shared = Arc::new(assemble(
-            program,
-            config,
-            placement,
-            topology,
-            storage,
-            recovery,
-            start_epoch,
-        ));
-        let compactor = Compactor::start(
-            shared.store.clone(),
-            shared.config.history.clone(),
-            shared.committed_everywhere.clone(),
-        );
+        if storage.replayed > 0 {
+            tracing::info!(epochs = storage.replayed, "recovered epochs from the commit log");
+        }
+        let shared = Arc::new(assemble(program, config, placement, topology, storage, agreed));
+        let compactor = Compactor::start(shared.store.clone(), shared.config.history.clone());
         let worker_shared = shared.clone();
         let timely_config = match &shared.config.cluster {
             Some(c) => c.timely(shared.placement.workers),
@@ -201,7 +160,8 @@ impl Runtime {
         self.handle.clone()
     }
 
-    /// Stops accepting requests, lets in-flight work finish and commit, and joins the workers.
+    /// Stops accepting requests, lets in-flight work finish and commit, checkpoints the
+    /// store, and joins the threads.
     pub fn shutdown(mut self) {
         self.stop();
     }
@@ -209,15 +169,14 @@ impl Runtime {
     fn stop(&mut self) {
         let shared = &self.handle.shared;
         shared.admission.stopping.store(true, Ordering::Release);
-        for w in 0..shared.placement.workers {
-            shared.admission.unpark(w);
-        }
+        shared.clock.wake_all();
         if let Some(c) = self.compactor.take() {
             c.stop();
         }
         if let Some(g) = self.guards.take() {
             drop(g.join());
             shared.pipeline.close();
+            shared.materializer.stop();
         }
     }
 }
@@ -228,26 +187,33 @@ impl Drop for Runtime {
     }
 }
 
-/// The shared state of a run: channels, the committer thread, counters.
+/// How epochs close: alone, group commit bounded by the commit interval; in a cluster, on
+/// the clock (every process closes the same epochs).
+fn policy(config: &Config) -> Policy {
+    let us = config.commit_interval_ms.saturating_mul(1000);
+    match config.cluster {
+        Some(_) => Policy::Periodic { interval_us: us },
+        None => Policy::Adaptive { max_open_us: us },
+    }
+}
+
+/// The shared state of a run: channels, clock, committer and materialiser, counters.
 fn assemble(
     program: Arc<Program>,
     config: Config,
     placement: Placement,
     topology: Topology,
     storage: Storage,
-    recovery: Recovery,
-    start_epoch: u64,
+    agreed: Option<Agreed>,
 ) -> Shared {
     let workers = placement.workers;
     let lambdas = program.lambdas().len();
-    // Replayed requests with an idempotency key count as running: a client retrying one
-    // waits for its answer instead of running it again.
-    let replaying = recovery
-        .replay
-        .iter()
-        .flatten()
-        .filter_map(|r| r.idempotency_key.clone())
-        .collect::<Vec<_>>();
+    let durable = storage.durable_epoch;
+    let start = agreed.map_or_else(
+        || crate::storage::unix_us().max(durable + 1),
+        |a| a.start_epoch,
+    );
+    let clock = Arc::new(EpochClock::new(policy(&config), start, workers, durable));
     let mut senders = Vec::with_capacity(workers);
     let mut receivers = Vec::with_capacity(workers);
     for _ in 0..workers {
@@ -256,10 +222,30 @@ fn assemble(
         receivers.push(Some(rx));
     }
     let metrics = Arc::new(Metrics::new(workers * lambdas));
-    let pipeline = CommitPipeline::start(
-        workers * lambdas,
+    let cluster = placement.processes > 1;
+    let committed_everywhere = Arc::new(AtomicU64::new(durable));
+    let idempotency = Arc::new(Idempotency::default());
+    let materializer = Materializer::start(
         storage.store.clone(),
-        storage.ingress.clone(),
+        storage.log.clone(),
+        durable,
+        cluster.then(|| committed_everywhere.clone()),
+        idempotency.clone(),
+    );
+    let next_seq = Arc::new(AtomicU64::new(storage.next_seq));
+    let order = Arc::new(AtomicU64::new(storage.next_order));
+    let target = CommitTarget {
+        log: storage.log,
+        committers: workers * lambdas,
+        cluster,
+        process: (placement.process, placement.processes),
+        next_seq: next_seq.clone(),
+        next_order: order.clone(),
+    };
+    let pipeline = CommitPipeline::start(
+        target,
+        clock.clone(),
+        materializer.clone(),
         metrics.clone(),
     );
     Shared {
@@ -267,25 +253,22 @@ fn assemble(
             in_flight: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             max_in_flight: config.max_in_flight,
-            ingress: storage.ingress,
-            next_seq: AtomicU64::new(recovery.next_seq),
-            idempotency: Idempotency::new(replaying),
+            next_seq,
+            idempotency,
             senders,
-            threads: Mutex::new(vec![None; workers]),
+            clock: clock.clone(),
         },
         program,
         config,
         placement,
         topology,
         store: storage.store,
+        clock,
         pipeline,
+        materializer,
         metrics,
         receivers: Mutex::new(receivers),
-        replay: Mutex::new(recovery.replay),
-        start_epoch,
-        // Increasing across runs too: a later run starts at a later epoch, and no run
-        // completes 65,536 requests per millisecond of its lifetime.
-        order: Arc::new(AtomicU64::new(start_epoch << 16)),
-        committed_everywhere: Arc::new(AtomicU64::new(recovery.committed_epoch)),
+        order,
+        committed_everywhere,
     }
 }

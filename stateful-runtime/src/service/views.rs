@@ -2,14 +2,13 @@
 //! histories, the request log, traces and diffs, with lambdas and keys by name. The CLI and the
 //! HTTP debug views both use these, so the two always agree.
 
-use std::path::Path;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::app::App;
 use super::json::{CodecError, LambdaCodec};
-use crate::storage::ingress::IngressRecord;
+use stateful_core::records::ingress::IngressRecord;
 use crate::storage::{ReadError, StateStore, epoch_time};
 use crate::tools::at::{AtError, resolve_at};
 use crate::tools::diff::DiffReport;
@@ -116,16 +115,16 @@ fn args_of(app: &App, r: &IngressRecord) -> Value {
 pub struct WriterView {
     /// The request's sequence number (what `trace` takes).
     pub seq: u64,
-    /// `Lambda.handler(key)` (from the request log; `null` without one).
+    /// `Lambda.handler(key)` (`null` when this data dir does not hold the request).
     pub target: Option<String>,
-    /// Its arguments (from the request log).
+    /// Its arguments.
     pub args: Value,
 }
 
 /// One committed version of an instance.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VersionView {
-    /// The commit epoch (milliseconds since the Unix epoch).
+    /// The commit epoch (microseconds since the Unix epoch).
     pub epoch: u64,
     /// The epoch as an RFC 3339 time.
     pub time: String,
@@ -153,10 +152,10 @@ pub fn history(
     groups: u16,
     lambda: &str,
     key: &str,
-    log: Option<&Path>,
+    place: (usize, usize),
 ) -> Result<HistoryView, ViewError> {
     let (id, codec, key) = resolve(app, lambda, key)?;
-    let h = crate::tools::history::history(store, groups, id, &key, log)?;
+    let h = crate::tools::history::history(store, groups, id, &key, place)?;
     let versions = h
         .versions
         .into_iter()
@@ -199,7 +198,7 @@ pub struct LoggedRequest {
     pub handler: String,
     /// Arguments.
     pub args: Value,
-    /// `ok`, `rejected`, `failed`, or `not completed`.
+    /// `ok`, `rejected` or `failed`.
     pub outcome: &'static str,
 }
 
@@ -208,7 +207,6 @@ pub struct LoggedRequest {
 pub fn log(
     app: &App,
     store: &dyn StateStore,
-    path: &Path,
     lambda: Option<&str>,
     key: Option<&str>,
     after: Option<u64>,
@@ -234,7 +232,7 @@ pub fn log(
         }
         _ => {}
     }
-    let entries = crate::tools::log::page(store, path, &q)?;
+    let entries = crate::tools::log::page(store, &q)?;
     Ok(entries
         .into_iter()
         .filter_map(|e| {
@@ -242,7 +240,7 @@ pub fn log(
             let def = app.program().lambda(r.lambda)?;
             Some(LoggedRequest {
                 seq: r.seq,
-                time: epoch_time(r.timestamp_ms),
+                time: epoch_time(r.timestamp_ms.saturating_mul(1000)),
                 lambda: def.name.to_owned(),
                 key: app
                     .codec(r.lambda)

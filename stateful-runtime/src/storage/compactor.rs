@@ -3,11 +3,10 @@
 //!
 //! ```text
 //! every check_every_ms: target horizon = max(now - keep_for, halfway to now while too big)
-//!                       clamped to the epoch committed everywhere -> StateStore::compact
+//!                       -> StateStore::compact (which stops at the store's checkpoint)
 //! ```
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::store::StateStore;
@@ -15,8 +14,8 @@ use super::store::StateStore;
 /// How much history to keep: older history is compacted (see [`StateStore::compact`]) by a
 /// background thread once per [`HistoryRetention::check_every_ms`].
 ///
-/// The current state, the ingress log, and the responses of requests that carried an
-/// idempotency key are never compacted.
+/// The current state and the answers of requests that carried an idempotency key are never
+/// compacted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryRetention {
     /// Keep the history of the last this many milliseconds (`None`: keep everything;
@@ -49,13 +48,16 @@ impl HistoryRetention {
         }
     }
 
-    /// Where the horizon should be now, given the current one and the store's size.
-    pub(crate) fn target(&self, now_ms: u64, current: u64, size_on_disk: u64) -> Option<u64> {
-        let by_age = self.keep_for_ms.map(|keep| now_ms.saturating_sub(keep));
+    /// Where the horizon (an epoch, unix µs) should be now, given the current one and the
+    /// store's size.
+    pub(crate) fn target(&self, now_us: u64, current: u64, size_on_disk: u64) -> Option<u64> {
+        let by_age = self
+            .keep_for_ms
+            .map(|keep| now_us.saturating_sub(keep.saturating_mul(1000)));
         let by_size = self
             .max_bytes
             .filter(|max| size_on_disk > *max)
-            .map(|_| current + (now_ms.saturating_sub(current)) / 2);
+            .map(|_| current + (now_us.saturating_sub(current)) / 2);
         match (by_age, by_size) {
             (None, None) => None,
             (a, b) => a.max(b).filter(|t| *t > current),
@@ -73,7 +75,6 @@ impl Compactor {
     pub(crate) fn start(
         store: Arc<dyn StateStore>,
         retention: HistoryRetention,
-        committed_everywhere: Arc<AtomicU64>,
     ) -> Option<Compactor> {
         if retention.keep_for_ms.is_none() && retention.max_bytes.is_none() {
             return None;
@@ -93,9 +94,7 @@ impl Compactor {
                             None => 0,
                         };
                         let target = retention
-                            .target(super::unix_ms(), current, size)
-                            .map(|t| t.min(committed_everywhere.load(Ordering::Acquire)))
-                            .filter(|t| *t > current);
+                            .target(super::unix_us(), current, size);
                         if let Some(target) = target {
                             let done = store.compact(target)?;
                             tracing::debug!(?done, "compacted history");

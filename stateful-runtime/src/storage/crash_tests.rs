@@ -1,116 +1,84 @@
-//! A child process commits epochs in a loop and is killed (SIGKILL) at some moment; the
-//! parent reopens the dir and checks that recovery lands on a whole epoch no older than the
-//! last one the child saw acknowledged.
+//! A child process applies epochs to a sled store and is SIGKILLed at a random moment; the
+//! parent reopens the store: it is at some applied epoch (at least the last flushed one), with
+//! exactly the state of that epoch.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::sync::Arc;
 
-use super::{CommitBatch, CommitterId, SledStore, StateStore, StateWrite};
+use super::{CommitRecord, SledStore, StateStore, WriteRecord};
 
-const CHILD_ENV: &str = "STATEFUL_STORE_CRASH_CHILD_DIR";
-const KEYS: u32 = 20;
-const COMMITTERS: [CommitterId; 2] = [
-    CommitterId {
-        worker: 0,
-        lambda: 0,
-    },
-    CommitterId {
-        worker: 1,
-        lambda: 1,
-    },
-];
-
-fn writes(lambda: u16, epoch: u64) -> Vec<StateWrite> {
-    (0..KEYS)
-        .map(|i| StateWrite {
-            lambda,
-            group: (i % 4) as u16,
-            key: i.to_be_bytes().to_vec(),
-            value: Some(epoch.to_be_bytes().to_vec()),
-            writers: vec![epoch],
-        })
-        .collect()
+/// Every epoch writes every key of `0..20` with its epoch number.
+fn record(epoch: u64) -> CommitRecord {
+    CommitRecord {
+        epoch,
+        prev_epoch: epoch - 1,
+        writes: (0..20u8)
+            .map(|k| WriteRecord {
+                lambda: 1,
+                group: u16::from(k % 4),
+                key: vec![k],
+                value: Some(epoch.to_be_bytes().to_vec()),
+                writers: vec![epoch],
+            })
+            .collect(),
+        completions: vec![],
+        next_seq: epoch + 1,
+        next_order: epoch,
+    }
 }
 
-/// The child: commits epoch after epoch from both committers, printing each acknowledged one.
+/// Run as a child: applies epochs forever, flushing every few, printing each flushed epoch.
 #[test]
-#[ignore = "run by sled_recovers_a_whole_epoch_after_sigkill in a child process"]
+#[ignore = "run by sled_keeps_whole_epochs_across_sigkill as a child process"]
 fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
+    let Ok(dir) = std::env::var("STATEFUL_CRASH_DIR") else {
         return;
     };
-    let store = super::model_tests::reopen(std::path::Path::new(&dir)).expect("child opens");
-    let recovered = store.recover(&COMMITTERS).expect("child recovers");
-    for epoch in recovered.committed_epoch + 1.. {
-        for c in COMMITTERS {
-            let batch = CommitBatch {
-                committer: c,
-                epoch,
-                writes: writes(c.lambda, epoch),
-                completed: vec![],
-            };
-            store.commit(batch).expect("child commits");
+    let store = SledStore::open(std::path::Path::new(&dir)).expect("opens");
+    let mut epoch = store.checkpoint().expect("reads").epoch;
+    loop {
+        epoch += 1;
+        store.apply(&[Arc::new(record(epoch))]).expect("applies");
+        if epoch % 5 == 0 {
+            store.flush().expect("flushes");
+            println!("flushed {epoch}");
         }
-        println!("{epoch}");
     }
 }
 
 #[test]
-fn sled_recovers_a_whole_epoch_after_sigkill() {
+fn sled_keeps_whole_epochs_across_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     let exe = std::env::current_exe().expect("test binary");
-    for (round, acks_before_kill) in [3usize, 17, 40].into_iter().enumerate() {
-        let mut child = Command::new(&exe)
+    for round in 0..3u64 {
+        let mut child = std::process::Command::new(&exe)
             .args([
                 "--exact",
                 "storage::crash_tests::crash_child",
                 "--ignored",
                 "--nocapture",
-                "--test-threads=1",
             ])
-            .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .env("STATEFUL_CRASH_DIR", dir.path())
+            .stdout(std::process::Stdio::piped())
             .spawn()
-            .expect("spawns the child");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut last_acked = 0u64;
-        let mut acks = 0;
-        for line in lines.by_ref() {
-            if let Ok(epoch) = line.expect("reads the child").trim().parse::<u64>() {
-                last_acked = epoch;
-                acks += 1;
-                if acks == acks_before_kill {
-                    break;
-                }
-            }
-        }
-        assert_eq!(acks, acks_before_kill, "round {round}: child stopped early");
+            .expect("spawns");
+        std::thread::sleep(std::time::Duration::from_millis(300 + 150 * round));
         child.kill().expect("SIGKILL");
-        child.wait().expect("reaps the child");
-        // Epochs the child acknowledged before the kill landed, still in the pipe.
-        for line in lines {
-            if let Ok(epoch) = line.expect("reads the child").trim().parse::<u64>() {
-                last_acked = epoch;
-            }
-        }
-
-        let store = SledStore::open(dir.path()).expect("reopens after the kill");
-        let recovered = store.recover(&COMMITTERS).expect("recovers");
-        let c = recovered.committed_epoch;
-        assert!(
-            c >= last_acked && c <= last_acked + 1,
-            "round {round}: recovered {c}, acked {last_acked}"
-        );
-        for committer in COMMITTERS {
-            for w in writes(committer.lambda, c) {
-                assert_eq!(
-                    store.get(w.lambda, w.group, &w.key).expect("get"),
-                    w.value,
-                    "round {round}"
-                );
-            }
+        let out = child.wait_with_output().expect("waits");
+        let flushed = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("flushed ")?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        let store = super::model_tests::reopen(dir.path()).expect("reopens");
+        let at = store.checkpoint().expect("reads").epoch;
+        assert!(at >= flushed, "round {round}: at {at}, but {flushed} was flushed");
+        for k in 0..20u8 {
+            let v = store.get(1, u16::from(k % 4), &[k]).expect("reads");
+            assert_eq!(
+                v,
+                (at > 0).then(|| at.to_be_bytes().to_vec()),
+                "round {round}: key {k} is not at epoch {at}: a partly applied epoch"
+            );
         }
     }
 }

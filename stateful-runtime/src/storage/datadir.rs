@@ -4,7 +4,7 @@
 //! ```text
 //! <dir>/meta.json     app, key groups, on-disk format, cluster layout (fixed at creation)
 //! <dir>/state/        the sled store
-//! <dir>/ingress.log   the ingress log
+//! <dir>/log/          the commit log
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -13,7 +13,9 @@ use std::time::Duration;
 use stateful_core::records::meta::{self, DataDirMeta, FORMAT, Layout};
 
 use super::error::OpenError;
-use super::ingress::{IngressLog, OpenReport};
+use super::log::fs::OsFs;
+use super::log::{CommitLog, LogReport, SyncMode};
+use super::store::{CommitRecord, StateStore};
 use super::sled_store::SledStore;
 
 /// An opened data dir whose meta fits the app that opened it.
@@ -129,9 +131,9 @@ impl DataDir {
         self.meta.key_groups
     }
 
-    /// Where the ingress log is.
-    pub fn log_path(&self) -> PathBuf {
-        self.root.join("ingress.log")
+    /// Where the commit log is.
+    pub fn log_dir(&self) -> PathBuf {
+        self.root.join("log")
     }
 
     fn state_path(&self) -> PathBuf {
@@ -160,10 +162,46 @@ impl DataDir {
         })
     }
 
-    /// Opens (or creates) the ingress log, cutting a torn tail.
-    pub fn open_log(&self) -> Result<(IngressLog, OpenReport), OpenError> {
-        IngressLog::open(&self.log_path())
+    /// Opens (or creates) the commit log, cutting a torn tail: returns it with the records
+    /// after `checkpoint` (the store's), for recovery to apply.
+    pub fn open_log(
+        &self,
+        sync: SyncMode,
+        checkpoint: u64,
+    ) -> Result<(CommitLog, Vec<CommitRecord>, LogReport), OpenError> {
+        CommitLog::open(&self.log_dir(), std::sync::Arc::new(OsFs), sync, checkpoint)
     }
+
+    /// Opens the store of a stopped service brought up to date: the log's records after the
+    /// checkpoint are applied. A cluster process's dir stays at its checkpoint (only the
+    /// cluster knows which of its logged epochs every process committed; its next start
+    /// decides).
+    pub fn open_store_recovered(&self) -> Result<SledStore, OpenError> {
+        let store = self.open_store_now()?;
+        if self.meta.cluster.is_none() {
+            let cp = store.checkpoint()?;
+            let (mut log, after, _) = self.open_log(SyncMode::ProcessCrash, cp.epoch)?;
+            apply_tail(&store, &mut log, after)?;
+        }
+        Ok(store)
+    }
+}
+
+/// Applies the log's records after the store's checkpoint, flushes the store and cuts the
+/// log behind it; the last epoch applied (`None`: there were none).
+pub(crate) fn apply_tail(
+    store: &dyn StateStore,
+    log: &mut CommitLog,
+    records: Vec<CommitRecord>,
+) -> Result<Option<u64>, OpenError> {
+    let Some(last) = records.last().map(|r| r.epoch) else {
+        return Ok(None);
+    };
+    let records: Vec<_> = records.into_iter().map(std::sync::Arc::new).collect();
+    store.apply(&records)?;
+    store.flush()?;
+    log.truncate_through(last)?;
+    Ok(Some(last))
 }
 
 #[cfg(test)]

@@ -5,8 +5,6 @@ use std::path::PathBuf;
 
 use stateful_core::records::RecordError;
 
-use super::store::CommitterId;
-
 /// Why a data dir, its store or its log could not be opened (or recovered).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -53,6 +51,15 @@ pub enum OpenError {
     /// Stored data is not what this build expects.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// The store could not be brought up to date from the commit log.
+    #[error("recovery from the commit log failed: {0}")]
+    Recovery(String),
+}
+
+impl From<WriteError> for OpenError {
+    fn from(e: WriteError) -> Self {
+        OpenError::Recovery(e.to_string())
+    }
 }
 
 /// Why a read of stored data failed.
@@ -95,19 +102,6 @@ pub enum WriteError {
     /// A record does not encode, or stored data read during the write is corrupt.
     #[error("corrupt data: {0}")]
     Corrupt(String),
-    /// A committer that recovery did not register tried to commit.
-    #[error("committer {0:?} is not registered for this run")]
-    UnknownCommitter(CommitterId),
-    /// A committer committed an epoch not after its last committed one.
-    #[error("committer {committer:?} committed epoch {epoch}, but already committed {committed}")]
-    StaleEpoch {
-        /// Who committed.
-        committer: CommitterId,
-        /// The epoch of the rejected batch.
-        epoch: u64,
-        /// The committer's last committed epoch.
-        committed: u64,
-    },
     /// A key or record is larger than the layout can store.
     #[error("{what} of {len} bytes is too large")]
     TooLarge {

@@ -3,26 +3,25 @@
 //! ```text
 //! Mutex<Inner>
 //!   versions     (lambda, group, key, epoch) -> Option<value>
-//!   markers      committer -> last committed epoch     (the committers of the current run)
-//!   index        (epoch, committer) -> what that commit wrote
+//!   checkpoint   the last epoch applied, and the counters to resume from
+//!   index        epoch -> what that epoch wrote
 //!   completions  seq -> Completion
 //!   idempotency  key -> seq
 //!   writers      (lambda, group, key, epoch) -> seqs of the requests that wrote it
 //!   horizon      how far back history reaches (see `compact`)
 //! ```
 //!
-//! Nothing survives the process; "recovery" on the same instance behaves like a restart of
-//! the sled store after a crash (every commit is durable once it returned).
+//! Nothing survives the process; every epoch applied is "durable" at once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use stateful_core::keys::KeyGroup;
 
+use std::sync::Arc;
+
 use super::error::{CompactError, OpenError, ReadError, WriteError};
-use super::store::{
-    CommitBatch, CommitterId, Compacted, Completion, Horizon, Recovered, StateStore, Version,
-};
+use super::store::{Checkpoint, CommitRecord, Compacted, Completion, Horizon, StateStore, Version};
 
 type VersionKey = (u16, KeyGroup, Vec<u8>, u64);
 
@@ -35,8 +34,8 @@ struct IndexEntry {
 #[derive(Debug, Default)]
 struct Inner {
     versions: BTreeMap<VersionKey, Option<Vec<u8>>>,
-    markers: BTreeMap<CommitterId, u64>,
-    index: BTreeMap<(u64, CommitterId), IndexEntry>,
+    checkpoint: Checkpoint,
+    index: BTreeMap<u64, IndexEntry>,
     completions: BTreeMap<u64, Completion>,
     idempotency: BTreeMap<String, u64>,
     writers: BTreeMap<VersionKey, Vec<u64>>,
@@ -49,13 +48,16 @@ struct Inner {
 /// # Examples
 ///
 /// ```
-/// use stateful_runtime::storage::{CommitBatch, CommitterId, MemoryStore, StateStore};
+/// use std::sync::Arc;
+/// use stateful_runtime::storage::{CommitRecord, MemoryStore, StateStore};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = MemoryStore::new();
-/// let committer = CommitterId { worker: 0, lambda: 0 };
-/// assert_eq!(store.recover(&[committer])?.committed_epoch, 0);
-/// store.commit(CommitBatch { committer, epoch: 3, writes: vec![], completed: vec![] })?;
-/// assert_eq!(store.recover(&[committer])?.committed_epoch, 3);
+/// assert_eq!(store.checkpoint()?.epoch, 0);
+/// let epoch = CommitRecord {
+///     epoch: 3, prev_epoch: 0, writes: vec![], completions: vec![], next_seq: 1, next_order: 0,
+/// };
+/// store.apply(&[Arc::new(epoch)])?;
+/// assert_eq!(store.checkpoint()?.epoch, 3);
 /// # Ok(())
 /// # }
 /// ```
@@ -87,50 +89,20 @@ fn instance_range(
 }
 
 impl StateStore for MemoryStore {
-    fn committed_epoch(&self) -> Result<Option<u64>, ReadError> {
-        Ok(self.lock().markers.values().copied().min())
+    fn checkpoint(&self) -> Result<Checkpoint, ReadError> {
+        Ok(self.lock().checkpoint)
     }
 
-    fn recover_to(
-        &self,
-        committers: &[CommitterId],
-        ceiling: Option<u64>,
-    ) -> Result<Recovered, OpenError> {
+    fn apply(&self, epochs: &[Arc<CommitRecord>]) -> Result<(), WriteError> {
         let mut inner = self.lock();
-        let committed = inner.markers.values().copied().min().unwrap_or(0);
-        let committed = ceiling.map_or(committed, |c| committed.min(c));
-        let mut versions = BTreeSet::new();
-        if let Some(first) = committed.checked_add(1) {
-            let from = (
-                first,
-                CommitterId {
-                    worker: 0,
-                    lambda: 0,
-                },
-            );
-            let later = inner.index.split_off(&from);
-            for entry in later.into_values() {
-                versions.extend(entry.versions);
-                for (seq, idem) in entry.completions {
-                    inner.completions.remove(&seq);
-                    if let Some(idem) = idem.filter(|i| inner.idempotency.get(i) == Some(&seq)) {
-                        inner.idempotency.remove(&idem);
-                    }
-                }
-            }
+        for r in epochs {
+            apply_epoch(&mut inner, r)?;
         }
-        let mut discarded_versions = 0;
-        for v in versions {
-            inner.writers.remove(&v);
-            if inner.versions.remove(&v).is_some() {
-                discarded_versions += 1;
-            }
-        }
-        inner.markers = committers.iter().map(|c| (*c, committed)).collect();
-        Ok(Recovered {
-            committed_epoch: committed,
-            discarded_versions,
-        })
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), WriteError> {
+        Ok(())
     }
 
     fn get(&self, lambda: u16, group: KeyGroup, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
@@ -160,12 +132,13 @@ impl StateStore for MemoryStore {
         let mut inner = self.lock();
         let inner = &mut *inner;
         let old = inner.horizon;
-        let Some(committed) = inner.markers.values().copied().min() else {
+        let committed = inner.checkpoint.epoch;
+        if committed == 0 {
             return Ok(Compacted {
                 horizon: old,
                 ..Compacted::default()
             });
-        };
+        }
         let h = up_to.min(committed);
         let mut done = Compacted {
             horizon: old,
@@ -174,18 +147,12 @@ impl StateStore for MemoryStore {
         if h <= old.epoch {
             return Ok(done);
         }
+        let mut below = old.forgotten_below_seq;
         // Every index entry up to the horizon: each of its versions supersedes every older
         // version of the same instance (the survivors of earlier compactions among them).
-        let start = (
-            h + 1,
-            CommitterId {
-                worker: 0,
-                lambda: 0,
-            },
-        );
-        let kept = inner.index.split_off(&start);
+        let kept = inner.index.split_off(&(h + 1));
         let old_entries = std::mem::replace(&mut inner.index, kept);
-        for ((entry_epoch, committer), entry) in old_entries {
+        for (entry_epoch, entry) in old_entries {
             for k in entry.versions.clone() {
                 let (l, g, key, _) = &k;
                 let older: Vec<VersionKey> = inner
@@ -205,27 +172,24 @@ impl StateStore for MemoryStore {
             // An entry at the horizon itself stays (its writers and completions are still in
             // reach), so that the next compaction finds it again.
             if entry_epoch == h {
-                inner.index.insert((entry_epoch, committer), entry);
+                inner.index.insert(entry_epoch, entry);
                 continue;
             }
-            for (seq, _) in entry.completions {
-                if let Some(c) = inner.completions.get_mut(&seq) {
-                    c.trace = Vec::new();
-                    done.stripped += 1;
+            for (seq, idem) in entry.completions {
+                if idem.is_some() {
+                    if let Some(c) = inner.completions.get_mut(&seq) {
+                        c.trace = Vec::new();
+                        done.stripped += 1;
+                    }
+                } else if inner.completions.remove(&seq).is_some() {
+                    done.completions += 1;
+                    below = below.max(seq + 1);
                 }
             }
         }
-        let mut below = old.complete_below_seq;
-        while let Some(c) = inner.completions.get(&below).filter(|c| c.epoch < h) {
-            if c.idempotency_key.is_none() {
-                inner.completions.remove(&below);
-                done.completions += 1;
-            }
-            below += 1;
-        }
         inner.horizon = Horizon {
             epoch: h,
-            complete_below_seq: below,
+            forgotten_below_seq: below,
         };
         done.horizon = inner.horizon;
         Ok(done)
@@ -261,55 +225,6 @@ impl StateStore for MemoryStore {
             .collect())
     }
 
-    fn commit(&self, batch: CommitBatch) -> Result<(), WriteError> {
-        let CommitBatch {
-            committer,
-            epoch,
-            writes,
-            completed,
-        } = batch;
-        if let Some(w) = writes.iter().find(|w| u32::try_from(w.key.len()).is_err()) {
-            return Err(WriteError::TooLarge {
-                what: "a key",
-                len: w.key.len(),
-            });
-        }
-        let mut inner = self.lock();
-        let last = *inner
-            .markers
-            .get(&committer)
-            .ok_or(WriteError::UnknownCommitter(committer))?;
-        if epoch <= last {
-            return Err(WriteError::StaleEpoch {
-                committer,
-                epoch,
-                committed: last,
-            });
-        }
-        let mut entry = IndexEntry::default();
-        for w in writes {
-            let k = (w.lambda, w.group, w.key, epoch);
-            if !w.writers.is_empty() {
-                inner.writers.insert(k.clone(), w.writers);
-            }
-            inner.versions.insert(k.clone(), w.value);
-            entry.versions.push(k);
-        }
-        for mut c in completed {
-            c.epoch = epoch;
-            if let Some(idem) = &c.idempotency_key {
-                inner.idempotency.entry(idem.clone()).or_insert(c.seq);
-            }
-            entry.completions.push((c.seq, c.idempotency_key.clone()));
-            inner.completions.insert(c.seq, c);
-        }
-        if !entry.versions.is_empty() || !entry.completions.is_empty() {
-            inner.index.insert((epoch, committer), entry);
-        }
-        inner.markers.insert(committer, epoch);
-        Ok(())
-    }
-
     fn completion(&self, seq: u64) -> Result<Option<Completion>, ReadError> {
         Ok(self.lock().completions.get(&seq).cloned())
     }
@@ -341,12 +256,13 @@ impl StateStore for MemoryStore {
             .collect())
     }
 
-    fn completed_seqs_from(&self, from_seq: u64) -> Result<Vec<u64>, ReadError> {
+    fn completions_from(&self, from_seq: u64, limit: usize) -> Result<Vec<Completion>, ReadError> {
         Ok(self
             .lock()
             .completions
             .range(from_seq..)
-            .map(|(s, _)| *s)
+            .take(limit)
+            .map(|(_, c)| c.clone())
             .collect())
     }
 
@@ -364,4 +280,58 @@ impl StateStore for MemoryStore {
             }
         }
     }
+}
+
+/// Applies one epoch to the maps.
+fn apply_epoch(inner: &mut Inner, r: &CommitRecord) -> Result<(), WriteError> {
+    if r.epoch <= inner.checkpoint.epoch {
+        return Err(WriteError::Corrupt(format!(
+            "epoch {} applied after epoch {}",
+            r.epoch, inner.checkpoint.epoch
+        )));
+    }
+    if let Some(w) = r.writes.iter().find(|w| u32::try_from(w.key.len()).is_err()) {
+        return Err(WriteError::TooLarge {
+            what: "a key",
+            len: w.key.len(),
+        });
+    }
+    let mut entry = IndexEntry::default();
+    for w in &r.writes {
+        let k = (w.lambda, w.group, w.key.clone(), r.epoch);
+        if !w.writers.is_empty() {
+            inner.writers.insert(k.clone(), w.writers.clone());
+        }
+        inner.versions.insert(k.clone(), w.value.clone());
+        entry.versions.push(k);
+    }
+    for c in &r.completions {
+        let req = &c.request;
+        if let Some(idem) = &req.idempotency_key {
+            inner.idempotency.entry(idem.clone()).or_insert(req.seq);
+        }
+        entry
+            .completions
+            .push((req.seq, req.idempotency_key.clone()));
+        inner.completions.insert(
+            req.seq,
+            Completion {
+                request: req.clone(),
+                ok: c.ok,
+                response: c.response.clone(),
+                order: c.order,
+                epoch: r.epoch,
+                trace: c.trace.clone(),
+            },
+        );
+    }
+    if !entry.versions.is_empty() || !entry.completions.is_empty() {
+        inner.index.insert(r.epoch, entry);
+    }
+    inner.checkpoint = Checkpoint {
+        epoch: r.epoch,
+        next_seq: inner.checkpoint.next_seq.max(r.next_seq),
+        next_order: inner.checkpoint.next_order.max(r.next_order),
+    };
+    Ok(())
 }

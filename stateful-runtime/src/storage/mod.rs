@@ -1,11 +1,11 @@
-//! Storage: the data dir, the state store (sled, and an in-memory one with the same
-//! semantics), the ingress log, and history compaction.
+//! Storage: the data dir, the commit log (the durable truth), the state store materialised
+//! from it (sled, and an in-memory one with the same semantics), and history compaction.
 //!
 //! ```text
 //! DataDir ── meta.json (app, key groups, format, layout)
-//!         ├─ state/       StateStore: versions by (lambda, key group, key, epoch), completions,
-//!         │               commit markers, epoch index; SledStore (default) or MemoryStore
-//!         └─ ingress.log  IngressLog: every accepted request, framed and checksummed
+//!         ├─ log/    CommitLog: one checksummed record per epoch, fsync'ed before answers go
+//!         └─ state/  StateStore: versions by (lambda, key group, key, epoch), completions,
+//!                    epoch index, checkpoint; SledStore (default) or MemoryStore
 //! Compactor: drops history older than the retention horizon
 //! ```
 //!
@@ -18,7 +18,7 @@ mod crash_tests;
 mod crc;
 mod datadir;
 mod error;
-pub mod ingress;
+pub mod log;
 pub mod memory;
 #[cfg(test)]
 mod model_tests;
@@ -27,24 +27,32 @@ mod store;
 
 pub(crate) use compactor::Compactor;
 pub use compactor::HistoryRetention;
+pub(crate) use datadir::apply_tail;
 pub use datadir::DataDir;
 pub use error::{CompactError, OpenError, ReadError, WriteError};
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 pub use store::{
-    CommitBatch, CommitterId, Compacted, Completion, Horizon, Recovered, StateStore, StateWrite,
-    Version,
+    Checkpoint, CommitRecord, Compacted, Completion, CompletionEntry, Horizon, StateStore,
+    Version, WriteRecord,
 };
 
-/// Milliseconds since the Unix epoch (what epochs are).
+/// Milliseconds since the Unix epoch (request timestamps).
 pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Formats an epoch (unix ms) as an RFC 3339 time.
+/// Microseconds since the Unix epoch (what epochs are: the time an epoch opened).
+pub(crate) fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Formats an epoch (unix µs) as an RFC 3339 time.
 pub fn epoch_time(epoch: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(epoch);
-    humantime::format_rfc3339_millis(t).to_string()
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(epoch);
+    humantime::format_rfc3339_micros(t).to_string()
 }

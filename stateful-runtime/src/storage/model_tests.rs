@@ -1,31 +1,20 @@
-//! Both stores against a `BTreeMap` model: random commits from several committers, crashes
-//! (drop + reopen + recover) and partially written epochs.
+//! Both stores against a `BTreeMap` model: random epochs applied (writes and completions),
+//! flushes, crashes (drop + reopen: the store is back at some checkpoint between the last
+//! flush and the last apply, with exactly the state of that epoch) and compaction.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use proptest::prelude::*;
+use stateful_core::records::ingress::IngressRecord;
 
-use super::error::{OpenError, ReadError, WriteError};
+use super::error::{OpenError, WriteError};
 use super::{
-    CommitBatch, CommitterId, Completion, Horizon, MemoryStore, Recovered, SledStore, StateStore,
-    StateWrite,
+    Checkpoint, CommitRecord, Completion, CompletionEntry, Horizon, MemoryStore, SledStore,
+    StateStore, WriteRecord,
 };
 
-const COMMITTERS: [CommitterId; 3] = [
-    CommitterId {
-        worker: 0,
-        lambda: 0,
-    },
-    CommitterId {
-        worker: 1,
-        lambda: 0,
-    },
-    CommitterId {
-        worker: 0,
-        lambda: 1,
-    },
-];
 const LAMBDAS: u16 = 2;
 const GROUPS: u16 = 2;
 const KEYS: u8 = 3;
@@ -37,24 +26,17 @@ type Done = (Option<u8>, bool);
 
 #[derive(Debug, Clone)]
 enum Op {
-    /// One committer commits `marker + delta`.
-    Commit {
-        who: usize,
+    /// Epochs `last + delta`, one per entry, each with its writes and completions.
+    Apply {
         delta: u64,
-        writes: Vec<Write>,
-        completed: Vec<Done>,
+        epochs: Vec<(Vec<Write>, Vec<Done>)>,
     },
-    /// Drop the store, reopen, recover with the same committers.
+    /// Make everything applied durable.
+    Flush,
+    /// Drop the store and reopen it.
     Crash,
-    /// Epoch `max marker + delta` is written by the committers flagged `Some`, then a crash.
-    PartialEpoch {
-        delta: u64,
-        commits: Vec<Option<(Vec<Write>, Vec<Done>)>>,
-    },
-    /// Compact history up to `max marker - back`.
+    /// Compact history up to `last epoch - back`.
     Compact { back: u64 },
-    /// Drop, reopen and recover no further than `committed - back` (a cluster's ceiling).
-    CrashTo { back: u64 },
 }
 
 fn write() -> impl Strategy<Value = Write> {
@@ -71,50 +53,42 @@ fn done() -> impl Strategy<Value = Done> {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let writes = || proptest::collection::vec(write(), 0..4);
-    let dones = || proptest::collection::vec(done(), 0..3);
-    prop_oneof![
-        6 => (0..COMMITTERS.len(), 1..3u64, writes(), dones()).prop_map(
-            |(who, delta, writes, completed)| Op::Commit { who, delta, writes, completed }
-        ),
-        1 => Just(Op::Crash),
-        1 => (
-            1..3u64,
-            proptest::collection::vec(proptest::option::of((writes(), dones())), COMMITTERS.len()),
+    let epoch = || {
+        (
+            proptest::collection::vec(write(), 0..4),
+            proptest::collection::vec(done(), 0..3),
         )
-            .prop_map(|(delta, commits)| Op::PartialEpoch { delta, commits }),
+    };
+    prop_oneof![
+        6 => (1..3u64, proptest::collection::vec(epoch(), 1..4))
+            .prop_map(|(delta, epochs)| Op::Apply { delta, epochs }),
+        2 => Just(Op::Flush),
+        1 => Just(Op::Crash),
         1 => (0..4u64).prop_map(|back| Op::Compact { back }),
-        1 => (0..3u64).prop_map(|back| Op::CrashTo { back }),
     ]
 }
 
 type Instance = (u16, u16, Vec<u8>);
 
-#[derive(Debug, Default)]
+/// What the store should hold, epoch by epoch.
+#[derive(Debug, Default, Clone)]
 struct Model {
     versions: BTreeMap<Instance, BTreeMap<u64, Option<Vec<u8>>>>,
-    /// seq -> (epoch, completion).
-    completions: BTreeMap<u64, (u64, Completion)>,
-    /// First committed completion per idempotency key, forgotten when rolled back.
+    completions: BTreeMap<u64, Completion>,
+    /// First completion per idempotency key.
     idempotency: BTreeMap<String, u64>,
-    markers: BTreeMap<CommitterId, u64>,
     next_seq: u64,
     /// Writers of each version still recorded.
     writers: BTreeMap<(Instance, u64), Vec<u64>>,
     horizon: Horizon,
+    checkpoint: Checkpoint,
 }
 
 impl Model {
-    fn batch(
-        &mut self,
-        committer: CommitterId,
-        epoch: u64,
-        writes: &[Write],
-        done: &[Done],
-    ) -> CommitBatch {
+    fn record(&mut self, epoch: u64, writes: &[Write], done: &[Done]) -> CommitRecord {
         let writes = writes
             .iter()
-            .map(|(lambda, group, key, value)| StateWrite {
+            .map(|(lambda, group, key, value)| WriteRecord {
                 lambda: *lambda,
                 group: *group,
                 key: vec![b'k'; usize::from(*key)],
@@ -122,78 +96,77 @@ impl Model {
                 writers: vec![u64::from(*key)],
             })
             .collect();
-        let completed = done
+        let completions = done
             .iter()
             .map(|(idem, ok)| {
                 self.next_seq += 1;
-                Completion {
-                    seq: self.next_seq,
-                    idempotency_key: idem.map(|i| format!("idem-{i}")),
+                CompletionEntry {
+                    request: IngressRecord {
+                        seq: self.next_seq,
+                        timestamp_ms: self.next_seq,
+                        lambda: 0,
+                        key: vec![1],
+                        handler: 0,
+                        args: vec![],
+                        idempotency_key: idem.map(|i| format!("idem-{i}")),
+                    },
                     ok: *ok,
                     response: self.next_seq.to_le_bytes().to_vec(),
                     order: self.next_seq,
-                    epoch,
                     trace: vec![b't'; (self.next_seq % 3) as usize],
                 }
             })
             .collect();
-        CommitBatch {
-            committer,
+        CommitRecord {
             epoch,
+            prev_epoch: 0,
             writes,
-            completed,
+            completions,
+            next_seq: self.next_seq + 1,
+            next_order: self.next_seq + 1,
         }
     }
 
-    fn commit(&mut self, batch: &CommitBatch) {
-        for w in &batch.writes {
+    fn apply(&mut self, r: &CommitRecord) {
+        // Within an epoch a key is written once; the store keeps the last write.
+        for w in &r.writes {
             let instance = (w.lambda, w.group, w.key.clone());
             self.writers
-                .insert((instance.clone(), batch.epoch), w.writers.clone());
+                .insert((instance.clone(), r.epoch), w.writers.clone());
             self.versions
                 .entry(instance)
                 .or_default()
-                .insert(batch.epoch, w.value.clone());
+                .insert(r.epoch, w.value.clone());
         }
-        for c in &batch.completed {
-            if let Some(idem) = &c.idempotency_key {
-                self.idempotency.entry(idem.clone()).or_insert(c.seq);
+        for c in &r.completions {
+            let req = &c.request;
+            if let Some(idem) = &req.idempotency_key {
+                self.idempotency.entry(idem.clone()).or_insert(req.seq);
             }
-            self.completions.insert(c.seq, (batch.epoch, c.clone()));
+            self.completions.insert(
+                req.seq,
+                Completion {
+                    request: req.clone(),
+                    ok: c.ok,
+                    response: c.response.clone(),
+                    order: c.order,
+                    epoch: r.epoch,
+                    trace: c.trace.clone(),
+                },
+            );
         }
-        self.markers.insert(batch.committer, batch.epoch);
-    }
-
-    fn recover(&mut self) -> Recovered {
-        self.recover_to(None)
-    }
-
-    fn recover_to(&mut self, ceiling: Option<u64>) -> Recovered {
-        let committed = self.markers.values().copied().min().unwrap_or(0);
-        let committed = ceiling.map_or(committed, |c| committed.min(c));
-        let mut discarded_versions = 0;
-        for versions in self.versions.values_mut() {
-            let later = versions.split_off(&(committed + 1));
-            discarded_versions += later.len() as u64;
-        }
-        self.versions.retain(|_, v| !v.is_empty());
-        self.writers.retain(|(_, e), _| *e <= committed);
-        self.completions.retain(|_, (epoch, _)| *epoch <= committed);
-        let completions = &self.completions;
-        self.idempotency
-            .retain(|_, seq| completions.contains_key(seq));
-        self.markers = COMMITTERS.iter().map(|c| (*c, committed)).collect();
-        Recovered {
-            committed_epoch: committed,
-            discarded_versions,
-        }
+        self.checkpoint = Checkpoint {
+            epoch: r.epoch,
+            next_seq: self.checkpoint.next_seq.max(r.next_seq),
+            next_order: self.checkpoint.next_order.max(r.next_order),
+        };
     }
 
     fn compact(&mut self, up_to: u64) -> Horizon {
-        let Some(committed) = self.markers.values().copied().min() else {
+        if self.checkpoint.epoch == 0 {
             return self.horizon;
-        };
-        let h = up_to.min(committed);
+        }
+        let h = up_to.min(self.checkpoint.epoch);
         if h <= self.horizon.epoch {
             return self.horizon;
         }
@@ -204,24 +177,22 @@ impl Model {
             }
         }
         self.writers.retain(|(_, e), _| *e >= h);
-        for (epoch, c) in self.completions.values_mut() {
-            if *epoch < h {
+        let mut below = self.horizon.forgotten_below_seq;
+        self.completions.retain(|seq, c| {
+            let forget = c.epoch < h && c.request.idempotency_key.is_none();
+            if forget {
+                below = below.max(seq + 1);
+            }
+            !forget
+        });
+        for c in self.completions.values_mut() {
+            if c.epoch < h {
                 c.trace.clear();
             }
         }
-        let mut below = self.horizon.complete_below_seq;
-        while let Some((epoch, c)) = self.completions.get(&below) {
-            if *epoch >= h {
-                break;
-            }
-            if c.idempotency_key.is_none() {
-                self.completions.remove(&below);
-            }
-            below += 1;
-        }
         self.horizon = Horizon {
             epoch: h,
-            complete_below_seq: below,
+            forgotten_below_seq: below,
         };
         self.horizon
     }
@@ -237,7 +208,8 @@ impl Model {
 /// A store that can be crashed and reopened.
 trait Harness {
     fn store(&self) -> &dyn StateStore;
-    fn crash(&mut self) -> Result<(), OpenError>;
+    /// Drops and reopens the store; `true` when what was not flushed may be lost.
+    fn crash(&mut self) -> Result<bool, OpenError>;
 }
 
 struct Memory(MemoryStore);
@@ -246,8 +218,8 @@ impl Harness for Memory {
     fn store(&self) -> &dyn StateStore {
         &self.0
     }
-    fn crash(&mut self) -> Result<(), OpenError> {
-        Ok(())
+    fn crash(&mut self) -> Result<bool, OpenError> {
+        Ok(false)
     }
 }
 
@@ -261,10 +233,10 @@ impl Harness for Sled {
     fn store(&self) -> &dyn StateStore {
         self.store.as_ref().expect("open between crashes")
     }
-    fn crash(&mut self) -> Result<(), OpenError> {
+    fn crash(&mut self) -> Result<bool, OpenError> {
         self.store = None;
         self.store = Some(reopen(&self.path)?);
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -356,10 +328,7 @@ fn check(store: &dyn StateStore, model: &Model) -> Result<(), TestCaseError> {
         prop_assert_eq!(store.keys(lambda)?, keys);
     }
     for seq in 0..=model.next_seq + 1 {
-        prop_assert_eq!(
-            store.completion(seq)?,
-            model.completions.get(&seq).map(|(_, c)| c.clone())
-        );
+        prop_assert_eq!(store.completion(seq)?, model.completions.get(&seq).cloned());
     }
     for i in 0..IDEMPOTENCY_KEYS {
         let idem = format!("idem-{i}");
@@ -367,76 +336,66 @@ fn check(store: &dyn StateStore, model: &Model) -> Result<(), TestCaseError> {
             .idempotency
             .get(&idem)
             .and_then(|seq| model.completions.get(seq))
-            .map(|(_, c)| c.clone());
+            .cloned();
         prop_assert_eq!(store.completion_by_idempotency_key(&idem)?, expected);
     }
-    for from in [0, model.next_seq / 2] {
-        let seqs: Vec<u64> = model.completions.range(from..).map(|(s, _)| *s).collect();
-        prop_assert_eq!(store.completed_seqs_from(from)?, seqs);
+    for (from, limit) in [(0, usize::MAX), (model.next_seq / 2, 2)] {
+        let page: Vec<Completion> = model
+            .completions
+            .range(from..)
+            .take(limit)
+            .map(|(_, c)| c.clone())
+            .collect();
+        prop_assert_eq!(store.completions_from(from, limit)?, page);
     }
     prop_assert_eq!(store.horizon()?, model.horizon);
+    prop_assert_eq!(store.checkpoint()?, model.checkpoint);
     Ok(())
 }
 
 fn run(harness: &mut dyn Harness, ops: &[Op]) -> Result<(), TestCaseError> {
     let mut model = Model::default();
-    prop_assert_eq!(harness.store().recover(&COMMITTERS)?, model.recover());
+    // The model after each applied epoch, back to the last flush: a crash may land on any.
+    let mut since_flush: Vec<Model> = vec![model.clone()];
+    let mut last_epoch = 0;
     for op in ops {
         match op {
-            Op::Commit {
-                who,
-                delta,
-                writes,
-                completed,
-            } => {
-                let committer = COMMITTERS[*who];
-                let epoch = model.markers[&committer] + delta;
-                let batch = model.batch(committer, epoch, writes, completed);
-                harness.store().commit(batch.clone())?;
-                model.commit(&batch);
+            Op::Apply { delta, epochs } => {
+                let mut records = Vec::new();
+                for (writes, done) in epochs {
+                    last_epoch += delta;
+                    let r = model.record(last_epoch, writes, done);
+                    model.apply(&r);
+                    since_flush.push(model.clone());
+                    records.push(Arc::new(r));
+                }
+                harness.store().apply(&records)?;
             }
-            Op::Compact { back } => {
-                let max = model.markers.values().copied().max().unwrap_or(0);
-                let up_to = max.saturating_sub(*back);
-                let done = harness.store().compact(up_to)?;
-                prop_assert_eq!(done.horizon, model.compact(up_to));
-            }
-            Op::CrashTo { back } => {
-                harness.crash()?;
-                prop_assert_eq!(
-                    harness.store().committed_epoch()?,
-                    model.markers.values().copied().min()
-                );
-                let committed = model.markers.values().copied().min().unwrap_or(0);
-                // Never below the horizon: a cluster's ceiling is an epoch every process
-                // committed, and compaction only ever reaches committed epochs.
-                let ceiling = committed.saturating_sub(*back).max(model.horizon.epoch);
-                prop_assert_eq!(
-                    harness.store().recover_to(&COMMITTERS, Some(ceiling))?,
-                    model.recover_to(Some(ceiling))
-                );
+            Op::Flush => {
+                harness.store().flush()?;
+                since_flush = vec![model.clone()];
             }
             Op::Crash => {
-                harness.crash()?;
-                prop_assert_eq!(harness.store().recover(&COMMITTERS)?, model.recover());
+                let may_lose = harness.crash()?;
+                let at = harness.store().checkpoint()?;
+                let back = since_flush
+                    .iter()
+                    .rposition(|m| m.checkpoint == at)
+                    .ok_or_else(|| {
+                        TestCaseError::fail(format!(
+                            "after a crash the store is at {at:?}, not at an epoch applied since the last flush"
+                        ))
+                    })?;
+                prop_assert!(may_lose || back + 1 == since_flush.len(), "nothing may be lost");
+                model = since_flush[back].clone();
+                since_flush.truncate(back + 1);
             }
-            Op::PartialEpoch { delta, commits } => {
-                let epoch = model.markers.values().copied().max().unwrap_or(0) + delta;
-                for (committer, commit) in COMMITTERS.iter().zip(commits) {
-                    if let Some((writes, completed)) = commit {
-                        let batch = model.batch(*committer, epoch, writes, completed);
-                        harness.store().commit(batch.clone())?;
-                        model.commit(&batch);
-                    }
-                }
-                check(harness.store(), &model)?;
-                harness.crash()?;
-                let recovered = harness.store().recover(&COMMITTERS)?;
-                let expected = model.recover();
-                prop_assert_eq!(&recovered, &expected);
-                if commits.iter().any(Option::is_none) {
-                    prop_assert!(recovered.committed_epoch < epoch);
-                }
+            Op::Compact { back } => {
+                let up_to = last_epoch.saturating_sub(*back);
+                let done = harness.store().compact(up_to)?;
+                prop_assert_eq!(done.horizon, model.compact(up_to));
+                // Compaction ends with a flush: everything before it is durable too.
+                since_flush = vec![model.clone()];
             }
         }
         check(harness.store(), &model)?;
@@ -464,24 +423,23 @@ proptest! {
 }
 
 fn contract_errors(store: &dyn StateStore) {
-    let [a, b, _] = COMMITTERS;
-    store.recover(&[a]).expect("recovers");
-    let empty = |committer, epoch| CommitBatch {
-        committer,
-        epoch,
-        writes: vec![],
-        completed: vec![],
-    };
-    assert!(matches!(store.commit(empty(b, 1)), Err(WriteError::UnknownCommitter(c)) if c == b));
-    store.commit(empty(a, 5)).expect("commits");
-    assert!(matches!(
-        store.commit(empty(a, 5)),
-        Err(WriteError::StaleEpoch {
-            epoch: 5,
-            committed: 5,
-            ..
+    let epoch = |e: u64| {
+        Arc::new(CommitRecord {
+            epoch: e,
+            prev_epoch: 0,
+            writes: vec![],
+            completions: vec![],
+            next_seq: 1,
+            next_order: 0,
         })
-    ));
+    };
+    store.apply(&[epoch(5)]).expect("applies");
+    assert!(
+        matches!(store.apply(&[epoch(5)]), Err(WriteError::Corrupt(_))),
+        "an epoch is applied once"
+    );
+    assert!(store.apply(&[epoch(3)]).is_err(), "epochs only move forward");
+    assert_eq!(store.checkpoint().expect("reads").epoch, 5);
     store.check_app("shop").expect("records the app");
     store.check_app("shop").expect("same app");
     match store.check_app("other") {
@@ -493,12 +451,12 @@ fn contract_errors(store: &dyn StateStore) {
 }
 
 #[test]
-fn memory_store_rejects_unknown_committers_stale_epochs_and_other_apps() {
+fn memory_store_rejects_replayed_epochs_and_other_apps() {
     contract_errors(&MemoryStore::new());
 }
 
 #[test]
-fn sled_store_rejects_unknown_committers_stale_epochs_and_other_apps() {
+fn sled_store_rejects_replayed_epochs_and_other_apps() {
     let dir = tempfile::tempdir().expect("tempdir");
     contract_errors(&SledStore::open(dir.path()).expect("opens"));
     // The app name survives a reopen.

@@ -14,8 +14,9 @@ pub enum AtError {
     /// The time is before 1970.
     #[error("`{0}` is before 1970")]
     BeforeEpoch(String),
-    /// The request is unknown or did not complete.
-    #[error("request {0} is unknown or did not complete")]
+    /// No request with this number changed state (reads are not kept), or it never
+    /// completed.
+    #[error("request {0} is unknown: it changed no state (reads are not kept) or never completed")]
     UnknownRequest(u64),
     /// The request completed before the history horizon.
     #[error("request {0} completed before the history horizon and was compacted")]
@@ -25,14 +26,14 @@ pub enum AtError {
     Read(#[from] ReadError),
 }
 
-/// Parses a commit epoch (a number) or an RFC 3339 time into an epoch (unix ms).
+/// Parses a commit epoch (a number, unix µs) or an RFC 3339 time into an epoch.
 pub fn parse_at(s: &str) -> Result<u64, AtError> {
     if let Ok(epoch) = s.parse::<u64>() {
         return Ok(epoch);
     }
     let t = humantime::parse_rfc3339_weak(s).map_err(|_| AtError::Syntax(s.to_owned()))?;
     t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| d.as_micros() as u64)
         .map_err(|_| AtError::BeforeEpoch(s.to_owned()))
 }
 
@@ -44,7 +45,7 @@ pub fn resolve_at(store: &dyn StateStore, s: &str) -> Result<u64, AtError> {
     let seq: u64 = n.parse().map_err(|_| AtError::Syntax(s.to_owned()))?;
     match store.completion(seq)? {
         Some(c) => Ok(c.epoch),
-        None if seq < store.horizon()?.complete_below_seq => Err(AtError::Compacted(seq)),
+        None if seq < store.horizon()?.forgotten_below_seq => Err(AtError::Compacted(seq)),
         None => Err(AtError::UnknownRequest(seq)),
     }
 }
@@ -55,10 +56,14 @@ mod tests {
 
     #[test]
     fn epochs_and_times_parse_and_the_rest_is_an_error() {
-        assert_eq!(parse_at("1700000000000").expect("epoch"), 1_700_000_000_000);
+        assert_eq!(parse_at("1700000000000000").expect("epoch"), 1_700_000_000_000_000);
         assert_eq!(
             parse_at("2023-11-14T22:13:20Z").expect("time"),
-            1_700_000_000_000
+            1_700_000_000_000_000
+        );
+        assert_eq!(
+            parse_at("2023-11-14T22:13:20.000123Z").expect("time with µs"),
+            1_700_000_000_000_123
         );
         assert!(matches!(parse_at("yesterday"), Err(AtError::Syntax(_))));
         let store = crate::storage::MemoryStore::new();

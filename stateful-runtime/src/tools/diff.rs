@@ -6,8 +6,8 @@ use std::path::Path;
 use super::open::open_for_reading;
 use super::replay::{ReplayError, replay_key};
 use crate::engine::Program;
-use crate::storage::StateStore;
-use crate::storage::ingress::{IngressRecord, read_log};
+use crate::storage::{Completion, StateStore};
+use stateful_core::records::ingress::IngressRecord;
 
 /// One instance whose committed state differs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub struct DiffReport {
 fn epochs_at(
     a: &dyn StateStore,
     b: &dyn StateStore,
-    log: &[IngressRecord],
+    log: &[Completion],
     seq: u64,
 ) -> Result<(u64, u64), ReplayError> {
     let old_epoch = a
@@ -60,8 +60,8 @@ fn epochs_at(
         .epoch;
     let mut new_epoch = None::<u64>;
     for r in log {
-        if a.completion(r.seq)?.is_some_and(|c| c.epoch <= old_epoch)
-            && let Some(c) = b.completion_by_idempotency_key(&replay_key(r.seq))?
+        if r.epoch <= old_epoch
+            && let Some(c) = b.completion_by_idempotency_key(&replay_key(r.request.seq))?
         {
             new_epoch = Some(new_epoch.map_or(c.epoch, |e| e.max(c.epoch)));
         }
@@ -115,9 +115,9 @@ pub fn diff_at(
     new: &Path,
     at: Option<u64>,
 ) -> Result<DiffReport, ReplayError> {
-    let (old_dir, a) = open_for_reading(program.name(), old)?;
+    let (_, a) = open_for_reading(program.name(), old)?;
     let (_, b) = open_for_reading(program.name(), new)?;
-    let log = read_log(&old_dir.log_path())?;
+    let log = a.completions_from(0, usize::MAX)?;
     let epochs = at
         .map(|seq| epochs_at(a.as_ref(), b.as_ref(), &log, seq))
         .transpose()?;
@@ -126,20 +126,17 @@ pub fn diff_at(
         responses: Vec::new(),
     };
     let horizon = a.horizon()?.epoch;
-    for r in log {
-        let Some(was) = a.completion(r.seq)? else {
-            continue;
-        };
+    for was in log {
         // After `at`, or with a response compacted away: not compared.
         if epochs.is_some_and(|(ea, _)| was.epoch > ea) || was.epoch < horizon {
             continue;
         }
         let now = b
-            .completion_by_idempotency_key(&replay_key(r.seq))?
+            .completion_by_idempotency_key(&replay_key(was.request.seq))?
             .map(|c| c.response);
         if now.as_ref() != Some(&was.response) {
             report.responses.push(ResponseDiff {
-                request: r,
+                request: was.request,
                 old: was.response,
                 new: now,
             });

@@ -1,11 +1,8 @@
 //! The committed versions of one instance, each with the requests that wrote it.
 
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
-
 use stateful_core::keys::key_group;
+use stateful_core::records::ingress::IngressRecord;
 
-use crate::storage::ingress::{IngressRecord, scan_log};
 use crate::storage::{Horizon, ReadError, StateStore};
 
 /// One committed version of an instance.
@@ -15,8 +12,9 @@ pub struct VersionRecord {
     pub epoch: u64,
     /// The encoded state after that commit (`None`: deleted).
     pub value: Option<Vec<u8>>,
-    /// The requests that changed it in that commit, with their logged request when the log
-    /// has it (empty before the history horizon).
+    /// The requests that changed it in that commit: each one's sequence number (on the
+    /// process that accepted it) and the request, when this data dir has its completion
+    /// (none before the history horizon; in a cluster, not those another process accepted).
     pub writers: Vec<(u64, Option<IngressRecord>)>,
 }
 
@@ -30,44 +28,36 @@ pub struct History {
 }
 
 /// Every committed version of instance `key` of lambda `lambda` still in reach, with the
-/// requests that wrote each (looked up in the ingress log at `log`, when given).
+/// requests that wrote each. `place` is `(process, processes)` of the data dir (`(0, 1)`
+/// alone): a root id names the process that accepted the request.
 pub fn history(
     store: &dyn StateStore,
     groups: u16,
     lambda: u16,
     key: &[u8],
-    log: Option<&Path>,
+    place: (usize, usize),
 ) -> Result<History, ReadError> {
     let group = key_group(key, groups);
+    let (process, processes) = (place.0 as u64, place.1.max(1) as u64);
     let mut versions = Vec::new();
-    let mut wanted = HashSet::new();
     for (epoch, value) in store.history(lambda, group, key)? {
-        let writers = store.writers(lambda, group, key, epoch)?;
-        wanted.extend(writers.iter().copied());
-        versions.push((epoch, value, writers));
-    }
-    let mut logged: HashMap<u64, IngressRecord> = HashMap::new();
-    if let Some(path) = log.filter(|p| !wanted.is_empty() && p.exists()) {
-        let from = wanted.iter().copied().min().unwrap_or(0);
-        scan_log(path, from, |r| {
-            if wanted.contains(&r.seq) {
-                logged.insert(r.seq, r);
-            }
-            logged.len() < wanted.len()
-        })?;
+        let mut writers = Vec::new();
+        for root in store.writers(lambda, group, key, epoch)? {
+            let request = if root % processes == process {
+                store.completion(root / processes)?.map(|c| c.request)
+            } else {
+                None
+            };
+            writers.push((root / processes, request));
+        }
+        versions.push(VersionRecord {
+            epoch,
+            value,
+            writers,
+        });
     }
     Ok(History {
-        versions: versions
-            .into_iter()
-            .map(|(epoch, value, writers)| VersionRecord {
-                epoch,
-                value,
-                writers: writers
-                    .into_iter()
-                    .map(|s| (s, logged.get(&s).cloned()))
-                    .collect(),
-            })
-            .collect(),
+        versions,
         horizon: store.horizon()?,
     })
 }

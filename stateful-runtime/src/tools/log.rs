@@ -1,11 +1,11 @@
-//! The request log, paged: the logged requests after a sequence number, optionally only those
-//! of one lambda or instance, each with its outcome.
-
-use std::path::Path;
+//! The request log, paged: the completed requests that changed state (or carried an
+//! idempotency key) after a sequence number, optionally only those of one lambda or instance,
+//! each with its outcome. It reads the completion records the commit log materialised into
+//! the store; reads, which change nothing, are not kept.
 
 use crate::sdk::{CallError, Outcome};
-use crate::storage::ingress::{IngressRecord, scan_log};
-use crate::storage::{ReadError, StateStore};
+use crate::storage::{Completion, ReadError, StateStore};
+use stateful_core::records::ingress::IngressRecord;
 
 /// What became of a logged request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,18 +16,26 @@ pub enum RequestOutcome {
     Rejected,
     /// The runtime could not run it to completion.
     Failed,
-    /// It has no completion (yet, or it was lost with a crash before its commit).
-    NotCompleted,
 }
 
 impl RequestOutcome {
-    /// `ok`, `rejected`, `failed` or `not completed`.
+    /// `ok`, `rejected` or `failed`.
     pub fn as_str(self) -> &'static str {
         match self {
             RequestOutcome::Ok => "ok",
             RequestOutcome::Rejected => "rejected",
             RequestOutcome::Failed => "failed",
-            RequestOutcome::NotCompleted => "not completed",
+        }
+    }
+
+    /// The outcome a completion records.
+    pub fn of(c: &Completion) -> RequestOutcome {
+        if c.ok {
+            return RequestOutcome::Ok;
+        }
+        match postcard::from_bytes::<Result<Outcome, CallError>>(&c.response) {
+            Ok(Ok(_)) => RequestOutcome::Rejected,
+            _ => RequestOutcome::Failed,
         }
     }
 }
@@ -48,103 +56,91 @@ pub struct LogQuery {
 /// One logged request with its outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
-    /// The request as logged.
+    /// The request as the gateway accepted it.
     pub record: IngressRecord,
     /// What became of it.
     pub outcome: RequestOutcome,
+    /// The commit epoch it completed in.
+    pub epoch: u64,
 }
 
-/// A page of the request log at `path` (streamed, never read whole).
-pub fn page(store: &dyn StateStore, path: &Path, q: &LogQuery) -> Result<Vec<LogEntry>, ReadError> {
-    let mut records = Vec::new();
-    if path.exists() {
-        let from = q.after.map_or(0, |a| a.saturating_add(1));
-        let limit = q.limit.unwrap_or(usize::MAX);
-        scan_log(path, from, |r| {
+/// Completion records read per step while filtering.
+const STEP: usize = 1024;
+
+/// A page of the request log (read in steps, never whole).
+pub fn page(store: &dyn StateStore, q: &LogQuery) -> Result<Vec<LogEntry>, ReadError> {
+    let limit = q.limit.unwrap_or(usize::MAX);
+    let mut from = q.after.map_or(0, |a| a.saturating_add(1));
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let step = store.completions_from(from, STEP)?;
+        let Some(last) = step.last() else { break };
+        from = last.request.seq + 1;
+        let done = step.len() < STEP;
+        for c in step {
+            let r = &c.request;
             let wanted = q.lambda.is_none_or(|l| l == r.lambda)
                 && q.key.as_ref().is_none_or(|k| *k == r.key);
-            if wanted {
-                records.push(r);
+            if wanted && out.len() < limit {
+                out.push(LogEntry {
+                    outcome: RequestOutcome::of(&c),
+                    epoch: c.epoch,
+                    record: c.request,
+                });
             }
-            records.len() < limit
-        })?;
+        }
+        if done {
+            break;
+        }
     }
-    records
-        .into_iter()
-        .map(|record| {
-            let outcome = outcome(store, record.seq)?;
-            Ok(LogEntry { record, outcome })
-        })
-        .collect()
-}
-
-fn outcome(store: &dyn StateStore, seq: u64) -> Result<RequestOutcome, ReadError> {
-    Ok(match store.completion(seq)? {
-        None => RequestOutcome::NotCompleted,
-        Some(c) if c.ok => RequestOutcome::Ok,
-        Some(c) => match postcard::from_bytes::<Result<Outcome, CallError>>(&c.response) {
-            Ok(Ok(_)) => RequestOutcome::Rejected,
-            _ => RequestOutcome::Failed,
-        },
-    })
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::storage::ingress::{IngressLog, NewRecord};
-    use crate::storage::{CommitBatch, CommitterId, MemoryStore};
+    use std::sync::Arc;
 
-    #[test]
-    fn pages_follow_after_and_limit_and_filters_apply() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("ingress.log");
-        let (log, _) = IngressLog::open(&path).expect("opens");
-        for i in 0..10u8 {
-            log.append(NewRecord {
+    use super::*;
+    use crate::storage::{CommitRecord, CompletionEntry, MemoryStore};
+
+    fn completion(seq: u64, lambda: u16, key: u8, result: Result<Outcome, CallError>) -> CompletionEntry {
+        CompletionEntry {
+            request: IngressRecord {
+                seq,
                 timestamp_ms: 1,
-                lambda: u16::from(i % 2),
-                key: vec![i % 3],
+                lambda,
+                key: vec![key],
                 handler: 0,
                 args: vec![],
                 idempotency_key: None,
-            })
-            .expect("appends");
+            },
+            ok: matches!(&result, Ok(o) if o.ok),
+            response: postcard::to_stdvec(&result).expect("encodes"),
+            order: seq,
+            trace: vec![],
         }
-        log.sync().expect("syncs");
+    }
+
+    #[test]
+    fn pages_follow_after_and_limit_and_filters_apply() {
         let store = MemoryStore::new();
-        let c = CommitterId {
-            worker: 0,
-            lambda: 0,
+        let ok = || Ok(Outcome { ok: true, bytes: vec![] });
+        let mut completions: Vec<CompletionEntry> = (1..=10u64)
+            .map(|i| completion(i, (i % 2) as u16, (i % 3) as u8, ok()))
+            .collect();
+        completions[0] = completion(1, 1, 1, Ok(Outcome { ok: false, bytes: vec![] }));
+        completions[2] = completion(3, 1, 0, Err(CallError::Stopped));
+        let record = CommitRecord {
+            epoch: 5,
+            prev_epoch: 0,
+            writes: vec![],
+            completions,
+            next_seq: 11,
+            next_order: 11,
         };
-        store.recover(&[c]).expect("recovers");
-        let ok = postcard::to_stdvec(&Ok::<Outcome, CallError>(Outcome {
-            ok: true,
-            bytes: vec![],
-        }))
-        .expect("encodes");
-        store
-            .commit(CommitBatch {
-                committer: c,
-                epoch: 5,
-                writes: vec![],
-                completed: vec![crate::storage::Completion {
-                    seq: 2,
-                    idempotency_key: None,
-                    ok: true,
-                    response: ok,
-                    order: 0,
-                    epoch: 0,
-                    trace: vec![],
-                }],
-            })
-            .expect("commits");
+        store.apply(&[Arc::new(record)]).expect("applies");
         let seqs = |q: &LogQuery| -> Vec<u64> {
-            page(&store, &path, q)
-                .expect("reads")
-                .iter()
-                .map(|e| e.record.seq)
-                .collect()
+            page(&store, q).expect("reads").iter().map(|e| e.record.seq).collect()
         };
         let first = LogQuery {
             limit: Some(4),
@@ -163,21 +159,16 @@ mod tests {
         assert_eq!(seqs(&last), [9, 10]);
         let ones = LogQuery {
             lambda: Some(1),
-            key: Some(vec![0]),
+            key: Some(vec![1]),
             ..LogQuery::default()
         };
-        assert_eq!(seqs(&ones), [4, 10], "lambda 1 and key 0");
-        let outcomes: Vec<RequestOutcome> = page(&store, &path, &first)
-            .expect("reads")
-            .iter()
-            .map(|e| e.outcome)
-            .collect();
-        assert_eq!(outcomes[1], RequestOutcome::Ok);
-        assert_eq!(outcomes[0], RequestOutcome::NotCompleted);
-        assert!(
-            page(&store, &dir.path().join("none"), &first)
-                .expect("an absent log is empty")
-                .is_empty()
+        assert_eq!(seqs(&ones), [1, 7], "lambda 1 and key 1");
+        let entries = page(&store, &first).expect("reads");
+        let outcomes: Vec<RequestOutcome> = entries.iter().map(|e| e.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [RequestOutcome::Rejected, RequestOutcome::Ok, RequestOutcome::Failed, RequestOutcome::Ok]
         );
+        assert!(entries.iter().all(|e| e.epoch == 5));
     }
 }

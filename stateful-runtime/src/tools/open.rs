@@ -20,13 +20,14 @@ pub enum OpenForReadingError {
     Open(#[from] OpenError),
 }
 
-/// The data dir of `app` at `dir` and its store (the service must be stopped).
+/// The data dir of `app` at `dir` and its store, up to date with its commit log (the service
+/// must be stopped).
 pub fn open_for_reading(
     app: &str,
     dir: &Path,
 ) -> Result<(DataDir, Arc<dyn StateStore>), OpenForReadingError> {
     let data = DataDir::open_existing(dir, app)?;
-    match data.open_store_now() {
+    match data.open_store_recovered() {
         Ok(store) => Ok((data, Arc::new(store))),
         Err(OpenError::Locked(_)) => Err(OpenForReadingError::InUse(dir.to_owned())),
         Err(e) => Err(e.into()),

@@ -1,17 +1,17 @@
 //! Replay a data dir's logged requests with the current binary into a new data dir.
 //!
 //! ```text
-//! OLD/ingress.log ──every request──▶ sort by completion order (a serial order consistent
-//!   OLD completions (order) ─────────▶ with every conflict of the original run)
-//!                                      ──one at a time──▶ Runtime on NEW (Idempotency-Key
-//!                                                          "replay:<old seq>")
+//! OLD completion records ──sort by completion order (a serial order consistent with every
+//!                          conflict of the original run)──▶ one at a time ──▶ Runtime on NEW
+//!                                                     (Idempotency-Key "replay:<old seq>")
 //! ```
 //!
 //! Requests ran concurrently in the original run, but under strict two-phase locking the order
 //! in which their roots completed is a serial order consistent with every conflict: replaying
 //! them one after another in that order with unchanged, deterministic handlers reproduces the
-//! original states and responses exactly. Requests that were logged but never completed (a
-//! crash) come last, in log order, as recovery would run them.
+//! original states and responses exactly. The log holds every request that changed state,
+//! was rejected or failed, or carried an idempotency key; successful reads are not kept (they
+//! changed nothing, so the states replay the same without them).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use super::at::{AtError, parse_at};
 use super::open::{OpenForReadingError, open_for_reading};
 use crate::engine::{Config, Program, Runtime};
 use crate::storage::ReadError;
-use crate::storage::ingress::{IngressRecord, read_log};
+use stateful_core::records::ingress::IngressRecord;
 
 /// Why a replay failed.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,7 @@ pub enum ReplayError {
 pub enum Until {
     /// Requests up to this ingress sequence number.
     Seq(u64),
-    /// Requests accepted up to this time (unix ms; also what epochs are).
+    /// Requests accepted up to this time (unix µs, like epochs).
     Time(u64),
 }
 
@@ -80,7 +80,7 @@ impl Until {
     fn keeps(&self, r: &IngressRecord) -> bool {
         match self {
             Until::Seq(s) => r.seq <= *s,
-            Until::Time(t) => r.timestamp_ms <= *t,
+            Until::Time(t) => r.timestamp_ms.saturating_mul(1000) <= *t,
         }
     }
 }
@@ -90,8 +90,6 @@ impl Until {
 pub struct ReplayReport {
     /// Requests replayed.
     pub replayed: u64,
-    /// Of those, requests that had never completed in the original run.
-    pub never_completed: u64,
     /// Requests after `--until`, not replayed.
     pub skipped: u64,
 }
@@ -104,34 +102,41 @@ pub(crate) fn not_empty(dir: &Path) -> bool {
             .unwrap_or(true)
 }
 
-/// The logged requests of `old` in replay order: completed ones by completion order, then
-/// those that never completed, in log order.
+/// Completion records read per step.
+const STEP: usize = 4096;
+
+/// The logged requests of `old` in replay order: by completion order.
 fn replay_order(
     program: &Program,
     old: &Path,
     until: Option<Until>,
     report: &mut ReplayReport,
 ) -> Result<Vec<IngressRecord>, ReplayError> {
-    let (data, old_store) = open_for_reading(program.name(), old)?;
-    let below = old_store.horizon()?.complete_below_seq;
+    let (_, old_store) = open_for_reading(program.name(), old)?;
+    let below = old_store.horizon()?.forgotten_below_seq;
     if below > 1 {
         return Err(ReplayError::Compacted(below));
     }
     let mut done = Vec::new();
-    let mut open = Vec::new();
-    for r in read_log(&data.log_path())? {
-        if until.is_some_and(|u| !u.keeps(&r)) {
-            report.skipped += 1;
-            continue;
+    let mut from = 0;
+    loop {
+        let step = old_store.completions_from(from, STEP)?;
+        let Some(last) = step.last() else { break };
+        from = last.request.seq + 1;
+        let more = step.len() == STEP;
+        for c in step {
+            if until.is_some_and(|u| !u.keeps(&c.request)) {
+                report.skipped += 1;
+            } else {
+                done.push((c.order, c.request));
+            }
         }
-        match old_store.completion(r.seq)? {
-            Some(c) => done.push((c.order, r)),
-            None => open.push(r),
+        if !more {
+            break;
         }
     }
     done.sort_by_key(|(order, r)| (*order, r.seq));
-    report.never_completed = open.len() as u64;
-    Ok(done.into_iter().map(|(_, r)| r).chain(open).collect())
+    Ok(done.into_iter().map(|(_, r)| r).collect())
 }
 
 /// Replays the logged requests of `old` into the new data dir `new` with `program`.

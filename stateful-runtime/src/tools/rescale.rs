@@ -8,10 +8,9 @@
 //! new dirs:                 NEW_0 .. NEW_m   (one commit each; meta.json records the shape)
 //! ```
 //!
-//! State moves as of the epoch every old dir committed (the cluster's recovery point). What
-//! does not move: history (old versions, traces), completion records and idempotency keys,
-//! and the request logs: the new dirs start their history at the rescale. Requests that were
-//! logged but never completed must be finished first (start the old deployment once).
+//! State moves as of the epoch every old dir holds (the cluster's recovery point). What does
+//! not move: history (old versions, traces), completion records and idempotency keys: the
+//! new dirs start their history at the rescale.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,7 +21,7 @@ use stateful_core::records::meta::Layout;
 use super::open::{OpenForReadingError, open_for_reading};
 use crate::engine::Program;
 use crate::storage::{
-    CommitBatch, CommitterId, DataDir, OpenError, ReadError, StateStore, StateWrite, WriteError,
+    CommitRecord, DataDir, OpenError, ReadError, StateStore, WriteError, WriteRecord,
 };
 
 /// Why a rescale failed (nothing is written to the old dirs in any case).
@@ -102,19 +101,16 @@ pub fn rescale(
             )));
         }
         groups = Some(meta.key_groups);
-        check_finished(store.as_ref(), &data)?;
         sources.push((store, meta.cluster));
     }
     let groups = groups.unwrap_or(1);
     check_complete(from, &sources)?;
-    // The epoch every source committed: a cluster's recovery point.
-    let mut epoch = None::<u64>;
+    // The epoch every source holds: a cluster's recovery point.
+    let mut epoch = u64::MAX;
     for (s, _) in &sources {
-        if let Some(c) = s.committed_epoch()? {
-            epoch = Some(epoch.map_or(c, |e: u64| e.min(c)));
-        }
+        epoch = epoch.min(s.checkpoint()?.epoch);
     }
-    let epoch = epoch.unwrap_or(0);
+    let epoch = if epoch == u64::MAX { 0 } else { epoch };
 
     let writes = writes_by_process(program, &sources, groups, epoch, into.len(), workers)?;
     let mut report = RescaleReport {
@@ -143,9 +139,9 @@ fn writes_by_process(
     epoch: u64,
     processes: usize,
     workers: usize,
-) -> Result<Vec<Vec<StateWrite>>, RescaleError> {
+) -> Result<Vec<Vec<WriteRecord>>, RescaleError> {
     let total = processes * workers;
-    let mut writes: Vec<Vec<StateWrite>> = (0..processes).map(|_| Vec::new()).collect();
+    let mut writes: Vec<Vec<WriteRecord>> = (0..processes).map(|_| Vec::new()).collect();
     for entry in program.lambdas() {
         for (store, _) in sources {
             for (group, key) in store.keys(entry.id)? {
@@ -153,7 +149,7 @@ fn writes_by_process(
                     continue;
                 };
                 let owner = worker_of(group, groups, total) / workers;
-                writes[owner].push(StateWrite {
+                writes[owner].push(WriteRecord {
                     lambda: entry.id,
                     group,
                     key,
@@ -174,7 +170,7 @@ fn write_target(
     groups: u16,
     (p, processes, workers): (usize, usize, usize),
     epoch: u64,
-    writes: Vec<StateWrite>,
+    writes: Vec<WriteRecord>,
 ) -> Result<(), RescaleError> {
     let layout = (processes > 1).then_some(Layout {
         processes,
@@ -184,34 +180,16 @@ fn write_target(
     let data = DataDir::create(dir, app, groups, layout)?;
     let store = data.open_store()?;
     store.check_app(app)?;
-    let committer = CommitterId {
-        worker: (p * workers) as u32,
-        lambda: 0,
-    };
-    store.recover(&[committer])?;
-    store.commit(CommitBatch {
-        committer,
+    let record = CommitRecord {
         epoch: epoch.max(1),
+        prev_epoch: 0,
         writes,
-        completed: Vec::new(),
-    })?;
-    Ok(())
-}
-
-/// Every logged request of `dir` completed (else its effects would be lost by the move).
-fn check_finished(store: &dyn StateStore, dir: &DataDir) -> Result<(), RescaleError> {
-    let log = dir.log_path();
-    if !log.exists() {
-        return Ok(());
-    }
-    let records = crate::storage::ingress::read_log(&log)?;
-    if let Some(r) = crate::storage::ingress::incomplete(store, records)?.first() {
-        return Err(RescaleError::Source(format!(
-            "request {} in {} never completed: start that service (or cluster) once so that it finishes, stop it, then rescale",
-            r.seq,
-            dir.root().display()
-        )));
-    }
+        completions: Vec::new(),
+        next_seq: 1,
+        next_order: 0,
+    };
+    store.apply(&[Arc::new(record)])?;
+    store.flush()?;
     Ok(())
 }
 

@@ -122,7 +122,7 @@ pub fn trace(store: &dyn StateStore, groups: u16, seq: u64) -> Result<TraceRecor
         horizon: horizon.epoch,
     };
     let Some(c) = store.completion(seq)? else {
-        return Err(if seq < horizon.complete_below_seq {
+        return Err(if seq < horizon.forgotten_below_seq {
             compacted
         } else {
             TraceError::UnknownRequest(seq)

@@ -19,7 +19,8 @@ use crate::engine::protocol::{
     self, Addr, Body, Call, Msg, RemoteCompletion, ReplyTo, RootId, Txn,
 };
 use crate::sdk::{CallError, Lambda, Outcome};
-use crate::storage::Completion;
+use crate::storage::CompletionEntry;
+use stateful_core::records::ingress::IngressRecord;
 
 /// A root coordinated here.
 struct RootRec {
@@ -135,12 +136,13 @@ impl<L: Lambda> Shard<L> {
         } else {
             result
         };
-        let (idempotency_key, ingress) = match &rec.call.reply {
+        let (idempotency_key, ingress, at_ms) = match &rec.call.reply {
             ReplyTo::Root {
                 idempotency_key,
                 ingress,
-            } => (idempotency_key.clone(), *ingress),
-            ReplyTo::Caller { .. } => (None, env.worker),
+                at_ms,
+            } => (idempotency_key.clone(), *ingress, *at_ms),
+            ReplyTo::Caller { .. } => (None, env.worker, 0),
         };
         let trace = trace.map(|t| {
             protocol::trace_bytes(&RootTrace {
@@ -148,9 +150,17 @@ impl<L: Lambda> Shard<L> {
                 root: *t,
             })
         });
+        let call = rec.call;
         let done = RemoteCompletion {
-            seq: txn.root.seq(env.processes),
-            idempotency_key,
+            request: IngressRecord {
+                seq: txn.root.seq(env.processes),
+                timestamp_ms: at_ms,
+                lambda: L::ID,
+                key: call.key,
+                handler: call.handler,
+                args: call.args,
+                idempotency_key,
+            },
             result,
             order: env.order.fetch_add(1, Relaxed),
             trace: trace.unwrap_or_default(),
@@ -171,19 +181,17 @@ impl<L: Lambda> Shard<L> {
     /// Records a completed request of this worker's ingress and queues its response.
     pub(super) fn completed(&mut self, done: RemoteCompletion) {
         let RemoteCompletion {
-            seq,
-            idempotency_key,
+            request,
             result,
             order,
             trace,
         } = done;
-        self.completions.push(Completion {
-            seq,
-            idempotency_key: idempotency_key.clone(),
+        let (seq, idempotency_key) = (request.seq, request.idempotency_key.clone());
+        self.completions.push(CompletionEntry {
+            request,
             ok: matches!(&result, Ok(o) if o.ok),
             response: protocol::response_bytes(&result),
             order,
-            epoch: 0,
             trace,
         });
         let env = self.env();

@@ -38,7 +38,7 @@ use timely::order::Product;
 use super::metrics::{Metrics, OperatorMetrics};
 use super::protocol::{Body, Call, Msg, Txn};
 use crate::sdk::{CallError, Lambda, Outcome};
-use crate::storage::{Completion, StateStore, StateWrite};
+use crate::storage::{CompletionEntry, StateStore, WriteRecord};
 use coordinator::Roots;
 use executor::Invocations;
 use locks::{Acquire, LockTable, Waiter};
@@ -147,7 +147,7 @@ pub trait ShardRuntime {
     /// Handles one unit of work; `cap` is the capability it arrived with.
     fn handle(&mut self, work: Work, cap: &Cap<'_>, fx: &mut Effects);
     /// Takes the changes since the last snapshot (all of them belong to ended roots).
-    fn snapshot(&mut self, epoch: u64) -> Result<(Vec<StateWrite>, Vec<Completion>), String>;
+    fn snapshot(&mut self, epoch: u64) -> Result<(Vec<WriteRecord>, Vec<CompletionEntry>), String>;
     /// Calls waiting in lock queues now.
     fn waiting(&self) -> usize;
     /// The lock table and the roots coordinated here, for a stall report.
@@ -174,7 +174,7 @@ pub(crate) struct Shard<L: Lambda> {
     locks: LockTable<Queued>,
     invs: Invocations,
     roots: Roots,
-    completions: Vec<Completion>,
+    completions: Vec<CompletionEntry>,
     _l: PhantomData<L>,
 }
 
@@ -377,14 +377,14 @@ impl<L: Lambda> ShardRuntime for Shard<L> {
         self.locks.waiting()
     }
 
-    fn snapshot(&mut self, epoch: u64) -> Result<(Vec<StateWrite>, Vec<Completion>), String> {
+    fn snapshot(&mut self, epoch: u64) -> Result<(Vec<WriteRecord>, Vec<CompletionEntry>), String> {
         let groups = self.env().groups;
         let writes = self
             .table
             .take_dirty()
             .map_err(|e| format!("the state of {} no longer encodes: {e}", L::NAME))?
             .into_iter()
-            .map(|c| StateWrite {
+            .map(|c| WriteRecord {
                 lambda: L::ID,
                 group: key_group(&c.key, groups),
                 key: c.key,
@@ -401,8 +401,8 @@ impl<L: Lambda> ShardRuntime for Shard<L> {
 mod tests {
     use super::*;
     use crate::storage::{
-        CommitBatch, CommitterId, CompactError, Compacted, Horizon, OpenError, ReadError,
-        Recovered, Version, WriteError,
+        Checkpoint, CommitRecord, CompactError, Compacted, Completion, Horizon, OpenError,
+        ReadError, Version, WriteError,
     };
 
     #[stateful_macros::app]
@@ -425,29 +425,23 @@ mod tests {
     }
 
     impl StateStore for Unreadable {
-        fn recover_to(&self, _: &[CommitterId], _: Option<u64>) -> Result<Recovered, OpenError> {
-            Ok(Recovered::default())
-        }
-        fn committed_epoch(&self) -> Result<Option<u64>, ReadError> {
+        fn checkpoint(&self) -> Result<Checkpoint, ReadError> {
             Err(bad())
+        }
+        fn apply(&self, _: &[Arc<CommitRecord>]) -> Result<(), WriteError> {
+            Err(WriteError::Backend("the disk is gone".into()))
+        }
+        fn flush(&self) -> Result<(), WriteError> {
+            Err(WriteError::Backend("the disk is gone".into()))
         }
         fn get(&self, _: u16, _: KeyGroup, _: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
             Err(bad())
         }
-        fn get_at(
-            &self,
-            _: u16,
-            _: KeyGroup,
-            _: &[u8],
-            _: u64,
-        ) -> Result<Option<Vec<u8>>, ReadError> {
+        fn get_at(&self, _: u16, _: KeyGroup, _: &[u8], _: u64) -> Result<Option<Vec<u8>>, ReadError> {
             Err(bad())
         }
         fn history(&self, _: u16, _: KeyGroup, _: &[u8]) -> Result<Vec<Version>, ReadError> {
             Err(bad())
-        }
-        fn commit(&self, _: CommitBatch) -> Result<(), WriteError> {
-            Err(WriteError::Backend("the disk is gone".into()))
         }
         fn completion(&self, _: u64) -> Result<Option<Completion>, ReadError> {
             Err(bad())
@@ -455,10 +449,10 @@ mod tests {
         fn completion_by_idempotency_key(&self, _: &str) -> Result<Option<Completion>, ReadError> {
             Err(bad())
         }
-        fn keys(&self, _: u16) -> Result<Vec<(KeyGroup, Vec<u8>)>, ReadError> {
+        fn completions_from(&self, _: u64, _: usize) -> Result<Vec<Completion>, ReadError> {
             Err(bad())
         }
-        fn completed_seqs_from(&self, _: u64) -> Result<Vec<u64>, ReadError> {
+        fn keys(&self, _: u16) -> Result<Vec<(KeyGroup, Vec<u8>)>, ReadError> {
             Err(bad())
         }
         fn writers(&self, _: u16, _: KeyGroup, _: &[u8], _: u64) -> Result<Vec<u64>, ReadError> {

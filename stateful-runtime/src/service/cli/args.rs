@@ -171,6 +171,27 @@ pub(crate) enum ClusterCommand {
     },
 }
 
+/// `--durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum DurabilityArg {
+    /// Answered after the commit log's `fdatasync`.
+    Fsync,
+    /// Answered once the commit is written to the operating system.
+    ProcessCrash,
+    /// In memory only.
+    None,
+}
+
+impl From<DurabilityArg> for crate::engine::Durability {
+    fn from(d: DurabilityArg) -> Self {
+        match d {
+            DurabilityArg::Fsync => crate::engine::Durability::Fsync,
+            DurabilityArg::ProcessCrash => crate::engine::Durability::ProcessCrash,
+            DurabilityArg::None => crate::engine::Durability::None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum GraphFormat {
     Dot,
@@ -182,16 +203,22 @@ pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
-    /// Where state and the request log live (created if missing; recovered if present).
+    /// Where state and the commit log live (created if missing; recovered if present).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Worker threads of the dataflow (default: number of cores).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Milliseconds between commits (a response waits for the next commit).
+    /// The longest an epoch with requests waits for the previous commit before it closes
+    /// (ms; epochs close as soon as the previous commit is durable). In a cluster: the epoch
+    /// length.
     #[arg(long, default_value_t = crate::engine::DEFAULT_COMMIT_INTERVAL_MS, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub commit_interval: u64,
-    /// Keep state in memory only (nothing survives a restart; for trying things out).
+    /// What an answer means: `fsync` (its commit survives a power cut; the default),
+    /// `process-crash` (survives `kill -9`, not a power cut), `none` (state in memory only).
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Fsync)]
+    pub durability: DurabilityArg,
+    /// The same as `--durability none`.
     #[arg(long)]
     pub in_memory: bool,
     /// Threads serving HTTP.

@@ -9,11 +9,17 @@ use crate::service::App;
 
 /// The engine configuration of `serve`'s flags (an error message for a bad flag).
 fn config(args: &ServeArgs, data_dir: &std::path::Path) -> Result<Config, String> {
-    let mut config = if args.in_memory {
-        Config::in_memory(1)
+    let durability = if args.in_memory {
+        Durability::None
     } else {
-        Config::durable(data_dir, 1)
+        args.durability.into()
     };
+    let mut config = if durability.on_disk() {
+        Config::durable(data_dir, 1)
+    } else {
+        Config::in_memory(1)
+    };
+    config.durability = durability;
     config.workers = args.workers.unwrap_or_else(default_workers).max(1);
     config.commit_interval_ms = args.commit_interval;
     config.record_traces = !args.no_traces;
@@ -24,9 +30,9 @@ fn config(args: &ServeArgs, data_dir: &std::path::Path) -> Result<Config, String
         config.cluster = Some(crate::engine::cluster::ClusterConfig::from_file(
             file, process,
         )?);
-        if config.durability == Durability::InMemory {
+        if !config.durability.on_disk() {
             return Err(
-                "--cluster needs durable state (recovery agrees on a committed epoch): drop --in-memory"
+                "--cluster needs state on disk (recovery agrees on a committed epoch): drop --in-memory / --durability none"
                     .to_owned(),
             );
         }
@@ -102,8 +108,15 @@ async fn listen(
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let durability = match config.durability {
-        Durability::Durable => format!("data dir {}", data_dir.display()),
-        Durability::InMemory => "in memory, nothing is kept".to_owned(),
+        Durability::Fsync => format!(
+            "data dir {}, answers after fsync",
+            data_dir.display()
+        ),
+        Durability::ProcessCrash => format!(
+            "data dir {}, answers survive a process crash, not a power cut",
+            data_dir.display()
+        ),
+        Durability::None => "in memory, nothing is kept".to_owned(),
     };
     let cluster = config.cluster.as_ref().map_or_else(String::new, |c| {
         format!("; process {} of a cluster of {}", c.process, c.processes())

@@ -76,8 +76,8 @@ pub(crate) fn inspect(
 /// `history`.
 pub(crate) fn history(app: &App, lambda: &str, key: &str, dir: &Path, json: bool) -> ExitCode {
     let r = with_store(app, dir, |data, store| {
-        let log = data.log_path();
-        views::history(app, store, data.key_groups(), lambda, key, Some(&log))
+        let place = data.meta().cluster.map_or((0, 1), |l| (l.process, l.processes));
+        views::history(app, store, data.key_groups(), lambda, key, place)
             .map_err(|e| e.to_string())
     });
     let h = match r {
@@ -114,8 +114,8 @@ pub(crate) fn log(
     dir: &Path,
     json: bool,
 ) -> ExitCode {
-    let r = with_store(app, dir, |data, store| {
-        views::log(app, store, &data.log_path(), lambda, key, None, None).map_err(|e| e.to_string())
+    let r = with_store(app, dir, |_, store| {
+        views::log(app, store, lambda, key, None, None).map_err(|e| e.to_string())
     });
     match r {
         Ok(reqs) if json => {
@@ -186,10 +186,9 @@ pub(crate) fn replay(app: &App, old: &Path, new: &Path, until: Option<&str>) -> 
     match replay(app.program().clone(), old, new, until) {
         Ok(r) => {
             println!(
-                "replayed {} requests into {} ({} had never completed; {} after --until skipped)",
+                "replayed {} requests into {} ({} after --until skipped)",
                 r.replayed,
                 new.display(),
-                r.never_completed,
                 r.skipped
             );
             ExitCode::SUCCESS

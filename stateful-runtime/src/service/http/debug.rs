@@ -58,14 +58,17 @@ pub(super) async fn history(
     Path((lambda, key)): Path<(String, String)>,
 ) -> Response {
     blocking(move || {
-        let log = gw.handle.data_dir().map(|d| d.join("ingress.log"));
+        let place = gw
+            .handle
+            .cluster()
+            .map_or((0, 1), |c| (c.process, c.processes()));
         views::history(
             &gw.app,
             gw.handle.store().as_ref(),
             gw.handle.key_groups(),
             &lambda,
             &key,
-            log.as_deref(),
+            place,
         )
     })
     .await
@@ -86,18 +89,11 @@ pub(super) struct LogQuery {
 
 /// `GET /debug/log[?lambda=&key=&after=&limit=]`: one page of the request log.
 pub(super) async fn log(State(gw): State<Gw>, Query(q): Query<LogQuery>) -> Response {
-    let Some(dir) = gw.handle.data_dir().map(|d| d.to_owned()) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "this service runs in memory: there is no request log",
-        );
-    };
     let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
     blocking(move || {
         views::log(
             &gw.app,
             gw.handle.store().as_ref(),
-            &dir.join("ingress.log"),
             q.lambda.as_deref(),
             q.key.as_deref(),
             q.after,

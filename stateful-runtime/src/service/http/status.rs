@@ -35,7 +35,6 @@ pub(crate) fn invoke_error(e: InvokeError) -> Response {
         InvokeError::Overloaded(_) => unavailable(e, "1"),
         InvokeError::Storage(_) => unavailable(e, "1"),
         InvokeError::ShuttingDown | InvokeError::ClusterFailed => unavailable(e, "5"),
-        _ => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Compaction of the sled store: history before a horizon goes (superseded versions, traces,
-//! completion records below the completion watermark), chunked and paced so that the workers
-//! and the committer keep the cores.
+//! the completion records of requests without an idempotency key), chunked and paced so
+//! that the materialiser keeps its core.
 
 use std::collections::BTreeSet;
 
@@ -9,11 +9,11 @@ use stateful_core::records::index::IndexEntry;
 use stateful_core::records::{decode, encode};
 
 use super::super::error::CompactError;
-use super::super::store::{CommitterId, Compacted, Horizon};
+use super::super::store::{Compacted, Horizon};
 use super::layout::*;
 
 /// See [`super::super::store::StateStore::compact`]; `old` is the current horizon and
-/// `committed` the last epoch every committer of this run committed.
+/// `committed` the store's checkpoint epoch (nothing after it is in the store).
 pub(super) fn compact(
     db: &sled::Db,
     old: Horizon,
@@ -35,11 +35,13 @@ pub(super) fn compact(
         HORIZON,
         &encode_horizon(Horizon {
             epoch: h,
-            complete_below_seq: old.complete_below_seq,
+            forgotten_below_seq: old.forgotten_below_seq,
         }),
     )?;
+    done.horizon.epoch = h;
     drop_superseded(db, h, &mut done)?;
-    forget_completions(db, h, old.complete_below_seq, &mut done)?;
+    // Durable when it returns, with everything applied before it.
+    db.flush()?;
     Ok(done)
 }
 
@@ -48,13 +50,7 @@ pub(super) fn compact(
 /// them). An entry at the horizon itself stays (its writers and completions are still in
 /// reach), so that the next compaction finds it again; the chunks walk past it.
 fn drop_superseded(db: &sled::Db, h: u64, done: &mut Compacted) -> Result<(), CompactError> {
-    let end = index_key(
-        h + 1,
-        CommitterId {
-            worker: 0,
-            lambda: 0,
-        },
-    );
+    let end = index_key(h + 1);
     let mut from = [INDEX].to_vec();
     loop {
         let chunk = db
@@ -74,10 +70,12 @@ fn drop_superseded(db: &sled::Db, h: u64, done: &mut Compacted) -> Result<(), Co
                 drop_older_versions(db, vk, &mut b, &mut removed, done)?;
             }
             if decode_u64(&k[1..9])? < h {
-                strip_traces(db, &entry, &mut b, done)?;
+                forget_completions(db, &entry, &mut b, done)?;
                 b.remove(k);
             }
         }
+        // The watermark moves with the deletions it covers.
+        b.insert(HORIZON, &encode_horizon(done.horizon));
         db.apply_batch(b)?;
         // Leave the workers and the committer the cores between chunks.
         std::thread::sleep(std::time::Duration::from_millis(1));
@@ -105,19 +103,23 @@ fn drop_older_versions(
     Ok(())
 }
 
-/// Traces before the horizon are hidden when read; most records go whole once the watermark
-/// passes them. Those kept for their idempotency key lose their trace now.
-fn strip_traces(
+/// The completions of an index entry before the horizon: records without an idempotency
+/// key go, those kept for theirs lose their trace (traces before the horizon are hidden when
+/// read already).
+fn forget_completions(
     db: &sled::Db,
     entry: &IndexEntry,
     b: &mut sled::Batch,
     done: &mut Compacted,
 ) -> Result<(), CompactError> {
     for (seq, idem) in &entry.completions {
+        let ck = completion_key(*seq);
         if idem.is_none() {
+            b.remove(ck);
+            done.completions += 1;
+            done.horizon.forgotten_below_seq = done.horizon.forgotten_below_seq.max(seq + 1);
             continue;
         }
-        let ck = completion_key(*seq);
         let Some(bytes) = db.get(&ck)? else {
             continue;
         };
@@ -129,51 +131,4 @@ fn strip_traces(
         }
     }
     Ok(())
-}
-
-/// Requests completed before the horizon `h`, in an unbroken run from the old watermark
-/// `below`: their completion records go (unless they carry an idempotency key). Each batch
-/// also moves the watermark, so that the horizon record always matches what was deleted. No
-/// flush: the next commit's flush makes it durable (sled's log keeps batches in order).
-fn forget_completions(
-    db: &sled::Db,
-    h: u64,
-    mut below: u64,
-    done: &mut Compacted,
-) -> Result<(), CompactError> {
-    loop {
-        let mut b = sled::Batch::default();
-        let mut n = 0;
-        let mut more = false;
-        for item in db.range(completion_key(below)..[COMPLETION + 1].to_vec()) {
-            let (k, v) = item?;
-            if decode_u64(&k[1..])? != below {
-                break;
-            }
-            let s: CompletionRecord = decode(&v)?;
-            if s.epoch >= h {
-                break;
-            }
-            if s.idempotency_key.is_none() {
-                b.remove(k);
-                done.completions += 1;
-            }
-            below += 1;
-            n += 1;
-            if n == COMPACT_CHUNK * 16 {
-                more = true;
-                break;
-            }
-        }
-        done.horizon = Horizon {
-            epoch: h,
-            complete_below_seq: below,
-        };
-        b.insert(HORIZON, &encode_horizon(done.horizon));
-        db.apply_batch(b)?;
-        if !more {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
 }

@@ -6,14 +6,14 @@
 use stateful_core::keys::KeyGroup;
 
 use super::super::error::{CompactError, OpenError, ReadError, WriteError};
-use super::super::store::{CommitterId, Horizon};
+use super::super::store::{Checkpoint, Horizon};
 
 pub(super) const VERSION: u8 = b'v';
-pub(super) const MARKER: u8 = b'm';
 pub(super) const INDEX: u8 = b'e';
 pub(super) const COMPLETION: u8 = b'c';
 pub(super) const IDEMPOTENCY: u8 = b'i';
 pub(super) const HORIZON: &[u8] = b"h";
+pub(super) const CHECKPOINT: &[u8] = b"k";
 /// Index entries compacted per sled batch.
 pub(super) const COMPACT_CHUNK: usize = 256;
 pub(super) const APP: &[u8] = b"a";
@@ -165,31 +165,36 @@ pub(super) fn decode_u64(bytes: &[u8]) -> Result<u64, LayoutError> {
     Ok(u64::from_be_bytes(arr))
 }
 
-pub(super) fn committer_bytes(c: CommitterId) -> [u8; 6] {
-    let mut b = [0; 6];
-    b[..4].copy_from_slice(&c.worker.to_be_bytes());
-    b[4..].copy_from_slice(&c.lambda.to_be_bytes());
-    b
-}
-
 pub(super) fn encode_horizon(h: Horizon) -> [u8; 16] {
     let mut b = [0; 16];
     b[..8].copy_from_slice(&h.epoch.to_be_bytes());
-    b[8..].copy_from_slice(&h.complete_below_seq.to_be_bytes());
+    b[8..].copy_from_slice(&h.forgotten_below_seq.to_be_bytes());
     b
 }
 
-pub(super) fn marker_key(c: CommitterId) -> Vec<u8> {
-    let mut k = vec![MARKER];
-    k.extend_from_slice(&committer_bytes(c));
+pub(super) fn index_key(epoch: u64) -> Vec<u8> {
+    let mut k = vec![INDEX];
+    k.extend_from_slice(&epoch.to_be_bytes());
     k
 }
 
-pub(super) fn index_key(epoch: u64, c: CommitterId) -> Vec<u8> {
-    let mut k = vec![INDEX];
-    k.extend_from_slice(&epoch.to_be_bytes());
-    k.extend_from_slice(&committer_bytes(c));
-    k
+pub(super) fn encode_checkpoint(c: Checkpoint) -> [u8; 24] {
+    let mut b = [0; 24];
+    b[..8].copy_from_slice(&c.epoch.to_be_bytes());
+    b[8..16].copy_from_slice(&c.next_seq.to_be_bytes());
+    b[16..].copy_from_slice(&c.next_order.to_be_bytes());
+    b
+}
+
+pub(super) fn decode_checkpoint(b: &[u8]) -> Result<Checkpoint, LayoutError> {
+    if b.len() != 24 {
+        return Err(LayoutError::Corrupt("checkpoint record".into()));
+    }
+    Ok(Checkpoint {
+        epoch: decode_u64(&b[..8])?,
+        next_seq: decode_u64(&b[8..16])?,
+        next_order: decode_u64(&b[16..])?,
+    })
 }
 
 pub(super) fn completion_key(seq: u64) -> Vec<u8> {

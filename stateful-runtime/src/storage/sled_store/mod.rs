@@ -1,41 +1,43 @@
-//! The sled implementation of [`StateStore`]: one tree, keys laid out for prefix scans.
+//! The sled implementation of [`StateStore`]: one tree, keys laid out for prefix scans,
+//! materialised from the commit log.
 //!
 //! ```text
 //! 'v' lambda:u16 group:u16 keylen:u32 key epoch:u64   -> 0 (tombstone) | 1 ++ value
-//!                                                         | 2/3 n:u32 writer seqs:u64*n (++ value)
-//! 'm' worker:u32 lambda:u16                            -> last committed epoch:u64
-//! 'e' epoch:u64 worker:u32 lambda:u16                  -> IndexEntry record
-//! 'c' seq:u64                                          -> CompletionRecord (response, order,
-//!                                                         epoch, call tree)
+//!                                                         | 2/3 n:u32 writer ids:u64*n (++ value)
+//! 'e' epoch:u64                                        -> IndexEntry record
+//! 'c' seq:u64                                          -> CompletionRecord (request, response,
+//!                                                         order, epoch, call tree)
 //! 'i' idempotency key                                  -> seq:u64
-//! 'h'                                                  -> horizon epoch:u64 complete_below_seq:u64
+//! 'k'                                                  -> checkpoint epoch, next seq, next order
+//! 'h'                                                  -> horizon epoch:u64 forgotten_below_seq:u64
 //! 'a'                                                  -> app name
 //! (all integers big-endian, so byte order is numeric order)
 //! ```
 //!
-//! A commit is one `sled::Batch` (versions, epoch index entry, completions, marker) followed
-//! by `Db::flush`. The `'m'` entries are the committers of the current run; recovery takes
-//! the minimum of their markers and walks the `'e'` index from there on to delete what later
-//! epochs wrote, without scanning the versions. Compaction walks the `'e'` index from the
-//! oldest entry up to the new horizon, deleting superseded versions (after raising `'h'`, so
-//! that no read can see them go) and then the index entries themselves.
+//! [`StateStore::apply`] writes the given epochs and the checkpoint in one `sled::Batch`
+//! (whole or not at all); [`StateStore::flush`] makes it durable: sled's flush, then an
+//! `fsync` of sled's files (sled's own flush survives a process crash but not a power cut).
+//! Compaction walks the `'e'` index from the oldest entry up to the new horizon, deleting
+//! superseded versions (after raising `'h'`, so that no read can see them go) and then the
+//! index entries themselves.
 
 mod compact;
 mod layout;
-mod recover;
+mod read;
 
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use stateful_core::keys::KeyGroup;
 use stateful_core::records::completion::CompletionRecord;
 use stateful_core::records::index::IndexEntry;
-use stateful_core::records::{decode, encode};
+use stateful_core::records::encode;
 
 use super::error::{CompactError, OpenError, ReadError, WriteError};
 use super::store::{
-    CommitBatch, CommitterId, Compacted, Completion, Horizon, Recovered, StateStore, Version,
+    Checkpoint, CommitRecord, Compacted, Completion, Horizon, StateStore, Version,
 };
 use layout::*;
 
@@ -44,81 +46,32 @@ use layout::*;
 /// # Examples
 ///
 /// ```
-/// use stateful_runtime::storage::{CommitBatch, CommitterId, SledStore, StateStore, StateWrite};
+/// use std::sync::Arc;
+/// use stateful_runtime::storage::{CommitRecord, SledStore, StateStore, WriteRecord};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let dir = tempfile::tempdir()?;
 /// let store = SledStore::open(dir.path())?;
-/// let committer = CommitterId { worker: 0, lambda: 1 };
-/// store.recover(&[committer])?;
-/// let write = StateWrite {
+/// let write = WriteRecord {
 ///     lambda: 1, group: 7, key: b"k".to_vec(), value: Some(b"v".to_vec()), writers: vec![1],
 /// };
-/// store.commit(CommitBatch { committer, epoch: 10, writes: vec![write], completed: vec![] })?;
+/// let epoch = CommitRecord {
+///     epoch: 10, prev_epoch: 0, writes: vec![write], completions: vec![], next_seq: 1, next_order: 0,
+/// };
+/// store.apply(&[Arc::new(epoch)])?;
+/// store.flush()?;
 /// assert_eq!(store.get(1, 7, b"k")?, Some(b"v".to_vec()));
 /// assert_eq!(store.get_at(1, 7, b"k", 9)?, None);
+/// assert_eq!(store.checkpoint()?.epoch, 10);
 /// # Ok(())
 /// # }
 /// ```
 #[derive(Debug)]
 pub struct SledStore {
     db: sled::Db,
+    dir: PathBuf,
 }
 
 impl SledStore {
-    /// Writes one committer's epoch as one atomic sled batch, without flushing.
-    fn apply(&self, batch: CommitBatch) -> Result<(), WriteError> {
-        let CommitBatch {
-            committer,
-            epoch,
-            writes,
-            completed,
-        } = batch;
-        let last = self
-            .marker(committer)?
-            .ok_or(WriteError::UnknownCommitter(committer))?;
-        if epoch <= last {
-            return Err(WriteError::StaleEpoch {
-                committer,
-                epoch,
-                committed: last,
-            });
-        }
-        let mut b = sled::Batch::default();
-        let mut entry = IndexEntry::default();
-        for w in writes {
-            let k = version_key(w.lambda, w.group, &w.key, epoch)?;
-            b.insert(k.clone(), encode_value(w.value.as_deref(), &w.writers));
-            entry.versions.push(k);
-        }
-        let mut claimed = BTreeSet::new();
-        for c in completed {
-            if let Some(idem) = &c.idempotency_key {
-                let ik = idempotency_key(idem);
-                if !self.db.contains_key(&ik)? && claimed.insert(ik.clone()) {
-                    b.insert(ik, &c.seq.to_be_bytes());
-                }
-            }
-            let stored = CompletionRecord {
-                ok: c.ok,
-                idempotency_key: c.idempotency_key,
-                response: c.response,
-                order: c.order,
-                epoch,
-                trace: c.trace,
-            };
-            let bytes = encode(&stored)?;
-            b.insert(completion_key(c.seq), bytes);
-            entry.completions.push((c.seq, stored.idempotency_key));
-        }
-        if !entry.versions.is_empty() || !entry.completions.is_empty() {
-            let bytes = encode(&entry)?;
-            b.insert(index_key(epoch, committer), bytes);
-        }
-        b.insert(marker_key(committer), &epoch.to_be_bytes());
-        self.db.apply_batch(b)?;
-        Ok(())
-    }
-
     /// Opens (or creates) the store in `dir`.
     ///
     /// Fails with [`OpenError::Locked`] when another process (or another open handle in this
@@ -126,22 +79,74 @@ impl SledStore {
     pub fn open(dir: &Path) -> Result<Self, OpenError> {
         let db = sled::Config::new()
             .path(dir)
-            // Every commit flushes explicitly; no background flusher thread.
+            // Flushes happen at checkpoints; no background flusher thread.
             .flush_every_ms(None)
             // sled's default page cache is 1 GiB; the engine keeps live state in memory
             // itself, so a small cache keeps the whole service well under 1 GiB.
             .cache_capacity(128 << 20)
             .open()
             .map_err(|e| map_open_error(e, dir))?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            dir: dir.to_owned(),
+        })
     }
 
-    fn marker(&self, committer: CommitterId) -> Result<Option<u64>, ReadError> {
-        self.db
-            .get(marker_key(committer))?
-            .map(|v| decode_u64(&v))
-            .transpose()
-            .map_err(Into::into)
+    /// One epoch into `b`.
+    fn apply_epoch(
+        &self,
+        r: &CommitRecord,
+        b: &mut sled::Batch,
+        claimed: &mut BTreeSet<Vec<u8>>,
+    ) -> Result<(), WriteError> {
+        let mut entry = IndexEntry::default();
+        for w in &r.writes {
+            let k = version_key(w.lambda, w.group, &w.key, r.epoch)?;
+            b.insert(k.clone(), encode_value(w.value.as_deref(), &w.writers));
+            entry.versions.push(k);
+        }
+        for c in &r.completions {
+            let req = &c.request;
+            if let Some(idem) = &req.idempotency_key {
+                let ik = idempotency_key(idem);
+                if claimed.insert(ik.clone()) && !self.db.contains_key(&ik)? {
+                    b.insert(ik, &req.seq.to_be_bytes());
+                }
+            }
+            let stored = CompletionRecord {
+                request: req.clone(),
+                ok: c.ok,
+                response: c.response.clone(),
+                order: c.order,
+                epoch: r.epoch,
+                trace: c.trace.clone(),
+            };
+            b.insert(completion_key(req.seq), encode(&stored)?);
+            entry
+                .completions
+                .push((req.seq, req.idempotency_key.clone()));
+        }
+        if !entry.versions.is_empty() || !entry.completions.is_empty() {
+            b.insert(index_key(r.epoch), encode(&entry)?);
+        }
+        Ok(())
+    }
+
+    /// `fsync` of every file of the store: sled's own flush stops at the OS.
+    fn sync_files(&self) -> std::io::Result<()> {
+        let mut dirs = vec![self.dir.clone()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d)?.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else {
+                    std::fs::File::open(&p)?.sync_all()?;
+                }
+            }
+            std::fs::File::open(&d)?.sync_all()?;
+        }
+        Ok(())
     }
 }
 
@@ -160,32 +165,48 @@ fn map_open_error(e: sled::Error, dir: &Path) -> OpenError {
 }
 
 impl StateStore for SledStore {
-    fn committed_epoch(&self) -> Result<Option<u64>, ReadError> {
-        let mut committed = None::<u64>;
-        for item in self.db.scan_prefix([MARKER]) {
-            let epoch = decode_u64(&item?.1)?;
-            committed = Some(committed.map_or(epoch, |c| c.min(epoch)));
-        }
-        Ok(committed)
+    fn checkpoint(&self) -> Result<Checkpoint, ReadError> {
+        Ok(match self.db.get(CHECKPOINT)? {
+            Some(v) => decode_checkpoint(&v)?,
+            None => Checkpoint::default(),
+        })
     }
 
-    fn recover_to(
-        &self,
-        committers: &[CommitterId],
-        ceiling: Option<u64>,
-    ) -> Result<Recovered, OpenError> {
-        recover::recover_to(&self.db, committers, ceiling)
+    fn apply(&self, epochs: &[Arc<CommitRecord>]) -> Result<(), WriteError> {
+        let Some(last) = epochs.last() else {
+            return Ok(());
+        };
+        let mut cp = self.checkpoint()?;
+        let mut b = sled::Batch::default();
+        let mut claimed = BTreeSet::new();
+        for r in epochs {
+            if r.epoch <= cp.epoch {
+                return Err(WriteError::Corrupt(format!(
+                    "epoch {} applied after epoch {}",
+                    r.epoch, cp.epoch
+                )));
+            }
+            self.apply_epoch(r, &mut b, &mut claimed)?;
+            cp = Checkpoint {
+                epoch: r.epoch,
+                next_seq: cp.next_seq.max(r.next_seq),
+                next_order: cp.next_order.max(r.next_order),
+            };
+        }
+        debug_assert_eq!(cp.epoch, last.epoch);
+        b.insert(CHECKPOINT, &encode_checkpoint(cp));
+        self.db.apply_batch(b)?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), WriteError> {
+        self.db.flush()?;
+        self.sync_files()?;
+        Ok(())
     }
 
     fn get(&self, lambda: u16, group: KeyGroup, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
-        match self
-            .db
-            .scan_prefix(instance_prefix(lambda, group, key)?)
-            .next_back()
-        {
-            Some(item) => Ok(decode_value(&item?.1)?),
-            None => Ok(None),
-        }
+        read::get(&self.db, lambda, group, key)
     }
 
     fn get_at(
@@ -195,30 +216,11 @@ impl StateStore for SledStore {
         key: &[u8],
         epoch: u64,
     ) -> Result<Option<Vec<u8>>, ReadError> {
-        let horizon = self.horizon()?.epoch;
-        if epoch < horizon {
-            return Err(ReadError::Compacted {
-                asked: epoch,
-                horizon,
-            });
-        }
-        let start = version_key(lambda, group, key, 0)?;
-        let end = version_key(lambda, group, key, epoch)?;
-        match self.db.range(start..=end).next_back() {
-            Some(item) => Ok(decode_value(&item?.1)?),
-            None => Ok(None),
-        }
+        read::get_at(&self.db, lambda, group, key, epoch)
     }
 
     fn history(&self, lambda: u16, group: KeyGroup, key: &[u8]) -> Result<Vec<Version>, ReadError> {
-        let prefix = instance_prefix(lambda, group, key)?;
-        let mut out = Vec::new();
-        for item in self.db.scan_prefix(&prefix) {
-            let (k, v) = item?;
-            let epoch = decode_u64(&k[prefix.len()..])?;
-            out.push((epoch, decode_value(&v)?));
-        }
-        Ok(out)
+        read::history(&self.db, lambda, group, key)
     }
 
     fn writers(
@@ -228,72 +230,24 @@ impl StateStore for SledStore {
         key: &[u8],
         epoch: u64,
     ) -> Result<Vec<u64>, ReadError> {
-        // Before the horizon, writers are part of the compacted history.
-        if epoch < self.horizon()?.epoch {
-            return Ok(Vec::new());
-        }
-        Ok(
-            match self.db.get(version_key(lambda, group, key, epoch)?)? {
-                Some(v) => decode_version(&v)?.1,
-                None => Vec::new(),
-            },
-        )
+        read::writers(&self.db, lambda, group, key, epoch)
     }
 
     fn horizon(&self) -> Result<Horizon, ReadError> {
-        Ok(match self.db.get(HORIZON)? {
-            Some(v) if v.len() == 16 => Horizon {
-                epoch: decode_u64(&v[..8])?,
-                complete_below_seq: decode_u64(&v[8..])?,
-            },
-            Some(_) => return Err(ReadError::Corrupt("horizon record".into())),
-            None => Horizon::default(),
-        })
+        read::horizon(&self.db)
     }
 
     fn compact(&self, up_to: u64) -> Result<Compacted, CompactError> {
-        let committed = self.committed_epoch()?;
-        compact::compact(&self.db, self.horizon()?, committed, up_to)
+        let applied = Some(self.checkpoint()?.epoch).filter(|e| *e > 0);
+        compact::compact(&self.db, self.horizon()?, applied, up_to)
     }
 
     fn size_on_disk(&self) -> Result<u64, ReadError> {
         Ok(self.db.size_on_disk()?)
     }
 
-    fn commit(&self, batch: CommitBatch) -> Result<(), WriteError> {
-        self.apply(batch)?;
-        self.db.flush()?;
-        Ok(())
-    }
-
-    fn commit_group(&self, batches: Vec<CommitBatch>) -> Result<(), WriteError> {
-        for b in batches {
-            self.apply(b)?;
-        }
-        self.db.flush()?;
-        Ok(())
-    }
-
     fn completion(&self, seq: u64) -> Result<Option<Completion>, ReadError> {
-        let Some(v) = self.db.get(completion_key(seq))? else {
-            return Ok(None);
-        };
-        let s: CompletionRecord = decode(&v)?;
-        // Before the horizon, the call tree is part of the compacted history.
-        let trace = if s.epoch < self.horizon()?.epoch {
-            Vec::new()
-        } else {
-            s.trace
-        };
-        Ok(Some(Completion {
-            seq,
-            idempotency_key: s.idempotency_key,
-            ok: s.ok,
-            response: s.response,
-            order: s.order,
-            epoch: s.epoch,
-            trace,
-        }))
+        read::completion(&self.db, seq)
     }
 
     fn completion_by_idempotency_key(&self, key: &str) -> Result<Option<Completion>, ReadError> {
@@ -303,44 +257,12 @@ impl StateStore for SledStore {
         }
     }
 
-    fn keys(&self, lambda: u16) -> Result<Vec<(KeyGroup, Vec<u8>)>, ReadError> {
-        let mut prefix = vec![VERSION];
-        prefix.extend_from_slice(&lambda.to_be_bytes());
-        let mut out = Vec::new();
-        // The latest version of the instance being scanned: (group, key, live).
-        let mut current: Option<(KeyGroup, Vec<u8>, bool)> = None;
-        for item in self.db.scan_prefix(&prefix) {
-            let (k, v) = item?;
-            let (group, key, _) = parse_version_key(&k)?;
-            let live = decode_value(&v)?.is_some();
-            match &mut current {
-                Some((g, cur, l)) if *g == group && cur.as_slice() == key => *l = live,
-                _ => {
-                    if let Some((g, cur, true)) = current.take() {
-                        out.push((g, cur));
-                    }
-                    current = Some((group, key.to_vec(), live));
-                }
-            }
-        }
-        if let Some((g, cur, true)) = current {
-            out.push((g, cur));
-        }
-        // The layout orders by key length first; the contract orders by (group, key).
-        out.sort_unstable();
-        Ok(out)
+    fn completions_from(&self, from_seq: u64, limit: usize) -> Result<Vec<Completion>, ReadError> {
+        read::completions_from(&self.db, from_seq, limit)
     }
 
-    fn completed_seqs_from(&self, from_seq: u64) -> Result<Vec<u64>, ReadError> {
-        let mut out = Vec::new();
-        for item in self
-            .db
-            .range(completion_key(from_seq)..[COMPLETION + 1].to_vec())
-        {
-            let (k, _) = item?;
-            out.push(decode_u64(&k[1..])?);
-        }
-        Ok(out)
+    fn keys(&self, lambda: u16) -> Result<Vec<(KeyGroup, Vec<u8>)>, ReadError> {
+        read::keys(&self.db, lambda)
     }
 
     fn check_app(&self, app_name: &str) -> Result<(), OpenError> {

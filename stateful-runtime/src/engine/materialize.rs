@@ -1,0 +1,222 @@
+//! The materialiser: applies durable epochs to the state store off the answer's path, and
+//! checkpoints — flushes the store, then cuts the commit log behind it.
+//!
+//! ```text
+//! committer ─ durable records ─▶ queue ─▶ store.apply (a group at a time)   applied = E
+//!   every second (and at the end): store.flush (sled + fsync) ─▶ log.truncate_through(E)
+//! cluster: an epoch is applied only once every process committed it
+//! ```
+//!
+//! Reads of the store on a running service (the tools, idempotent retries) wait until it has
+//! applied everything durable when they start.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::idempotency::Idempotency;
+use crate::storage::log::CommitLog;
+use crate::storage::{CommitRecord, StateStore};
+
+/// How often the store is flushed and the log cut behind it.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Records queued before the committer waits for the materialiser (backpressure).
+const MAX_QUEUED: usize = 4096;
+
+struct Queue {
+    records: VecDeque<Arc<CommitRecord>>,
+    stopping: bool,
+}
+
+/// The materialiser thread and its queue.
+pub(crate) struct Materializer {
+    queue: Mutex<Queue>,
+    changed: Condvar,
+    /// The last epoch applied to the store.
+    applied: AtomicU64,
+    applied_lock: Mutex<()>,
+    applied_changed: Condvar,
+    /// In a cluster: the last epoch committed on every process (nothing later is applied).
+    ceiling: Option<Arc<AtomicU64>>,
+    /// Told each epoch applied: its answers to idempotent requests are in the store now.
+    idempotency: Arc<Idempotency>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    failed: AtomicBool,
+}
+
+impl Materializer {
+    /// Starts the thread: it applies to `store` and cuts `log` (when there is one).
+    pub(crate) fn start(
+        store: Arc<dyn StateStore>,
+        log: Option<Arc<Mutex<CommitLog>>>,
+        applied: u64,
+        ceiling: Option<Arc<AtomicU64>>,
+        idempotency: Arc<Idempotency>,
+    ) -> Arc<Materializer> {
+        let m = Arc::new(Materializer {
+            queue: Mutex::new(Queue {
+                records: VecDeque::new(),
+                stopping: false,
+            }),
+            changed: Condvar::new(),
+            applied: AtomicU64::new(applied),
+            applied_lock: Mutex::new(()),
+            applied_changed: Condvar::new(),
+            ceiling,
+            idempotency,
+            thread: Mutex::new(None),
+            failed: AtomicBool::new(false),
+        });
+        let me = m.clone();
+        let spawned = std::thread::Builder::new()
+            .name("stateful-materialize".into())
+            .spawn(move || me.run(store.as_ref(), log.as_deref()));
+        match spawned {
+            Ok(h) => *m.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(h),
+            Err(e) => super::commit::fatal(&format!("cannot start the materialiser: {e}")),
+        }
+        m
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues durable records (waits while the store is far behind).
+    pub(crate) fn enqueue(&self, records: Vec<Arc<CommitRecord>>) {
+        if records.is_empty() {
+            return;
+        }
+        let mut q = self.lock();
+        while q.records.len() > MAX_QUEUED && !self.failed.load(Ordering::Acquire) {
+            q = self
+                .changed
+                .wait_timeout(q, Duration::from_millis(10))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        q.records.extend(records);
+        self.changed.notify_all();
+    }
+
+    /// Wakes the thread (the cluster's ceiling moved).
+    pub(crate) fn poke(&self) {
+        self.changed.notify_all();
+    }
+
+    /// The last epoch applied to the store.
+    pub(crate) fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// Waits until the store has applied `epoch` (or `timeout` passed); whether it has.
+    pub(crate) fn wait_applied(&self, epoch: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.applied_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        while self.applied() < epoch {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            g = self
+                .applied_changed
+                .wait_timeout(g, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    /// Applies what is queued, checkpoints, and stops the thread.
+    pub(crate) fn stop(&self) {
+        self.lock().stopping = true;
+        self.changed.notify_all();
+        let h = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = h {
+            let _ = h.join();
+        }
+    }
+
+    /// The records that may be applied now (all of them, or up to the cluster's ceiling).
+    fn take(&self, q: &mut Queue) -> Vec<Arc<CommitRecord>> {
+        let limit = self
+            .ceiling
+            .as_ref()
+            .map_or(u64::MAX, |c| c.load(Ordering::Acquire));
+        let n = q.records.iter().take_while(|r| r.epoch <= limit).count();
+        q.records.drain(..n).collect()
+    }
+
+    fn run(&self, store: &dyn StateStore, log: Option<&Mutex<CommitLog>>) {
+        let mut last_checkpoint = Instant::now();
+        let mut unflushed = false;
+        loop {
+            let (batch, stopping) = {
+                let mut q = self.lock();
+                let mut batch = self.take(&mut q);
+                while batch.is_empty() && !q.stopping {
+                    let wait = if unflushed {
+                        CHECKPOINT_EVERY.saturating_sub(last_checkpoint.elapsed())
+                    } else if self.ceiling.is_some() && !q.records.is_empty() {
+                        Duration::from_millis(2)
+                    } else {
+                        Duration::from_secs(3600)
+                    };
+                    if wait.is_zero() {
+                        break;
+                    }
+                    q = self
+                        .changed
+                        .wait_timeout(q, wait)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                    batch = self.take(&mut q);
+                }
+                (batch, q.stopping)
+            };
+            self.changed.notify_all();
+            if let Some(last) = batch.last() {
+                if let Err(e) = store.apply(&batch) {
+                    self.failed.store(true, Ordering::Release);
+                    super::commit::fatal(&format!("cannot apply committed epochs to the state store: {e}"));
+                }
+                self.applied.store(last.epoch, Ordering::Release);
+                self.idempotency.applied(last.epoch);
+                let _g = self.applied_lock.lock().unwrap_or_else(PoisonError::into_inner);
+                self.applied_changed.notify_all();
+                unflushed = true;
+            }
+            let due = last_checkpoint.elapsed() >= CHECKPOINT_EVERY;
+            if unflushed && (due || stopping) {
+                self.checkpoint(store, log);
+                last_checkpoint = Instant::now();
+                unflushed = false;
+            }
+            if stopping && batch.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Flushes the store, then cuts the log behind what it holds.
+    fn checkpoint(&self, store: &dyn StateStore, log: Option<&Mutex<CommitLog>>) {
+        let applied = self.applied();
+        if let Err(e) = store.flush() {
+            super::commit::fatal(&format!("cannot flush the state store: {e}"));
+        }
+        if let Some(log) = log {
+            let cut = log
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .truncate_through(applied);
+            if let Err(e) = cut {
+                tracing::warn!(error = %e, "cannot cut the commit log behind the checkpoint; retrying at the next one");
+            }
+        }
+    }
+}
