@@ -144,7 +144,11 @@ fn every_layer_imports_only_the_layers_below_it() {
         }
     }
     assert!(checked > 30, "only {checked} files found");
-    assert!(problems.is_empty(), "imports against the layers:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "imports against the layers:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -159,12 +163,40 @@ fn the_checker_sees_upward_and_sideways_paths() {
         1
     );
     assert_eq!(
-        violations("tools", &m(&["tools", "a", "b"]), "use super::super::super::service::x;")
-            .len(),
+        violations(
+            "tools",
+            &m(&["tools", "a", "b"]),
+            "use super::super::super::service::x;"
+        )
+        .len(),
         1
     );
-    assert!(violations("engine", &m(&["engine", "shard", "table"]), "use super::super::protocol;").is_empty());
-    assert!(violations("engine", &m(&["engine"]), "use crate::storage::X; use crate::sdk::Y;").is_empty());
-    assert_eq!(violations("sdk", &m(&["sdk", "ctx"]), "fn f(x: timely::Scope) {}").len(), 1);
-    assert!(violations("sdk", &m(&["sdk"]), "/// see stateful_runtime::engine in docs").is_empty());
+    assert!(
+        violations(
+            "engine",
+            &m(&["engine", "shard", "table"]),
+            "use super::super::protocol;"
+        )
+        .is_empty()
+    );
+    assert!(
+        violations(
+            "engine",
+            &m(&["engine"]),
+            "use crate::storage::X; use crate::sdk::Y;"
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        violations("sdk", &m(&["sdk", "ctx"]), "fn f(x: timely::Scope) {}").len(),
+        1
+    );
+    assert!(
+        violations(
+            "sdk",
+            &m(&["sdk"]),
+            "/// see stateful_runtime::engine in docs"
+        )
+        .is_empty()
+    );
 }
