@@ -4,12 +4,14 @@
 //!   served by the `fixture` binary with the extra route of [`batch_routes`];
 //! - [`TestDir`] and [`Server`]: a service binary as a child process on a free port with a
 //!   temporary data dir;
-//! - [`Client`] and [`Resp`]: the one HTTP client of the tests;
+//! - [`Client`] and [`Resp`]: the one HTTP client of the tests, and [`Ledger`]: the fixture's
+//!   routes as calls of it;
 //! - [`free_port`] and [`SplitMix`] (a deterministic workload on every run).
 
 mod client;
 mod fixture_app;
 mod fixture_routes;
+mod ledger;
 mod service;
 
 use std::io::{Read, Write};
@@ -19,6 +21,7 @@ use std::time::Duration;
 pub use client::{Client, Resp};
 pub use fixture_app::fixture;
 pub use fixture_routes::batch_routes;
+pub use ledger::Ledger;
 pub use service::{Server, TestDir};
 
 /// A port that is free at the time of asking (it may be taken before it is used).
