@@ -14,9 +14,7 @@ mod fixture_routes;
 mod ledger;
 mod service;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::net::TcpListener;
 
 pub use client::{Client, Resp};
 pub use fixture_app::fixture;
@@ -50,34 +48,6 @@ impl SplitMix {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
     }
-}
-
-/// A minimal HTTP/1.1 client (the examples' tests still use it): one request per connection, an optional `Idempotency-Key`.
-/// Returns `(status, body)`, or the I/O error (a killed service).
-pub fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    idempotency_key: Option<&str>,
-) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let idem = idempotency_key
-        .map(|k| format!("Idempotency-Key: {k}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{idem}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    let status = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad response: {buf:?}")))?;
-    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    Ok((status, body))
 }
 
 #[cfg(test)]
