@@ -1,8 +1,34 @@
-//! Helpers shared by the end-to-end tests of the examples (crash tests, consistency tests).
+//! The system tests of the framework and what every end-to-end test shares.
+//!
+//! - [`fixture`]: the small app the framework's system tests (`tests/tests/`) run against,
+//!   served by the `fixture` binary with the extra route of [`batch_routes`];
+//! - [`TestDir`] and [`Server`]: a service binary as a child process on a free port with a
+//!   temporary data dir;
+//! - [`Client`] and [`Resp`]: the one HTTP client of the tests, and [`Ledger`]: the fixture's
+//!   routes as calls of it;
+//! - [`free_port`] and [`SplitMix`] (a deterministic workload on every run).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+mod client;
+mod fixture_app;
+mod fixture_routes;
+mod ledger;
+mod service;
+
+use std::net::TcpListener;
+
+pub use client::{Client, Resp};
+pub use fixture_app::fixture;
+pub use fixture_routes::batch_routes;
+pub use ledger::Ledger;
+pub use service::{Server, TestDir};
+
+/// A port that is free at the time of asking (it may be taken before it is used).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
 
 /// A small deterministic generator (splitmix64): the same workload on every run.
 #[derive(Debug, Clone)]
@@ -17,36 +43,14 @@ impl SplitMix {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
 }
 
-/// A minimal HTTP/1.1 client: one request per connection, an optional `Idempotency-Key`.
-/// Returns `(status, body)`, or the I/O error (a killed service).
-pub fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    idempotency_key: Option<&str>,
-) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let idem = idempotency_key
-        .map(|k| format!("Idempotency-Key: {k}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{idem}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    let status = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad response: {buf:?}")))?;
-    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    Ok((status, body))
-}
-
+#[cfg(test)]
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +63,29 @@ mod tests {
         assert_eq!(xs, ys);
         let distinct: std::collections::HashSet<_> = xs.iter().map(|x| x % 10).collect();
         assert_eq!(distinct.len(), 10);
+    }
+
+    #[test]
+    fn the_fixture_app_has_its_lambdas_handlers_and_routes() {
+        use stateful_runtime::Lambda;
+        let app = fixture::app();
+        let names: Vec<&str> = app.lambdas().iter().map(|l| l.name).collect();
+        assert_eq!(names, ["Account", "Transfer"]);
+        let handlers: Vec<&str> = fixture::Account::HANDLERS.iter().map(|h| h.name).collect();
+        assert_eq!(
+            handlers,
+            [
+                "create", "open", "deposit", "withdraw", "balance", "transfer", "explode"
+            ]
+        );
+        assert_eq!(fixture::Account::HANDLERS[1].route, None);
+        assert_eq!(
+            fixture::Transfer::HANDLERS[0].route,
+            Some(("POST", "/transfers/{key}/{from}/{to}/{amount}"))
+        );
+        assert!(
+            fixture::GRAPH_DOT.contains("diamond"),
+            "transactions are AND-nodes"
+        );
     }
 }

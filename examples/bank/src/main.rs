@@ -1,4 +1,4 @@
-//! The README's example: accounts with an atomic transfer (also the crash tests' app).
+//! The README's example: accounts with an atomic transfer.
 
 /// Bank accounts.
 #[stateful_runtime::app(main)]

@@ -1,17 +1,81 @@
 //! End-to-end tests of the shop's REST API against the real binary: every route's happy path
-//! with its exact JSON shape, every error path (and that a failed request changed nothing),
-//! the all-or-nothing checkout, idempotency keys and the graph endpoints.
+//! with its exact JSON shape, the batch-initialisation routes, every error path of the shop
+//! (its `ShopError` answers, and that a failed request changed nothing) and the all-or-nothing
+//! checkout. The framework's own HTTP contract (`/invoke`, `/state`, `/metrics`, `/graph`,
+//! statuses, idempotency keys) is tested on a fixture app in `tests/tests/http_contract.rs`.
 
-mod common;
-
-use common::{Shop, TestDir};
 use serde_json::json;
+use stateful_tests::{Client, Server, TestDir};
+
+const SHOP: &str = env!("CARGO_BIN_EXE_shop");
 
 /// A service and the directory it lives in (kept alive as long as the service).
-fn shop() -> (TestDir, Shop) {
-    let mut dir = TestDir::new();
+fn shop() -> (TestDir, Server) {
+    let mut dir = TestDir::new(SHOP);
     let shop = dir.start();
     (dir, shop)
+}
+
+/// The shop's routes as calls that must succeed.
+trait Shop {
+    /// A user's credit, read through the API.
+    fn credit(&self, user: &str) -> i64;
+    /// An item's stock, read through the API.
+    fn stock(&self, item: &str) -> i64;
+    /// Creates a user with `credit`, returning its id.
+    fn user(&self, credit: i64) -> String;
+    /// Creates an item with `stock` units at `price`, returning its id.
+    fn item(&self, stock: i64, price: i64) -> String;
+    /// Creates an order of `user` with `items` (id, quantity), returning its id.
+    fn order(&self, user: &str, items: &[(&str, i64)]) -> String;
+}
+
+impl Shop for Client {
+    fn credit(&self, user: &str) -> i64 {
+        self.get(&format!("/payment/find_user/{user}")).ok()["credit"]
+            .as_i64()
+            .expect("credit is a number")
+    }
+
+    fn stock(&self, item: &str) -> i64 {
+        self.get(&format!("/stock/find/{item}")).ok()["stock"]
+            .as_i64()
+            .expect("stock is a number")
+    }
+
+    fn user(&self, credit: i64) -> String {
+        let id = self.post("/payment/create_user").ok()["user_id"]
+            .as_str()
+            .expect("user_id")
+            .to_owned();
+        if credit != 0 {
+            self.post(&format!("/payment/add_funds/{id}/{credit}")).ok();
+        }
+        id
+    }
+
+    fn item(&self, stock: i64, price: i64) -> String {
+        let id = self.post(&format!("/stock/item/create/{price}")).ok()["item_id"]
+            .as_str()
+            .expect("item_id")
+            .to_owned();
+        if stock != 0 {
+            self.post(&format!("/stock/add/{id}/{stock}")).ok();
+        }
+        id
+    }
+
+    fn order(&self, user: &str, items: &[(&str, i64)]) -> String {
+        let id = self.post(&format!("/orders/create/{user}")).ok()["order_id"]
+            .as_str()
+            .expect("order_id")
+            .to_owned();
+        for (item, qty) in items {
+            self.post(&format!("/orders/addItem/{id}/{item}/{qty}"))
+                .ok();
+        }
+        id
+    }
 }
 
 #[test]
@@ -156,126 +220,8 @@ fn orders_batch_init_builds_checkoutable_orders() {
     s.post("/orders/batch_init/1/0/3/2").err(400);
 }
 
-#[test]
-fn generic_invoke_health_metrics_graph_and_state() {
-    let (_dir, s) = shop();
-    let user = s.user(0);
-    assert_eq!(
-        s.post_body(
-            &format!("/invoke/Payment/{user}/add_funds"),
-            r#"{"amount": 12}"#
-        )
-        .ok(),
-        json!(null)
-    );
-    assert_eq!(
-        s.post(&format!("/invoke/Payment/{user}/find")).ok(),
-        json!({ "user_id": user, "credit": 12 })
-    );
-    // A handler without a route is reachable through /invoke.
-    s.post_body("/invoke/Stock/sugar/init", r#"{"stock": 9, "price": 2}"#)
-        .ok();
-    assert_eq!(
-        s.get("/stock/find/sugar").ok(),
-        json!({ "stock": 9, "price": 2 })
-    );
-    assert_eq!(
-        s.state("Stock", "sugar"),
-        json!({ "exists": true, "stock": 9, "price": 2 })
-    );
-    assert_eq!(
-        s.state("Payment", &user),
-        json!({ "exists": true, "credit": 12 })
-    );
-    assert_eq!(s.state("Stock", "never-written"), json!(null));
-
-    // One rejection, for the 400 counter.
-    s.get("/payment/find_user/nobody").err(400);
-
-    let h = s.get("/healthz");
-    assert_eq!((h.status, h.body.as_str()), (200, "ok\n"));
-
-    let m = s.get("/metrics");
-    assert_eq!(m.status, 200);
-    assert!(
-        m.content_type
-            .as_deref()
-            .is_some_and(|c| c.starts_with("text/plain"))
-    );
-    let counter = |class: &str| -> u64 {
-        let prefix = format!("stateful_http_requests_total{{class=\"{class}\"}} ");
-        m.body
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no {class} counter in {}", m.body))
-    };
-    // Invocations so far: create_user, add_funds, find, init, stock/find (2xx); find_user (400).
-    assert_eq!((counter("2xx"), counter("400")), (5, 1), "{}", m.body);
-    assert!(m.body.contains("# TYPE stateful_commits_total counter"));
-    // Per operator (lambda × worker): the Payment handlers ran, so some worker counts them.
-    let payment_invocations: u64 = m
-        .body
-        .lines()
-        .filter(|l| l.starts_with("stateful_operator_invocations_total{lambda=\"Payment\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
-    assert!(payment_invocations >= 3, "{}", m.body);
-
-    let g = s.get("/graph");
-    assert_eq!(g.status, 200);
-    assert!(g.body.contains("digraph"), "{}", g.body);
-    for name in ["Stock", "Payment", "Order"] {
-        assert!(g.body.contains(name), "{name} missing from the DOT");
-    }
-    s.get("/graph?format=png").err(400);
-}
-
-#[test]
-fn graph_svg_is_valid_svg_with_the_lambdas() {
-    let (dir, s) = shop();
-    let r = s.get("/graph?format=svg");
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.content_type.as_deref(), Some("image/svg+xml"));
-    assert_svg(&r.body);
-
-    let out = dir.run(&["graph"]);
-    assert!(out.status.success());
-    let dot = String::from_utf8(out.stdout).expect("utf-8");
-    assert!(dot.contains("digraph"), "{dot}");
-
-    let file = dir.data().with_file_name("graph.svg");
-    let out = dir.run(&[
-        "graph",
-        "--format",
-        "svg",
-        "-o",
-        file.to_str().expect("utf-8"),
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    assert_svg(&std::fs::read_to_string(&file).expect("graph.svg written"));
-}
-
-fn assert_svg(text: &str) {
-    // Graphviz writes a DOCTYPE.
-    let opts = roxmltree::ParsingOptions {
-        allow_dtd: true,
-        ..roxmltree::ParsingOptions::default()
-    };
-    let doc = roxmltree::Document::parse_with_options(text, opts).expect("SVG parses as XML");
-    assert_eq!(doc.root_element().tag_name().name(), "svg");
-    let texts: String = doc
-        .descendants()
-        .filter_map(|n| n.text())
-        .collect::<Vec<_>>()
-        .join(" ");
-    for name in ["Stock", "Payment", "Order"] {
-        assert!(texts.contains(name), "{name} missing from the SVG text");
-    }
-}
-
 /// A snapshot of the committed state of the instances a test touches.
-fn snapshot(s: &Shop, instances: &[(&str, &str)]) -> Vec<serde_json::Value> {
+fn snapshot(s: &Server, instances: &[(&str, &str)]) -> Vec<serde_json::Value> {
     instances.iter().map(|(l, k)| s.state(l, k)).collect()
 }
 
@@ -371,63 +317,24 @@ fn checking_out_twice_charges_once() {
 }
 
 #[test]
-fn malformed_requests_get_the_right_status_and_change_nothing() {
+fn unparsable_arguments_of_the_shop_routes_are_400s_that_change_nothing() {
     let (_dir, s) = shop();
     let user = s.user(10);
     let item = s.item(3, 2);
     let known = [("Payment", user.as_str()), ("Stock", item.as_str())];
     let before = snapshot(&s, &known);
 
-    // Unparsable path arguments.
+    // The routes declared on the handlers.
     s.post(&format!("/stock/add/{item}/abc")).err(400);
     s.post(&format!("/payment/pay/{user}/1.5")).err(400);
     s.post("/stock/item/create/cheap").err(400);
+    // The batch-initialisation routes (the shop's own axum routes).
     s.post("/payment/batch_init/many/10").err(400);
     s.post("/stock/batch_init/2/x/1").err(400);
     s.post("/orders/batch_init/2/2/2/-").err(400);
-    // Bodies that are not JSON.
-    let msg = s
-        .post_body(&format!("/invoke/Payment/{user}/add_funds"), "{amount: 5")
-        .err(422);
-    assert!(msg.contains("JSON"), "{msg}");
-    s.post_body(&format!("/payment/add_funds/{user}/5"), "five")
-        .err(422);
-    // JSON arguments of the wrong shape.
-    s.post_body(
-        &format!("/invoke/Payment/{user}/add_funds"),
-        r#"{"amount": "lots"}"#,
-    )
-    .err(400);
-    s.post_body(&format!("/invoke/Payment/{user}/add_funds"), "{}")
-        .err(400);
-    // Unknown routes, lambdas and handlers.
-    s.get("/no/such/route").err(404);
-    s.post("/payment/refund/x/1").err(404);
-    let msg = s
-        .post_body(
-            &format!("/invoke/Wallet/{user}/add_funds"),
-            r#"{"amount": 5}"#,
-        )
-        .err(404);
-    assert!(msg.contains("Wallet"), "{msg}");
-    let msg = s
-        .post_body(&format!("/invoke/Payment/{user}/steal"), r#"{"amount": 5}"#)
-        .err(404);
-    assert!(msg.contains("steal"), "{msg}");
-    s.get(&format!("/state/Wallet/{user}")).err(404);
-    // A route called with the wrong method is not served.
-    let r = s.get(&format!("/payment/add_funds/{user}/5"));
-    assert_eq!(r.status, 405, "{}", r.body);
-    // Bad Idempotency-Key headers: too long, not visible ASCII.
-    let long = vec![b'k'; 257];
-    let msg = s
-        .post_idem(&format!("/payment/add_funds/{user}/5"), &long)
-        .err(400);
-    assert!(msg.contains("Idempotency-Key"), "{msg}");
-    s.post_idem(&format!("/payment/add_funds/{user}/5"), b"caf\xe9")
-        .err(400);
-    s.post_idem(&format!("/invoke/Stock/{item}/add"), &long)
-        .err(400);
+    for lambda in ["Payment", "Stock", "Order"] {
+        assert_eq!(s.state(lambda, "0"), json!(null), "{lambda}/0");
+    }
 
     assert_eq!(snapshot(&s, &known), before);
 }
@@ -439,7 +346,7 @@ fn checkout_is_all_or_nothing() {
     let poor = s.user(29);
     let a = s.item(5, 10);
     let b = s.item(1, 10);
-    let stocks = |s: &Shop| (s.stock(&a), s.stock(&b));
+    let stocks = |s: &Server| (s.stock(&a), s.stock(&b));
 
     // The second item lacks stock: the first item's subtraction is rolled back.
     let order = s.order(&rich, &[(&a, 2), (&b, 3)]);
@@ -481,47 +388,4 @@ fn checkout_is_all_or_nothing() {
         json!(true)
     );
     assert_eq!(s.credit(&rich), 1_000);
-}
-
-#[test]
-fn idempotency_key_applies_a_post_once_and_repeats_its_answer() {
-    let (_dir, s) = shop();
-    let user = s.user(0);
-    let path = format!("/payment/add_funds/{user}/25");
-    for _ in 0..3 {
-        assert_eq!(s.post_idem(&path, b"fund-1").ok(), json!(null));
-    }
-    assert_eq!(s.credit(&user), 25);
-    // Another key applies again.
-    s.post_idem(&path, b"fund-2").ok();
-    assert_eq!(s.credit(&user), 50);
-    // A route that makes a fresh id answers the first id again.
-    let first = s.post_idem("/payment/create_user", b"signup-1").ok();
-    let again = s.post_idem("/payment/create_user", b"signup-1").ok();
-    assert_eq!(first, again);
-    assert_ne!(s.post("/payment/create_user").ok(), first);
-    // A rejection is repeated too, even once the request would now succeed.
-    let pay = format!("/payment/pay/{user}/60");
-    s.post_idem(&pay, b"pay-1").err(400);
-    s.post(&format!("/payment/add_funds/{user}/10")).ok();
-    s.post_idem(&pay, b"pay-1").err(400);
-    assert_eq!(s.credit(&user), 60);
-}
-
-#[test]
-fn concurrent_duplicates_with_one_idempotency_key_apply_once() {
-    let (_dir, s) = shop();
-    let user = s.user(0);
-    let path = format!("/payment/add_funds/{user}/10");
-    let statuses: Vec<u16> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..8)
-            .map(|_| scope.spawn(|| s.post_idem(&path, b"dup").status))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("client thread"))
-            .collect()
-    });
-    assert_eq!(statuses, [200; 8]);
-    assert_eq!(s.credit(&user), 10);
 }

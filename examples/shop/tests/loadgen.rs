@@ -1,18 +1,11 @@
 //! End-to-end test of `loadgen` against a real `shop` service.
 
-mod common;
-
-use std::net::TcpListener;
 use std::process::{Command, Output};
 
-use common::TestDir;
+use stateful_tests::{TestDir, free_port};
 
+const SHOP: &str = env!("CARGO_BIN_EXE_shop");
 const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local address").port()
-}
 
 fn loadgen(args: &[&str]) -> Output {
     let out = Command::new(LOADGEN)
@@ -32,7 +25,7 @@ fn loadgen(args: &[&str]) -> Output {
 fn prepare_run_checkout_and_verify() {
     // Waits for `/healthz` to answer 200 from the child it started (a bare TCP connect can
     // succeed against another listener, or by a loopback self-connect, before the shop binds).
-    let mut test_dir = TestDir::new();
+    let mut test_dir = TestDir::new(SHOP);
     let shop = test_dir.start();
     let url = shop.base();
     let out = loadgen(&[

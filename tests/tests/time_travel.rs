@@ -1,5 +1,6 @@
-//! A newcomer's path through a data dir: find an order's checkout in the log, see its trace
-//! across order, stock and payment, and step an item's stock back through time.
+//! A newcomer's path through a data dir: find a transfer in the log, see its trace across the
+//! transfer and both accounts, and step an account's balance back through time; and what
+//! history retention compacts away.
 #![allow(missing_docs)]
 
 use std::path::Path;
@@ -7,7 +8,8 @@ use std::path::Path;
 use serde_json::{Value, json};
 use stateful_runtime::storage::StateStore;
 use stateful_runtime::views::{self, LoggedRequest, VersionView, ViewError};
-use stateful_runtime::{App, Config};
+use stateful_runtime::{App, Config, JsonClient, JsonResponse};
+use stateful_tests::fixture;
 
 fn log(
     app: &App,
@@ -55,68 +57,66 @@ fn state_at(
 }
 
 #[test]
-fn log_trace_and_history_of_checkouts() {
+fn log_trace_and_history_of_transfers() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rt = shop::shop::app()
+    let rt = fixture::app()
         .start(Config::durable(dir.path(), 2))
         .expect("start");
-    let h = shop::shop::app().json(rt.handle());
+    let h = fixture::app().json(rt.handle());
     let ok = |l: &str, k: &str, hd: &str, a: Value| {
         let r = h.invoke_blocking(l, k, hd, a).expect("answered");
-        assert!(matches!(r, stateful_runtime::JsonResponse::Ok(_)), "{r:?}");
+        assert!(matches!(r, JsonResponse::Ok(_)), "{r:?}");
     };
-    ok("Stock", "apple", "init", json!({"stock": 1, "price": 2}));
-    ok("Stock", "pear", "init", json!({"stock": 5, "price": 3}));
-    ok("Payment", "ann", "init", json!({"credit": 100}));
-    for o in ["o1", "o2"] {
-        ok(
-            "Order",
-            o,
-            "init",
-            json!({"user_id": "ann", "items": [["pear", 1], ["apple", 1]], "total_cost": 5}),
-        );
-    }
-    ok("Order", "o1", "checkout", Value::Null);
-    // The apple is sold out: o2's checkout subtracts a pear, then fails and rolls back.
-    let r = h
-        .invoke_blocking("Order", "o2", "checkout", Value::Null)
-        .expect("answered");
-    assert!(
-        matches!(r, stateful_runtime::JsonResponse::Rejected { .. }),
-        "{r:?}"
+    ok("Account", "ann", "open", json!({"balance": 100}));
+    ok("Account", "bob", "open", json!({"balance": 0}));
+    ok(
+        "Transfer",
+        "t1",
+        "run",
+        json!({"from": "ann", "to": "bob", "amount": 30}),
     );
+    // "ghost" was never opened: t2 withdraws from ann, then fails and rolls back.
+    let r = h
+        .invoke_blocking(
+            "Transfer",
+            "t2",
+            "run",
+            json!({"from": "ann", "to": "ghost", "amount": 10}),
+        )
+        .expect("answered");
+    assert!(matches!(r, JsonResponse::Rejected { .. }), "{r:?}");
     drop(h);
     rt.shutdown();
 
-    let app = shop::shop::app();
+    let app = fixture::app();
     let (store, groups) = {
         let s = stateful_runtime::storage::SledStore::open(&dir.path().join("state"))
             .expect("open the stopped service's store");
         (s, stateful_runtime::Config::default().key_groups)
     };
-    // Find the checkouts in the log.
-    let checkouts: Vec<_> = log(&app, &store, dir.path(), Some("Order"), None)
+    // Find the transfers in the log.
+    let runs: Vec<_> = log(&app, &store, dir.path(), Some("Transfer"), None)
         .expect("log")
         .into_iter()
-        .filter(|r| r.handler == "checkout")
+        .filter(|r| r.handler == "run")
         .collect();
-    assert_eq!(checkouts.len(), 2);
+    assert_eq!(runs.len(), 2);
+    assert_eq!((runs[0].outcome, runs[1].outcome), ("ok", "rejected"));
     assert_eq!(
-        (checkouts[0].outcome, checkouts[1].outcome),
-        ("ok", "rejected")
-    );
-    assert_eq!(
-        log(&app, &store, dir.path(), Some("Order"), Some("o2"))
+        log(&app, &store, dir.path(), Some("Account"), None)
             .expect("log")
             .len(),
         2,
-        "init and checkout of o2"
+        "the two opens"
     );
+    let ann = log(&app, &store, dir.path(), Some("Account"), Some("ann")).expect("log");
+    assert_eq!(ann.len(), 1, "only ann's open: {ann:?}");
+    assert_eq!(ann[0].handler, "open");
 
-    // The successful checkout: order -> 2 stock subtractions and a payment.
-    let t = trace(&app, &store, groups, checkouts[0].seq).expect("trace");
-    assert_eq!(t["root"]["lambda"], "Order");
-    assert_eq!(t["root"]["handler"], "checkout");
+    // The successful transfer: a withdrawal and a deposit.
+    let t = trace(&app, &store, groups, runs[0].seq).expect("trace");
+    assert_eq!(t["root"]["lambda"], "Transfer");
+    assert_eq!(t["root"]["handler"], "run");
     let calls: Vec<(String, String)> = t["root"]["calls"]
         .as_array()
         .expect("calls")
@@ -135,66 +135,71 @@ fn log_trace_and_history_of_checkouts() {
     assert_eq!(
         calls,
         [
-            ("Stock.subtract".to_owned(), "pear".to_owned()),
-            ("Stock.subtract".to_owned(), "apple".to_owned()),
-            ("Payment.pay".to_owned(), "ann".to_owned()),
+            ("Account.withdraw".to_owned(), "ann".to_owned()),
+            ("Account.deposit".to_owned(), "bob".to_owned()),
         ]
     );
-    assert_eq!(t["root"]["calls"][2]["args"], json!({"amount": 5}));
-    assert_eq!(t["root"]["state_after"]["paid"], json!(true));
+    assert_eq!(t["root"]["calls"][1]["args"], json!({"amount": 30}));
+    assert_eq!(t["root"]["calls"][1]["result"], json!({"Ok": 30}));
+    assert_eq!(t["root"]["state_after"]["done"], json!(true));
     assert_eq!(t["root"]["rolled_back_blocks"], json!(0));
 
-    // The failed one: rolled back, the apple rejected, nothing paid.
-    let t = trace(&app, &store, groups, checkouts[1].seq).expect("trace");
+    // The failed one: rolled back, the deposit rejected, nothing recorded.
+    let t = trace(&app, &store, groups, runs[1].seq).expect("trace");
     assert_eq!(t["root"]["rolled_back_blocks"], json!(1));
     assert_eq!(t["root"]["calls"].as_array().map(Vec::len), Some(2));
+    assert!(t["root"]["calls"][0]["result"].get("Ok").is_some());
     assert!(t["root"]["calls"][1]["result"].get("Err").is_some());
-    assert_eq!(t["root"]["state_after"]["paid"], json!(false));
-    let text =
-        views::trace_text(&views::trace(&app, &store, groups, checkouts[1].seq).expect("trace"));
+    assert_eq!(t["root"]["state_after"], Value::Null, "t2 wrote nothing");
+    let text = views::trace_text(&views::trace(&app, &store, groups, runs[1].seq).expect("trace"));
     assert!(text.contains("rolled back"), "{text}");
 
-    // Step the pear's stock back through time: 5, then 4 after o1, and o2 changed nothing.
-    let pear = history(&app, &store, groups, "Stock", "pear", Some(dir.path())).expect("history");
-    let stocks: Vec<_> = pear.iter().map(|v| v.state["stock"].clone()).collect();
-    assert_eq!(stocks.first(), Some(&json!(5)));
-    assert_eq!(stocks.last(), Some(&json!(4)));
-    // Each version names the request that wrote it: the init, then o1's checkout (o2's
-    // subtraction was rolled back, so o2 wrote nothing that stayed).
-    let writers: Vec<Vec<u64>> = pear
+    // Step ann's balance back through time: 100, then 70 after t1, and t2 changed nothing.
+    let versions =
+        history(&app, &store, groups, "Account", "ann", Some(dir.path())).expect("history");
+    let balances: Vec<_> = versions
+        .iter()
+        .map(|v| v.state["balance"].clone())
+        .collect();
+    assert_eq!(balances.first(), Some(&json!(100)));
+    assert_eq!(balances.last(), Some(&json!(70)));
+    // Each version names the request that wrote it: the open, then t1 (t2's withdrawal was
+    // rolled back, so t2 wrote nothing that stayed).
+    let writers: Vec<Vec<u64>> = versions
         .iter()
         .map(|v| v.written_by.iter().map(|w| w.seq).collect())
         .collect();
     assert_eq!(writers.first().map(Vec::len), Some(1));
     assert_eq!(
-        pear[0].written_by[0].target.as_deref(),
-        Some("Stock.init(\"pear\")")
+        versions[0].written_by[0].target.as_deref(),
+        Some("Account.open(\"ann\")")
     );
-    assert_eq!(pear[0].written_by[0].args, json!({"stock": 5, "price": 3}));
-    let by_o1 = pear
+    assert_eq!(versions[0].written_by[0].args, json!({"balance": 100}));
+    let by_t1 = versions
         .iter()
-        .find(|v| v.written_by.iter().any(|w| w.seq == checkouts[0].seq))
-        .expect("a version written by o1's checkout");
-    assert_eq!(by_o1.state["stock"], json!(4));
+        .find(|v| v.written_by.iter().any(|w| w.seq == runs[0].seq))
+        .expect("a version written by t1");
+    assert_eq!(by_t1.state["balance"], json!(70));
     assert_eq!(
-        by_o1.written_by[0].target.as_deref(),
-        Some("Order.checkout(\"o1\")")
+        by_t1.written_by[0].target.as_deref(),
+        Some("Transfer.run(\"t1\")")
     );
     assert!(
-        pear.iter()
-            .all(|v| v.written_by.iter().all(|w| w.seq != checkouts[1].seq)),
-        "{pear:?}"
+        versions
+            .iter()
+            .all(|v| v.written_by.iter().all(|w| w.seq != runs[1].seq)),
+        "{versions:?}"
     );
     assert_eq!(
-        state_at(&app, &store, groups, "Stock", "pear", pear[0].epoch).expect("at"),
-        pear[0].state
+        state_at(&app, &store, groups, "Account", "ann", versions[0].epoch).expect("at"),
+        versions[0].state
     );
 
     // `--at seq:N`: the state right after request N committed.
-    let at = stateful_runtime::tools::at::resolve_at(&store, &format!("seq:{}", checkouts[0].seq))
+    let at = stateful_runtime::tools::at::resolve_at(&store, &format!("seq:{}", runs[0].seq))
         .expect("a completed request");
     assert_eq!(
-        state_at(&app, &store, groups, "Order", "o1", at).expect("at")["paid"],
+        state_at(&app, &store, groups, "Transfer", "t1", at).expect("at")["done"],
         json!(true)
     );
 
@@ -204,14 +209,13 @@ fn log_trace_and_history_of_checkouts() {
     assert!(log(&app, &store, dir.path(), Some("Nope"), None).is_err());
 }
 
-/// Runs `stock.add(1)` on `item`, `n` times, each in its own commit; returns the request seqs
-/// (from the log) in order.
-fn adds(h: &stateful_runtime::JsonClient, item: &str, n: usize) {
+/// Deposits 1 into `account`, `n` times, each in its own commit.
+fn deposits(h: &JsonClient, account: &str, n: usize) {
     for _ in 0..n {
         let r = h
-            .invoke_blocking("Stock", item, "add", json!({"amount": 1}))
+            .invoke_blocking("Account", account, "deposit", json!({"amount": 1}))
             .expect("answered");
-        assert!(matches!(r, stateful_runtime::JsonResponse::Ok(_)), "{r:?}");
+        assert!(matches!(r, JsonResponse::Ok(_)), "{r:?}");
     }
 }
 
@@ -228,20 +232,20 @@ fn retention_compacts_history_and_says_how_far_back_it_sees() {
             max_bytes: None,
             check_every_ms: 20,
         };
-        shop::shop::app().start(config).expect("start")
+        fixture::app().start(config).expect("start")
     };
     // First run: keep everything.
     let rt = start(None);
-    let h = shop::shop::app().json(rt.handle());
+    let h = fixture::app().json(rt.handle());
     let r = h
-        .invoke_blocking("Stock", "fig", "init", json!({"stock": 0, "price": 1}))
+        .invoke_blocking("Account", "fig", "open", json!({"balance": 0}))
         .expect("answered");
-    assert!(matches!(r, stateful_runtime::JsonResponse::Ok(_)));
-    adds(&h, "fig", 5);
+    assert!(matches!(r, JsonResponse::Ok(_)));
+    deposits(&h, "fig", 5);
     let (l, hd, key, args) = h
-        .prepare("Stock", "fig", "add", json!({"amount": 10}))
+        .prepare("Account", "fig", "deposit", json!({"amount": 10}))
         .expect("prepared");
-    let idem = "add-ten-once".to_owned();
+    let idem = "deposit-ten-once".to_owned();
     let first = h
         .handle()
         .submit(l, key.clone(), hd, args.clone(), Some(idem.clone()))
@@ -253,16 +257,20 @@ fn retention_compacts_history_and_says_how_far_back_it_sees() {
     let versions_before = {
         let store =
             stateful_runtime::storage::SledStore::open(&dir.path().join("state")).expect("open");
-        let app = shop::shop::app();
-        history(&app, &store, 256, "Stock", "fig", None).expect("history")
+        let app = fixture::app();
+        history(&app, &store, 256, "Account", "fig", None).expect("history")
     };
-    assert_eq!(versions_before.len(), 7, "init, 5 adds, the idempotent add");
+    assert_eq!(
+        versions_before.len(),
+        7,
+        "open, 5 deposits, the idempotent deposit"
+    );
     let first_epoch = versions_before[0].epoch;
 
     // Second run: history off. The compactor moves the horizon up to the last commit.
     let rt = start(Some(0));
-    let h = shop::shop::app().json(rt.handle());
-    adds(&h, "fig", 1);
+    let h = fixture::app().json(rt.handle());
+    deposits(&h, "fig", 1);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while h.handle().store().horizon().expect("horizon").epoch <= versions_before[6].epoch {
         assert!(std::time::Instant::now() < deadline, "no compaction");
@@ -281,29 +289,29 @@ fn retention_compacts_history_and_says_how_far_back_it_sees() {
 
     // Third run (keeping everything again): nothing re-ran after the compaction.
     let rt = start(None);
-    let state = shop::shop::app()
+    let state = fixture::app()
         .json(rt.handle())
-        .invoke_blocking("Stock", "fig", "find", Value::Null)
+        .invoke_blocking("Account", "fig", "balance", Value::Null)
         .expect("answered");
     match state {
-        stateful_runtime::JsonResponse::Ok(v) => assert_eq!(v["stock"], json!(16), "{v}"),
+        JsonResponse::Ok(v) => assert_eq!(v["balance"], json!(16), "{v}"),
         other => panic!("{other:?}"),
     }
     rt.shutdown();
 
-    let app = shop::shop::app();
+    let app = fixture::app();
     let store =
         stateful_runtime::storage::SledStore::open(&dir.path().join("state")).expect("open");
     let horizon = store.horizon().expect("horizon");
     assert!(horizon.epoch > first_epoch);
     assert!(horizon.forgotten_below_seq > 7, "{horizon:?}");
-    let versions = history(&app, &store, 256, "Stock", "fig", None).expect("history");
+    let versions = history(&app, &store, 256, "Account", "fig", None).expect("history");
     assert!(
         versions.len() < versions_before.len(),
         "superseded versions are gone: {versions:?}"
     );
     assert_eq!(
-        versions.last().map(|v| v.state["stock"].clone()),
+        versions.last().map(|v| v.state["balance"].clone()),
         Some(json!(16))
     );
     let note = views::horizon_note(&store)
@@ -311,7 +319,7 @@ fn retention_compacts_history_and_says_how_far_back_it_sees() {
         .expect("compacted");
     assert!(note.contains("compacted"), "{note}");
     // Reads before the horizon: clear errors.
-    let err = state_at(&app, &store, 256, "Stock", "fig", first_epoch).expect_err("compacted");
+    let err = state_at(&app, &store, 256, "Account", "fig", first_epoch).expect_err("compacted");
     assert!(err.to_string().contains("compacted"), "{err}");
     let err = trace(&app, &store, 256, 2).expect_err("compacted");
     assert!(err.to_string().contains("compacted"), "{err}");
@@ -322,7 +330,7 @@ fn retention_compacts_history_and_says_how_far_back_it_sees() {
     let into = dir.path().join("replayed");
     let err =
         stateful_runtime::tools::replay::replay(app.program().clone(), dir.path(), &into, None)
-            .expect_err("refused");
+            .expect_err("compacted");
     assert!(err.to_string().contains("compacted"), "{err}");
     assert!(!into.exists());
 }

@@ -1,6 +1,7 @@
-//! The shop as a cluster of processes on loopback (timely's cluster mode): concurrent
-//! checkouts through every process while processes are SIGKILLed, then restarts; rescaling
-//! 1 → 3 → 2 processes with every instance checked; and the clear errors of bad set-ups.
+//! The fixture service as a cluster of processes on loopback (timely's cluster mode):
+//! concurrent transfers through every process while processes are SIGKILLed, then restarts;
+//! rescaling 1 → 3 → 2 processes with every instance checked; `cluster up`; a cut network
+//! link; and the clear errors of bad set-ups.
 #![allow(missing_docs)]
 
 use std::collections::{HashMap, HashSet};
@@ -11,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stateful_tests::{SplitMix, http};
+use stateful_tests::{Client, SplitMix, free_port};
 
-const SHOP: &str = env!("CARGO_BIN_EXE_shop");
+const FIXTURE: &str = env!("CARGO_BIN_EXE_fixture");
 
 /// One cluster at a time: several debug-build clusters at once on 2 cores would slow commits
 /// to the point where the stall watchdog (5 s) fires.
@@ -25,23 +26,37 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+/// Whether the service behind `c` answers `/healthz` with 200.
+fn healthy(c: &Client) -> bool {
+    matches!(c.try_request("GET", "/healthz", None, None), Ok(r) if r.status == 200)
 }
 
-/// The processes of one cluster, each with its HTTP address and data dir.
+/// The processes of one cluster, each with its HTTP client and data dir.
 struct Cluster {
     hosts: PathBuf,
     dirs: Vec<PathBuf>,
-    http: Vec<SocketAddr>,
+    clients: Vec<Client>,
     children: Vec<Option<Child>>,
     logs: Vec<PathBuf>,
 }
 
 impl Cluster {
+    /// A cluster of processes with these data dirs, HTTP addresses and host file.
+    fn with(hosts: PathBuf, dirs: Vec<PathBuf>, http: Vec<SocketAddr>, logs: Vec<PathBuf>) -> Self {
+        let clients = http
+            .iter()
+            .zip(&logs)
+            .map(|(a, l)| Client::new(*a).log_file(l.clone()))
+            .collect();
+        Cluster {
+            hosts,
+            children: dirs.iter().map(|_| None).collect(),
+            dirs,
+            clients,
+            logs,
+        }
+    }
+
     /// A cluster of `dirs.len()` processes on fresh ports (not started).
     fn new(root: &Path, name: &str, dirs: Vec<PathBuf>) -> Cluster {
         let hosts = root.join(format!("{name}.hosts"));
@@ -57,13 +72,7 @@ impl Cluster {
         let logs = (0..dirs.len())
             .map(|i| root.join(format!("{name}-{i}.log")))
             .collect();
-        Cluster {
-            hosts,
-            children: dirs.iter().map(|_| None).collect(),
-            dirs,
-            http,
-            logs,
-        }
+        Cluster::with(hosts, dirs, http, logs)
     }
 
     /// Starts every process and waits until each answers `/healthz` (which it does only once
@@ -75,12 +84,15 @@ impl Cluster {
                 .append(true)
                 .open(&self.logs[i])
                 .expect("log file");
-            let child = Command::new(SHOP)
+            let child = Command::new(FIXTURE)
                 .args(["serve", "--workers", "1", "--cluster"])
                 .arg(&self.hosts)
                 .args(["--process", &i.to_string(), "--data-dir"])
                 .arg(&self.dirs[i])
-                .args(["--listen", &self.http[i].to_string()])
+                .args([
+                    "--listen",
+                    self.clients[i].base().trim_start_matches("http://"),
+                ])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -88,15 +100,24 @@ impl Cluster {
                 .expect("start a process");
             self.children[i] = Some(child);
         }
+        self.wait_up();
+    }
+
+    /// Waits until every process answers `/healthz`; panics when one exits first.
+    fn wait_up(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(120);
         for i in 0..self.dirs.len() {
-            while !matches!(http(self.http[i], "GET", "/healthz", None), Ok((200, _))) {
+            while !healthy(&self.clients[i]) {
                 if let Some(Some(c)) = self.children.get_mut(i)
                     && let Ok(Some(status)) = c.try_wait()
                 {
                     panic!("process {i} exited with {status}: {}", self.log(i));
                 }
-                assert!(Instant::now() < deadline, "process {i} did not come up");
+                assert!(
+                    Instant::now() < deadline,
+                    "process {i} did not come up: {}",
+                    self.log(i)
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -104,6 +125,10 @@ impl Cluster {
 
     fn log(&self, i: usize) -> String {
         std::fs::read_to_string(&self.logs[i]).unwrap_or_default()
+    }
+
+    fn n(&self) -> usize {
+        self.clients.len()
     }
 
     /// SIGKILLs process `i` (reaped by [`Cluster::kill_all`]).
@@ -141,10 +166,9 @@ impl Cluster {
 
     /// A request to process `i` that must answer (panics on a transport error).
     fn call(&self, i: usize, method: &str, path: &str) -> (u16, Value) {
-        let (status, body) = http(self.http[i], method, path, None)
-            .unwrap_or_else(|e| panic!("{method} {path} at process {i}: {e}"));
-        let v = serde_json::from_str(&body).unwrap_or(Value::Null);
-        (status, v)
+        let r = self.clients[i].request(method, path, None, None);
+        let v = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+        (r.status, v)
     }
 
     fn ok(&self, i: usize, method: &str, path: &str) -> Value {
@@ -170,239 +194,258 @@ impl Drop for Cluster {
     }
 }
 
-/// The shop's instances as the test created them.
-struct World {
-    items: Vec<String>,
-    users: Vec<String>,
-    orders: Vec<(String, i64)>,
+/// One transfer of a test's world.
+#[derive(Debug, Clone)]
+struct Tr {
+    id: String,
+    from: usize,
+    to: usize,
+    amount: i64,
 }
 
-const STOCK: i64 = 30;
-const CREDIT: i64 = 200;
+/// The accounts as the test opened them, and the transfers it may run.
+struct World {
+    accounts: Vec<String>,
+    transfers: Vec<Tr>,
+}
 
-/// Creates items, users and two-item orders through the processes in turn.
-fn populate(c: &Cluster, items: usize, users: usize, orders: usize) -> World {
-    let n = c.http.len();
-    let items: Vec<String> = (0..items)
+impl World {
+    fn path(&self, t: &Tr) -> String {
+        format!(
+            "/transfers/{}/{}/{}/{}",
+            t.id, self.accounts[t.from], self.accounts[t.to], t.amount
+        )
+    }
+}
+
+const BALANCE: i64 = 200;
+
+/// Opens accounts (fresh ids, made by the processes in turn), funds each through another
+/// process and reads it back through a third; plans transfers between them.
+fn populate(c: &Cluster, accounts: usize, transfers: usize) -> World {
+    let n = c.n();
+    let accounts: Vec<String> = (0..accounts)
         .map(|i| {
-            let id = c.ok(i % n, "POST", &format!("/stock/item/create/{}", 2 + i % 3))["item_id"]
+            let id = c.ok(i % n, "POST", "/accounts/create/0")["account"]
                 .as_str()
-                .expect("item_id")
-                .to_owned();
-            c.ok((i + 1) % n, "POST", &format!("/stock/add/{id}/{STOCK}"));
-            id
-        })
-        .collect();
-    let users: Vec<String> = (0..users)
-        .map(|u| {
-            let id = c.ok(u % n, "POST", "/payment/create_user")["user_id"]
-                .as_str()
-                .expect("user_id")
+                .expect("account")
                 .to_owned();
             c.ok(
-                (u + 2) % n,
+                (i + 1) % n,
                 "POST",
-                &format!("/payment/add_funds/{id}/{CREDIT}"),
+                &format!("/accounts/{id}/deposit/{BALANCE}"),
             );
             id
         })
         .collect();
-    let orders = (0..orders)
+    for (i, a) in accounts.iter().enumerate() {
+        let v = c.ok((i + 2) % n, "GET", &format!("/accounts/{a}"));
+        assert_eq!(v["balance"].as_i64(), Some(BALANCE), "{a}: {v}");
+    }
+    let m = accounts.len();
+    let transfers = (0..transfers)
         .map(|o| {
-            let user = &users[o % users.len()];
-            let id = c.ok(o % n, "POST", &format!("/orders/create/{user}"))["order_id"]
-                .as_str()
-                .expect("order_id")
-                .to_owned();
-            let (a, b) = (o % items.len(), (o * 7 + 1) % items.len());
-            let b = if a == b { (b + 1) % items.len() } else { b };
-            for item in [&items[a], &items[b]] {
-                c.ok(
-                    (o + 1) % n,
-                    "POST",
-                    &format!("/orders/addItem/{id}/{item}/1"),
-                );
+            let from = o % m;
+            let to = (o * 7 + 1) % m;
+            let to = if to == from { (to + 1) % m } else { to };
+            Tr {
+                id: format!("t{o}"),
+                from,
+                to,
+                amount: 20 + (o * 37 % 80) as i64,
             }
-            let cost = c.ok((o + 2) % n, "GET", &format!("/orders/find/{id}"))["total_cost"]
-                .as_i64()
-                .expect("total_cost");
-            (id, cost)
         })
         .collect();
     World {
-        items,
-        users,
-        orders,
+        accounts,
+        transfers,
     }
 }
 
-/// Sends a checkout with its idempotency key to its process until it gets a final answer
+/// Sends a transfer with its idempotency key to its process until it gets a final answer
 /// (200 or 400); `None` when the process is unreachable or answers 503 before `deadline`.
-fn checkout(c: &Cluster, p: usize, order: &str, deadline: Instant) -> Option<u16> {
-    let key = format!("checkout-{order}");
+fn transfer(c: &Cluster, p: usize, w: &World, t: &Tr, deadline: Instant) -> Option<u16> {
+    let key = format!("transfer-{}", t.id);
+    let path = w.path(t);
     loop {
-        match http(
-            c.http[p],
-            "POST",
-            &format!("/orders/checkout/{order}"),
-            Some(&key),
-        ) {
-            Ok((s @ (200 | 400), _)) => return Some(s),
-            Ok((503, _)) | Err(_) if Instant::now() >= deadline => return None,
-            Ok((503, _)) | Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            Ok((s, body)) => panic!("unexpected {s} for checkout {order}: {body}"),
+        match c.clients[p].try_request("POST", &path, None, Some(key.as_bytes())) {
+            Ok(r) if r.status == 200 || r.status == 400 => return Some(r.status),
+            Ok(r) if r.status != 503 => {
+                panic!("unexpected {} for transfer {}: {}", r.status, t.id, r.body)
+            }
+            _ if Instant::now() >= deadline => return None,
+            _ => std::thread::sleep(Duration::from_millis(20)),
         }
     }
 }
 
-/// Stock and credit account exactly for the orders answered 200, and those are paid.
-fn check_consistent(c: &Cluster, w: &World, paid: &HashSet<String>) {
-    let n = c.http.len();
-    let mut sold = 0;
-    for (i, item) in w.items.iter().enumerate() {
-        let stock = c.ok(i % n, "GET", &format!("/stock/find/{item}"))["stock"]
-            .as_i64()
-            .expect("stock");
-        assert!(stock >= 0);
-        sold += STOCK - stock;
-    }
-    let mut spent = 0;
-    for (u, user) in w.users.iter().enumerate() {
-        let credit = c.ok((u + 1) % n, "GET", &format!("/payment/find_user/{user}"))["credit"]
-            .as_i64()
-            .expect("credit");
-        assert!(credit >= 0);
-        spent += CREDIT - credit;
-    }
-    let mut expected_spent = 0;
-    for (o, (order, cost)) in w.orders.iter().enumerate() {
-        let is_paid = c.ok((o + 2) % n, "GET", &format!("/orders/find/{order}"))["paid"]
-            .as_bool()
-            .expect("paid");
+/// The transfers answered 200 and only those are done, and every balance is its initial one
+/// plus exactly what they moved (so no account is below zero and money is conserved).
+fn check_consistent(c: &Cluster, w: &World, done: &HashSet<String>) {
+    let n = c.n();
+    let mut expected = vec![BALANCE; w.accounts.len()];
+    for (o, t) in w.transfers.iter().enumerate() {
+        let view = c.ok((o + 2) % n, "GET", &format!("/transfers/{}", t.id));
+        let is_done = view["done"].as_bool().expect("done");
         assert_eq!(
-            is_paid,
-            paid.contains(order),
-            "order {order}: paid in the store vs answered 200"
+            is_done,
+            done.contains(&t.id),
+            "transfer {}: done in the store vs answered 200",
+            t.id
         );
-        if is_paid {
-            expected_spent += cost;
+        if is_done {
+            assert_eq!(
+                (
+                    view["from"].as_str(),
+                    view["to"].as_str(),
+                    view["amount"].as_i64()
+                ),
+                (
+                    Some(w.accounts[t.from].as_str()),
+                    Some(w.accounts[t.to].as_str()),
+                    Some(t.amount)
+                ),
+                "{view}"
+            );
+            expected[t.from] -= t.amount;
+            expected[t.to] += t.amount;
         }
     }
-    assert_eq!(sold, 2 * paid.len() as i64, "units sold = 2 per paid order");
+    let mut total = 0;
+    for (i, a) in w.accounts.iter().enumerate() {
+        let balance = c.ok(i % n, "GET", &format!("/accounts/{a}"))["balance"]
+            .as_i64()
+            .expect("balance");
+        assert!(balance >= 0, "{a} below zero: {balance}");
+        assert_eq!(balance, expected[i], "account {a}");
+        total += balance;
+    }
     assert_eq!(
-        spent, expected_spent,
-        "credit spent = the paid orders' totals"
+        total,
+        BALANCE * w.accounts.len() as i64,
+        "money is conserved"
     );
 }
 
+/// The others notice a lost process: a clear 503 within `limit`, never a hang.
+fn assert_notices_loss(c: &Cluster, i: usize, limit: Duration, what: &str) {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(r) = c.clients[i].try_request("POST", "/accounts/create/0", None, None)
+            && r.status == 503
+        {
+            assert!(r.body.contains("cluster lost a process"), "{}", r.body);
+            break;
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "process {i} kept accepting after {what}: {}",
+            c.log(i)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("process {i} noticed {what} after {:?}", t0.elapsed());
+}
+
 #[test]
-fn three_processes_survive_sigkill_and_apply_every_checkout_once() {
+fn three_processes_survive_sigkill_and_apply_every_transfer_once() {
     let _serial = serial();
     let root = tempfile::tempdir().expect("tempdir");
     let dirs = (0..3).map(|i| root.path().join(format!("p{i}"))).collect();
     let mut c = Cluster::new(root.path(), "kill", dirs);
     c.start();
-    let w = populate(&c, 6, 6, 60);
+    let w = populate(&c, 6, 60);
     let mut rng = SplitMix(0x05ee_dc10_57e7);
     let mut answered: HashMap<String, u16> = HashMap::new();
     for round in 0..3 {
-        let batch: Vec<(usize, String)> = w
-            .orders
+        let batch: Vec<(usize, Tr)> = w
+            .transfers
             .iter()
             .enumerate()
             .skip(round * 20)
             .take(20)
-            .map(|(o, (id, _))| (o % 3, id.clone()))
+            .map(|(o, t)| (o % 3, t.clone()))
             .collect();
         let queue = Arc::new(Mutex::new(batch.clone()));
         let unknown = Arc::new(Mutex::new(Vec::new()));
         let results = Arc::new(Mutex::new(Vec::new()));
         std::thread::scope(|s| {
             for _ in 0..4 {
-                let (queue, unknown, results, c) = (&queue, &unknown, &results, &c);
+                let (queue, unknown, results, c, w) = (&queue, &unknown, &results, &c, &w);
                 s.spawn(move || {
                     loop {
-                        let Some((p, order)) = queue.lock().expect("queue").pop() else {
+                        let Some((p, t)) = queue.lock().expect("queue").pop() else {
                             break;
                         };
                         let deadline = Instant::now() + Duration::from_secs(1);
-                        match checkout(c, p, &order, deadline) {
-                            Some(status) => results.lock().expect("results").push((order, status)),
-                            None => unknown.lock().expect("unknown").push((p, order)),
+                        match transfer(c, p, w, &t, deadline) {
+                            Some(status) => results.lock().expect("results").push((t.id, status)),
+                            None => unknown.lock().expect("unknown").push((p, t)),
                         }
                     }
                 });
             }
-            // Kill one process while the checkouts run.
-            std::thread::sleep(Duration::from_millis(50 + rng.next_u64() % 300));
-            let victim = (rng.next_u64() % 3) as usize;
+            // Kill one process while the transfers run.
+            std::thread::sleep(Duration::from_millis(50 + rng.below(300)));
+            let victim = rng.below(3) as usize;
             eprintln!("round {round}: SIGKILL process {victim}");
             c.kill9(victim);
             // The others notice: a clear 503 within a bounded time, never a hang.
             let other = (victim + 1) % 3;
-            let t0 = Instant::now();
-            loop {
-                if let Ok((503, body)) = http(c.http[other], "POST", "/payment/create_user", None) {
-                    assert!(body.contains("cluster lost a process"), "{body}");
-                    break;
-                }
-                assert!(
-                    t0.elapsed() < Duration::from_secs(20),
-                    "process {other} kept accepting after process {victim} died"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            assert_notices_loss(
+                &c,
+                other,
+                Duration::from_secs(20),
+                &format!("process {victim} died"),
+            );
         });
         // Restart the whole cluster: it recovers to the epoch committed everywhere.
         c.kill_all();
         c.start();
-        for (order, status) in results.lock().expect("results").drain(..) {
-            answered.insert(order, status);
+        for (id, status) in results.lock().expect("results").drain(..) {
+            answered.insert(id, status);
         }
         // Requests cut off by the crash: retried with the same key at the same process, they
         // take effect once (replayed from that process's log, or run now).
-        for (p, order) in unknown.lock().expect("unknown").drain(..) {
-            let status = checkout(&c, p, &order, Instant::now() + Duration::from_secs(60))
-                .unwrap_or_else(|| panic!("checkout {order} unanswered after the restart"));
-            answered.insert(order, status);
+        for (p, t) in unknown.lock().expect("unknown").drain(..) {
+            let status = transfer(&c, p, &w, &t, Instant::now() + Duration::from_secs(60))
+                .unwrap_or_else(|| panic!("transfer {} unanswered after the restart", t.id));
+            answered.insert(t.id, status);
         }
         // Answers given before the crash stand: a retry now returns the same answer.
-        for (p, order) in &batch {
-            let again = checkout(&c, *p, order, Instant::now() + Duration::from_secs(60));
-            assert_eq!(again, answered.get(order).copied(), "retry of {order}");
+        for (p, t) in &batch {
+            let again = transfer(&c, *p, &w, t, Instant::now() + Duration::from_secs(60));
+            assert_eq!(again, answered.get(&t.id).copied(), "retry of {}", t.id);
         }
-        let paid: HashSet<String> = answered
+        let done: HashSet<String> = answered
             .iter()
             .filter(|(_, s)| **s == 200)
             .map(|(o, _)| o.clone())
             .collect();
-        check_consistent(&c, &w, &paid);
+        check_consistent(&c, &w, &done);
     }
     assert!(
         answered.values().any(|s| *s == 200),
-        "some checkouts succeeded"
+        "some transfers succeeded"
     );
     c.stop();
 }
 
 /// Every instance's state, read through the processes in turn.
 fn snapshot(c: &Cluster, w: &World) -> Vec<Value> {
-    let n = c.http.len();
+    let n = c.n();
     let mut out = Vec::new();
-    for (i, item) in w.items.iter().enumerate() {
-        out.push(c.ok(i % n, "GET", &format!("/stock/find/{item}")));
+    for (i, a) in w.accounts.iter().enumerate() {
+        out.push(c.ok(i % n, "GET", &format!("/accounts/{a}")));
     }
-    for (u, user) in w.users.iter().enumerate() {
-        out.push(c.ok(u % n, "GET", &format!("/payment/find_user/{user}")));
-    }
-    for (o, (order, _)) in w.orders.iter().enumerate() {
-        out.push(c.ok(o % n, "GET", &format!("/orders/find/{order}")));
+    for (o, t) in w.transfers.iter().enumerate() {
+        out.push(c.ok(o % n, "GET", &format!("/transfers/{}", t.id)));
     }
     out
 }
 
 fn rescale(from: &[PathBuf], into: &[PathBuf]) -> std::process::Output {
-    Command::new(SHOP)
+    Command::new(FIXTURE)
         .arg("rescale")
         .arg("--from")
         .args(from)
@@ -421,7 +464,7 @@ fn rescale_one_to_three_to_two_processes_keeps_every_instance() {
     // One process (a "cluster" of one address would record a cluster layout; this is the
     // plain single-process service).
     let port = free_port();
-    let mut child = Command::new(SHOP)
+    let mut child = Command::new(FIXTURE)
         .args([
             "serve",
             "--workers",
@@ -437,21 +480,24 @@ fn rescale_one_to_three_to_two_processes_keeps_every_instance() {
         .expect("start");
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !matches!(http(addr, "GET", "/healthz", None), Ok((200, _))) {
+    while !healthy(&Client::new(addr)) {
         assert!(Instant::now() < deadline, "single process did not come up");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let one = Cluster {
-        hosts: PathBuf::new(),
-        dirs: vec![single.clone()],
-        http: vec![addr],
-        children: vec![None],
-        logs: vec![root.path().join("none")],
-    };
-    let w = populate(&one, 5, 5, 12);
-    for (order, _) in w.orders.iter().take(6) {
-        let _ = one.call(0, "POST", &format!("/orders/checkout/{order}"));
+    let one = Cluster::with(
+        PathBuf::new(),
+        vec![single.clone()],
+        vec![addr],
+        vec![root.path().join("none")],
+    );
+    let w = populate(&one, 5, 12);
+    let mut done = 0;
+    for t in w.transfers.iter().take(6) {
+        let (status, _) = one.call(0, "POST", &w.path(t));
+        assert!(status == 200 || status == 400, "{status}");
+        done += usize::from(status == 200);
     }
+    assert!(done > 0, "some transfers moved money before the rescale");
     let before = snapshot(&one, &w);
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -471,9 +517,9 @@ fn rescale_one_to_three_to_two_processes_keeps_every_instance() {
     let mut c3 = Cluster::new(root.path(), "three", three.clone());
     c3.start();
     assert_eq!(snapshot(&c3, &w), before, "every instance after 1 -> 3");
-    // The cluster works on the moved state: one more checkout.
-    let (last, _) = &w.orders[11];
-    let (status, _) = c3.call(2, "POST", &format!("/orders/checkout/{last}"));
+    // The cluster works on the moved state: one more transfer.
+    let last = &w.transfers[11];
+    let (status, _) = c3.call(2, "POST", &w.path(last));
     assert!(status == 200 || status == 400);
     let before = snapshot(&c3, &w);
     c3.stop();
@@ -506,7 +552,7 @@ fn rescale_one_to_three_to_two_processes_keeps_every_instance() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
     // A process's dir alone is not a single-process dir.
-    let out = Command::new(SHOP)
+    let out = Command::new(FIXTURE)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&two[0])
         .output()
@@ -518,7 +564,7 @@ fn rescale_one_to_three_to_two_processes_keeps_every_instance() {
         String::from_utf8_lossy(&out.stderr)
     );
     // A --process outside the host file.
-    let out = Command::new(SHOP)
+    let out = Command::new(FIXTURE)
         .args(["serve", "--cluster"])
         .arg(&c2.hosts)
         .args(["--process", "7", "--data-dir"])
@@ -551,7 +597,7 @@ fn cluster_up_supervises_and_restarts_after_a_killed_process() {
     let root = tempfile::tempdir().expect("tempdir");
     let http_port = free_ports(2);
     let timely_port = free_ports(2);
-    let mut launcher = Command::new(SHOP)
+    let mut launcher = Command::new(FIXTURE)
         .args(["cluster", "up", "--processes", "2", "--data-dir"])
         .arg(root.path().join("c"))
         .args([
@@ -583,31 +629,28 @@ fn cluster_up_supervises_and_restarts_after_a_killed_process() {
             }
         }
     });
-    let addrs: Vec<SocketAddr> = (0..2)
-        .map(|i| SocketAddr::from(([127, 0, 0, 1], http_port + i)))
+    let clients: Vec<Client> = (0..2)
+        .map(|i| Client::new(SocketAddr::from(([127, 0, 0, 1], http_port + i))))
         .collect();
     let up = |what: &str| {
         let deadline = Instant::now() + Duration::from_secs(120);
-        for a in &addrs {
-            while !matches!(http(*a, "GET", "/healthz", None), Ok((200, _))) {
-                assert!(Instant::now() < deadline, "{what}: {a} did not come up");
+        for c in &clients {
+            while !healthy(c) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: {} did not come up",
+                    c.base()
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
     };
     up("first start");
-    let (status, body) = http(addrs[1], "POST", "/payment/create_user", None).expect("answer");
-    assert_eq!(status, 200, "{body}");
-    let user: Value = serde_json::from_str(&body).expect("json");
-    let user = user["user_id"].as_str().expect("user_id").to_owned();
-    let (status, _) = http(
-        addrs[0],
-        "POST",
-        &format!("/payment/add_funds/{user}/42"),
-        None,
-    )
-    .expect("answer");
-    assert_eq!(status, 200);
+    let r = clients[1].post("/accounts/create/0");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let account = r.json()["account"].as_str().expect("account").to_owned();
+    let r = clients[0].post(&format!("/accounts/{account}/deposit/42"));
+    assert_eq!(r.status, 200, "{}", r.body);
 
     // Kill process 1: the launcher restarts the whole cluster, which recovers.
     let victim = pids.lock().expect("pids")[1];
@@ -623,11 +666,9 @@ fn cluster_up_supervises_and_restarts_after_a_killed_process() {
         std::thread::sleep(Duration::from_millis(50));
     }
     up("restart");
-    let (status, body) =
-        http(addrs[1], "GET", &format!("/payment/find_user/{user}"), None).expect("answer");
-    assert_eq!(status, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(v["credit"], 42);
+    let r = clients[1].get(&format!("/accounts/{account}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["balance"], 42);
 
     // SIGTERM stops every process cleanly.
     let _ = Command::new("kill")
@@ -636,10 +677,11 @@ fn cluster_up_supervises_and_restarts_after_a_killed_process() {
     let status = launcher.wait().expect("wait");
     assert!(status.success(), "{status}");
     reader.join().expect("reader");
-    for a in &addrs {
+    for c in &clients {
         assert!(
-            http(*a, "GET", "/healthz", None).is_err(),
-            "{a} still serves"
+            c.try_request("GET", "/healthz", None, None).is_err(),
+            "{} still serves",
+            c.base()
         );
     }
 }
@@ -738,17 +780,16 @@ fn a_cut_link_fails_safe_and_the_restarted_cluster_recovers() {
     let hosts = root.path().join("hosts");
     let lines: Vec<String> = (0..3).map(|i| format!("{}:7100", net.ip(i))).collect();
     std::fs::write(&hosts, lines.join("\n")).expect("hosts");
-    let mut c = Cluster {
+    let mut c = Cluster::with(
         hosts,
-        dirs: (0..3).map(|i| root.path().join(format!("p{i}"))).collect(),
-        http: (0..3)
+        (0..3).map(|i| root.path().join(format!("p{i}"))).collect(),
+        (0..3)
             .map(|i| SocketAddr::new(net.ip(i).parse().expect("ip"), 8000))
             .collect(),
-        children: (0..3).map(|_| None).collect(),
-        logs: (0..3)
+        (0..3)
             .map(|i| root.path().join(format!("p{i}.log")))
             .collect(),
-    };
+    );
     let start = |c: &mut Cluster| {
         for i in 0..3 {
             let log = std::fs::OpenOptions::new()
@@ -757,12 +798,23 @@ fn a_cut_link_fails_safe_and_the_restarted_cluster_recovers() {
                 .open(&c.logs[i])
                 .expect("log");
             let child = Command::new("ip")
-                .args(["netns", "exec", &net.ns(i), SHOP, "serve", "--workers", "1"])
+                .args([
+                    "netns",
+                    "exec",
+                    &net.ns(i),
+                    FIXTURE,
+                    "serve",
+                    "--workers",
+                    "1",
+                ])
                 .arg("--cluster")
                 .arg(&c.hosts)
                 .args(["--process", &i.to_string(), "--data-dir"])
                 .arg(&c.dirs[i])
-                .args(["--listen", &c.http[i].to_string()])
+                .args([
+                    "--listen",
+                    c.clients[i].base().trim_start_matches("http://"),
+                ])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -770,55 +822,35 @@ fn a_cut_link_fails_safe_and_the_restarted_cluster_recovers() {
                 .expect("start in a namespace");
             c.children[i] = Some(child);
         }
-        let deadline = Instant::now() + Duration::from_secs(120);
-        for i in 0..3 {
-            while !matches!(http(c.http[i], "GET", "/healthz", None), Ok((200, _))) {
-                assert!(Instant::now() < deadline, "process {i}: {}", c.log(i));
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        c.wait_up();
     };
     start(&mut c);
-    let w = populate(&c, 3, 3, 6);
-    let mut paid = HashSet::new();
-    for (o, (order, _)) in w.orders.iter().enumerate().take(3) {
-        if checkout(&c, o % 3, order, Instant::now() + Duration::from_secs(30)) == Some(200) {
-            paid.insert(order.clone());
+    let w = populate(&c, 3, 6);
+    let mut done = HashSet::new();
+    for (o, t) in w.transfers.iter().enumerate().take(3) {
+        if transfer(&c, o % 3, &w, t, Instant::now() + Duration::from_secs(30)) == Some(200) {
+            done.insert(t.id.clone());
         }
     }
-    check_consistent(&c, &w, &paid);
+    check_consistent(&c, &w, &done);
 
     // Cut process 2's link: no error reaches anyone; the others must notice by themselves.
     net.link(2, false);
-    let t0 = Instant::now();
-    loop {
-        if let Ok((503, body)) = http(c.http[0], "POST", "/payment/create_user", None) {
-            assert!(body.contains("cluster lost a process"), "{body}");
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "process 0 did not notice the cut link: {}",
-            c.log(0)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    eprintln!("the cut link was noticed after {:?}", t0.elapsed());
+    assert_notices_loss(&c, 0, Duration::from_secs(30), "the cut link");
     // Fail safe: nothing commits while the link is down.
-    let (order, _) = &w.orders[3];
-    let (status, _) = c.call(1, "POST", &format!("/orders/checkout/{order}"));
+    let (status, _) = c.call(1, "POST", &w.path(&w.transfers[3]));
     assert_eq!(status, 503);
 
     // Restore the link and restart the cluster: it recovers with everything acknowledged.
     net.link(2, true);
     c.kill_all();
     start(&mut c);
-    check_consistent(&c, &w, &paid);
-    for (o, (order, _)) in w.orders.iter().enumerate().skip(3) {
-        if checkout(&c, o % 3, order, Instant::now() + Duration::from_secs(30)) == Some(200) {
-            paid.insert(order.clone());
+    check_consistent(&c, &w, &done);
+    for (o, t) in w.transfers.iter().enumerate().skip(3) {
+        if transfer(&c, o % 3, &w, t, Instant::now() + Duration::from_secs(30)) == Some(200) {
+            done.insert(t.id.clone());
         }
     }
-    check_consistent(&c, &w, &paid);
+    check_consistent(&c, &w, &done);
     c.stop();
 }

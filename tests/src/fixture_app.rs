@@ -1,0 +1,215 @@
+//! The fixture app of the system tests: a ledger of accounts, and transfers between them.
+//!
+//! Small, but it has every shape the framework-level tests need: an entity lambda with keyed
+//! state ([`fixture::Account`]) whose handlers reject without writing, a read handler, routes
+//! with `{key}` and typed parameters and one without `{key}` (a fresh id), a handler without a
+//! route (reached through `/invoke` and in-process), calls inside `transaction! { .. }`
+//! within one lambda ([`Account::transfer`](fixture::Account)) and across two
+//! ([`fixture::Transfer`]), and a handler that panics halfway through a transaction.
+
+/// Accounts and transfers.
+#[stateful_runtime::app]
+pub mod fixture {
+    use stateful_runtime::prelude::*;
+
+    /// Why a ledger operation was rejected.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+    pub enum LedgerError {
+        /// The account was never opened.
+        #[error("account `{0}` does not exist")]
+        NoSuchAccount(String),
+        /// A withdrawal of more than the balance.
+        #[error("account `{account}` has not enough money: {balance} left, {wanted} wanted")]
+        InsufficientFunds {
+            /// The account.
+            account: String,
+            /// Its balance.
+            balance: i64,
+            /// The amount asked for.
+            wanted: i64,
+        },
+        /// A transfer's transaction failed and was rolled back.
+        #[error("transfer `{0}` failed; nothing was moved")]
+        TransferFailed(String),
+        /// The transfer ran already.
+        #[error("transfer `{0}` is done already")]
+        AlreadyDone(String),
+        /// A call failed in the runtime.
+        #[error(transparent)]
+        Call(#[from] CallError),
+    }
+
+    /// The state of one account.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct AccountState {
+        exists: bool,
+        balance: i64,
+    }
+
+    /// What [`Account`]'s `balance` answers.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct AccountView {
+        /// The account.
+        pub account: String,
+        /// Its balance.
+        pub balance: i64,
+    }
+
+    /// What [`Account`]'s `create` answers.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Opened {
+        /// The new account's id.
+        pub account: String,
+    }
+
+    #[lambda(key = String, state = AccountState)]
+    impl Account {
+        /// Opens an account with a fresh id (the route has no `{key}`).
+        #[route(post, "/accounts/create/{balance}")]
+        async fn create(ctx: &mut Ctx<Self>, balance: i64) -> Result<Opened, LedgerError> {
+            ctx.set_state(AccountState {
+                exists: true,
+                balance,
+            });
+            Ok(Opened {
+                account: ctx.key().clone(),
+            })
+        }
+
+        /// Opens account `key` (no route: `/invoke`, the batch route and in-process callers).
+        async fn open(ctx: &mut Ctx<Self>, balance: i64) -> Result<(), LedgerError> {
+            ctx.set_state(AccountState {
+                exists: true,
+                balance,
+            });
+            Ok(())
+        }
+
+        #[route(post, "/accounts/{key}/deposit/{amount}")]
+        async fn deposit(ctx: &mut Ctx<Self>, amount: i64) -> Result<i64, LedgerError> {
+            // Check before `state_mut`: a rejection must not write the instance.
+            if !ctx.state().exists {
+                return Err(LedgerError::NoSuchAccount(ctx.key().clone()));
+            }
+            let mut s = ctx.state_mut();
+            s.balance += amount;
+            Ok(s.balance)
+        }
+
+        #[route(post, "/accounts/{key}/withdraw/{amount}")]
+        async fn withdraw(ctx: &mut Ctx<Self>, amount: i64) -> Result<i64, LedgerError> {
+            let account = ctx.key().clone();
+            // Check before `state_mut` (and release the read first): a rejection must not
+            // write the instance.
+            let (exists, balance) = {
+                let s = ctx.state();
+                (s.exists, s.balance)
+            };
+            if !exists {
+                return Err(LedgerError::NoSuchAccount(account));
+            }
+            if balance < amount {
+                return Err(LedgerError::InsufficientFunds {
+                    account,
+                    balance,
+                    wanted: amount,
+                });
+            }
+            let mut s = ctx.state_mut();
+            s.balance -= amount;
+            Ok(s.balance)
+        }
+
+        /// The read handler.
+        #[route(get, "/accounts/{key}")]
+        async fn balance(ctx: &Ctx<Self>) -> Result<AccountView, LedgerError> {
+            let s = ctx.state();
+            if !s.exists {
+                return Err(LedgerError::NoSuchAccount(ctx.key().clone()));
+            }
+            Ok(AccountView {
+                account: ctx.key().clone(),
+                balance: s.balance,
+            })
+        }
+
+        /// Both legs or neither, between two accounts of this lambda (the first leg is a call
+        /// to this very instance).
+        #[route(post, "/accounts/{key}/transfer/{to}/{amount}")]
+        async fn transfer(ctx: &mut Ctx<Self>, to: String, amount: i64) -> Result<(), LedgerError> {
+            let me = ctx.key().clone();
+            let name = format!("{me}->{to}");
+            transaction! {
+                ctx.call::<Account>(&me).withdraw(amount).await?;
+                ctx.call::<Account>(&to).deposit(amount).await?;
+                Ok(())
+            }
+            .on_failure_return(Err(LedgerError::TransferFailed(name.clone())))
+        }
+
+        /// A bug: inside a transaction it deposits 1 into `to` and adds 1 here, then panics
+        /// (when `to` is not empty, which it never is on this route).
+        #[route(post, "/accounts/{key}/explode/{to}")]
+        async fn explode(ctx: &mut Ctx<Self>, to: String) -> Result<(), LedgerError> {
+            let name = ctx.key().clone();
+            transaction! {
+                ctx.call::<Account>(&to).deposit(1).await?;
+                ctx.state_mut().balance += 1;
+                if !to.is_empty() {
+                    panic!("explode: a deliberate panic after depositing into `{to}`");
+                }
+                Ok(())
+            }
+            .on_failure_return(Err(LedgerError::TransferFailed(name.clone())))
+        }
+    }
+
+    /// The state of one transfer: set when it ran.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct TransferState {
+        /// Whether the transfer took place.
+        pub done: bool,
+        /// The account debited.
+        pub from: String,
+        /// The account credited.
+        pub to: String,
+        /// The amount moved.
+        pub amount: i64,
+    }
+
+    #[lambda(key = String, state = TransferState)]
+    impl Transfer {
+        /// Moves `amount` from one account to another, atomically and at most once per
+        /// transfer id (the key): the paper's Listing 1 shape across two lambdas.
+        #[route(post, "/transfers/{key}/{from}/{to}/{amount}")]
+        async fn run(
+            ctx: &mut Ctx<Self>,
+            from: String,
+            to: String,
+            amount: i64,
+        ) -> Result<(), LedgerError> {
+            let id = ctx.key().clone();
+            if ctx.state().done {
+                return Err(LedgerError::AlreadyDone(id));
+            }
+            transaction! {
+                ctx.call::<Account>(&from).withdraw(amount).await?;
+                ctx.call::<Account>(&to).deposit(amount).await?;
+                ctx.set_state(TransferState {
+                    done: true,
+                    from: from.clone(),
+                    to: to.clone(),
+                    amount,
+                });
+                Ok(())
+            }
+            .on_failure_return(Err(LedgerError::TransferFailed(id.clone())))
+        }
+
+        /// The transfer as it stands (`done: false` for one that never ran or was rolled back).
+        #[route(get, "/transfers/{key}")]
+        async fn find(ctx: &Ctx<Self>) -> Result<TransferState, LedgerError> {
+            Ok(ctx.state().clone())
+        }
+    }
+}
