@@ -30,27 +30,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A small deterministic generator (splitmix64): the same workload on every run.
-#[derive(Debug, Clone)]
-pub struct SplitMix(pub u64);
+/// The framework's deterministic generator (splitmix64): the same workload on every run.
+pub use stateful_runtime::mix::SplitMix;
 
-impl SplitMix {
-    /// The next pseudo-random number.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
-
-#[cfg(test)]
 #[cfg(test)]
 mod tests {
     use super::*;

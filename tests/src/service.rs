@@ -20,6 +20,7 @@ pub struct TestDir {
     bin: PathBuf,
     tmp: tempfile::TempDir,
     runs: u32,
+    workers: usize,
 }
 
 impl TestDir {
@@ -29,7 +30,14 @@ impl TestDir {
             bin: bin.into(),
             tmp: tempfile::tempdir().expect("temp dir"),
             runs: 0,
+            workers: 2,
         }
+    }
+
+    /// Starts the service with `workers` workers instead of 2.
+    pub fn with_workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
     }
 
     /// The temporary directory itself.
@@ -42,7 +50,7 @@ impl TestDir {
         self.tmp.path().join("data")
     }
 
-    /// Starts `BIN serve --workers 2` on a free port with this data dir, waiting until
+    /// Starts `BIN serve --workers 2` (or [`TestDir::with_workers`]) on a free port with this data dir, waiting until
     /// `/healthz` answers.
     pub fn start(&mut self) -> Server {
         self.start_with(&[])
@@ -52,7 +60,7 @@ impl TestDir {
     pub fn start_with(&mut self, extra: &[&str]) -> Server {
         self.runs += 1;
         let log = self.tmp.path().join(format!("serve-{}.log", self.runs));
-        Server::start(&self.bin, &self.data(), &log, extra)
+        Server::start(&self.bin, &self.data(), &log, self.workers, extra)
     }
 
     /// Runs `BIN ARGS` to completion (the tool subcommands).
@@ -95,7 +103,7 @@ impl Deref for Server {
 }
 
 impl Server {
-    fn start(bin: &Path, data: &Path, log: &Path, extra: &[&str]) -> Server {
+    fn start(bin: &Path, data: &Path, log: &Path, workers: usize, extra: &[&str]) -> Server {
         // The port is free when picked but could be taken before the child binds it: retry.
         for _ in 0..3 {
             let port = free_port();
@@ -107,7 +115,7 @@ impl Server {
                     "--data-dir",
                     data.to_str().expect("utf-8 path"),
                     "--workers",
-                    "2",
+                    &workers.to_string(),
                 ])
                 .args(extra)
                 .stdin(Stdio::null())

@@ -63,8 +63,16 @@ impl Transfer {
 }
 
 #[test]
-fn kill9_under_concurrent_transfers_loses_nothing_and_applies_everything_once() {
-    let mut dir = TestDir::new(FIXTURE);
+fn kill9_under_concurrent_transfers_loses_nothing_and_applies_everything_once_at_1_2_and_4_workers()
+{
+    for workers in [1, 2, 4] {
+        eprintln!("{workers} workers");
+        kill9_under_concurrent_transfers(workers);
+    }
+}
+
+fn kill9_under_concurrent_transfers(workers: usize) {
+    let mut dir = TestDir::new(FIXTURE).with_workers(workers);
     let mut svc = dir.start();
     for a in 0..ACCOUNTS {
         let r = until_answered(
@@ -211,8 +219,15 @@ fn final_answer(c: &Client, path: &str, key: &str) -> u16 {
 /// service is killed, three rounds: each done transfer matches exactly one debit and one
 /// credit, every rejected one changed nothing.
 #[test]
-fn kill9_during_transfers_across_lambdas_keeps_every_total_exact() {
-    let mut dir = TestDir::new(FIXTURE);
+fn kill9_during_transfers_across_lambdas_keeps_every_total_exact_at_1_2_and_4_workers() {
+    for workers in [1, 2, 4] {
+        eprintln!("{workers} workers");
+        kill9_during_transfers_across_lambdas(workers);
+    }
+}
+
+fn kill9_during_transfers_across_lambdas(workers: usize) {
+    let mut dir = TestDir::new(FIXTURE).with_workers(workers);
     let mut svc = dir.start();
     svc.post(&format!("/batch/open/{HOLDERS}/{HOLDER_BALANCE}"))
         .ok();

@@ -3,8 +3,6 @@
 //! history retention compacts away.
 #![allow(missing_docs)]
 
-use std::path::Path;
-
 use serde_json::{Value, json};
 use stateful_runtime::storage::StateStore;
 use stateful_runtime::views::{self, LoggedRequest, VersionView, ViewError};
@@ -14,19 +12,10 @@ use stateful_tests::fixture;
 fn log(
     app: &App,
     store: &dyn StateStore,
-    dir: &Path,
     lambda: Option<&str>,
     key: Option<&str>,
 ) -> Result<Vec<LoggedRequest>, ViewError> {
-    views::log(
-        app,
-        store,
-        &dir.join("ingress.log"),
-        lambda,
-        key,
-        None,
-        None,
-    )
+    views::log(app, store, lambda, key, None, None)
 }
 
 fn trace(app: &App, store: &dyn StateStore, groups: u16, seq: u64) -> Result<Value, ViewError> {
@@ -39,10 +28,8 @@ fn history(
     groups: u16,
     lambda: &str,
     key: &str,
-    dir: Option<&Path>,
 ) -> Result<Vec<VersionView>, ViewError> {
-    let log = dir.map(|d| d.join("ingress.log"));
-    views::history(app, store, groups, lambda, key, log.as_deref()).map(|h| h.versions)
+    views::history(app, store, groups, lambda, key, (0, 1)).map(|h| h.versions)
 }
 
 fn state_at(
@@ -95,7 +82,7 @@ fn log_trace_and_history_of_transfers() {
         (s, stateful_runtime::Config::default().key_groups)
     };
     // Find the transfers in the log.
-    let runs: Vec<_> = log(&app, &store, dir.path(), Some("Transfer"), None)
+    let runs: Vec<_> = log(&app, &store, Some("Transfer"), None)
         .expect("log")
         .into_iter()
         .filter(|r| r.handler == "run")
@@ -103,13 +90,11 @@ fn log_trace_and_history_of_transfers() {
     assert_eq!(runs.len(), 2);
     assert_eq!((runs[0].outcome, runs[1].outcome), ("ok", "rejected"));
     assert_eq!(
-        log(&app, &store, dir.path(), Some("Account"), None)
-            .expect("log")
-            .len(),
+        log(&app, &store, Some("Account"), None).expect("log").len(),
         2,
         "the two opens"
     );
-    let ann = log(&app, &store, dir.path(), Some("Account"), Some("ann")).expect("log");
+    let ann = log(&app, &store, Some("Account"), Some("ann")).expect("log");
     assert_eq!(ann.len(), 1, "only ann's open: {ann:?}");
     assert_eq!(ann[0].handler, "open");
 
@@ -155,8 +140,7 @@ fn log_trace_and_history_of_transfers() {
     assert!(text.contains("rolled back"), "{text}");
 
     // Step ann's balance back through time: 100, then 70 after t1, and t2 changed nothing.
-    let versions =
-        history(&app, &store, groups, "Account", "ann", Some(dir.path())).expect("history");
+    let versions = history(&app, &store, groups, "Account", "ann").expect("history");
     let balances: Vec<_> = versions
         .iter()
         .map(|v| v.state["balance"].clone())
@@ -206,7 +190,7 @@ fn log_trace_and_history_of_transfers() {
     // Bad input.
     assert!(stateful_runtime::tools::at::resolve_at(&store, "seq:999999").is_err());
     assert!(trace(&app, &store, groups, 999_999).is_err());
-    assert!(log(&app, &store, dir.path(), Some("Nope"), None).is_err());
+    assert!(log(&app, &store, Some("Nope"), None).is_err());
 }
 
 /// Deposits 1 into `account`, `n` times, each in its own commit.
@@ -258,7 +242,7 @@ fn retention_compacts_history_and_says_how_far_back_it_sees() {
         let store =
             stateful_runtime::storage::SledStore::open(&dir.path().join("state")).expect("open");
         let app = fixture::app();
-        history(&app, &store, 256, "Account", "fig", None).expect("history")
+        history(&app, &store, 256, "Account", "fig").expect("history")
     };
     assert_eq!(
         versions_before.len(),
@@ -304,8 +288,20 @@ fn retention_compacts_history_and_says_how_far_back_it_sees() {
         stateful_runtime::storage::SledStore::open(&dir.path().join("state")).expect("open");
     let horizon = store.horizon().expect("horizon");
     assert!(horizon.epoch > first_epoch);
-    assert!(horizon.forgotten_below_seq > 7, "{horizon:?}");
-    let versions = history(&app, &store, 256, "Account", "fig", None).expect("history");
+    // The open and the five deposits (requests 1-6) are forgotten; the idempotent deposit
+    // (request 7) keeps its answer.
+    assert!(horizon.forgotten_below_seq >= 7, "{horizon:?}");
+    for seq in 1..7 {
+        assert!(
+            store.completion(seq).expect("readable").is_none(),
+            "request {seq}"
+        );
+    }
+    assert!(
+        store.completion(7).expect("readable").is_some(),
+        "the idempotent request"
+    );
+    let versions = history(&app, &store, 256, "Account", "fig").expect("history");
     assert!(
         versions.len() < versions_before.len(),
         "superseded versions are gone: {versions:?}"

@@ -35,10 +35,13 @@ fn concurrently(h: &Handle, reqs: &[Req]) -> Vec<JsonResponse> {
         .collect()
 }
 
-fn start(workers: usize) -> Runtime {
-    shop::shop::app()
-        .start(Config::in_memory(workers))
-        .expect("start")
+/// The shop, durable (fsync'ed commit log) in a fresh directory, kept alive with the runtime.
+fn start(workers: usize) -> (Runtime, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = shop::shop::app()
+        .start(Config::durable(dir.path(), workers))
+        .expect("start");
+    (rt, dir)
 }
 
 fn req(lambda: &str, key: String, handler: &str, args: Value) -> Req {
@@ -48,7 +51,7 @@ fn req(lambda: &str, key: String, handler: &str, args: Value) -> Req {
 #[test]
 fn one_item_stock_100_thousand_users_credit_1() {
     for workers in [1, 2, 4] {
-        let rt = start(workers);
+        let (rt, _dir) = start(workers);
         let h = shop::shop::app().json(rt.handle());
         ok(
             &h,
@@ -131,7 +134,7 @@ fn one_item_stock_100_thousand_users_credit_1() {
 #[test]
 fn random_two_item_checkouts_balance_exactly() {
     for (workers, seed) in [(1, 1), (2, 2), (4, 3)] {
-        let rt = start(workers);
+        let (rt, _dir) = start(workers);
         let h = shop::shop::app().json(rt.handle());
         let mut rng = Rng(seed);
         let (items, users, orders) = (6u64, 40u64, 600u64);

@@ -112,6 +112,22 @@ impl EpochClock {
         }
     }
 
+    /// The epoch requests arriving now enter: the open one; but when the clock is idle, the
+    /// open epoch (opened when the last commit finished, maybe long ago) is closed first and
+    /// a fresh one opened now, so that an epoch's number never predates its requests by
+    /// more than one commit.
+    pub(crate) fn epoch_for_arrival(&self) -> u64 {
+        if let Policy::Adaptive { .. } = self.policy
+            && self.idle.load(Ordering::Acquire)
+        {
+            let open = self.open.load(Ordering::Acquire);
+            if unix_us() > open {
+                self.close(open);
+            }
+        }
+        self.open()
+    }
+
     /// A request entered epoch `epoch`: if the committer is idle, or the epoch has waited
     /// longer than the bound, it closes now.
     pub(crate) fn entered(&self, epoch: u64) {
@@ -211,7 +227,14 @@ mod tests {
 
     #[test]
     fn a_request_after_a_quiet_spell_closes_its_epoch_and_load_waits_for_the_commit() {
-        let c = EpochClock::new(Policy::Adaptive { max_open_us: 60_000_000 }, 100, 1, 0);
+        let c = EpochClock::new(
+            Policy::Adaptive {
+                max_open_us: 60_000_000,
+            },
+            100,
+            1,
+            0,
+        );
         assert_eq!((c.open(), c.first_epoch()), (100, 100));
         assert_eq!(c.next_after(100), None, "100 is open");
         c.entered(100);
@@ -231,7 +254,11 @@ mod tests {
         c.entered(e2);
         assert!(c.open() > e2);
         assert_eq!(c.durable_epoch(), e1);
-        assert_eq!(c.next_after(e1), Some(e2), "the sequence stays from the durable epoch on");
+        assert_eq!(
+            c.next_after(e1),
+            Some(e2),
+            "the sequence stays from the durable epoch on"
+        );
     }
 
     #[test]

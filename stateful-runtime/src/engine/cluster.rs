@@ -3,10 +3,12 @@
 //! ```text
 //! host file: one `host:port` per line, process 0 first (timely connects the processes)
 //! process p, T workers each: global workers p*T .. p*T+T-1; key group g -> worker_of(g, N*T)
-//! start:  every process recovers to the same epoch (min over processes of their committed
-//!         epoch), agreed through a first, tiny timely execution; then the engine starts
-//! commit: each process writes its epochs locally; a response is released when the probe
-//!         passes its commit epoch, i.e. every operator of every process has written it
+//! start:  every process recovers to the same epoch (min over processes of their last durable
+//!         epoch; later records are cut from the logs), agreed through a first, tiny timely
+//!         execution; then the engine starts
+//! commit: epochs close on the clock; each process logs every epoch (an empty one too) and
+//!         fsyncs it; a response is released when the probe passes its epoch, i.e. every
+//!         operator of every process has made it durable; only then is it materialised
 //! loss:   a process that dies (or a frozen frontier) turns every gateway into 503s; the
 //!         cluster is restarted as a whole and recovers to the epoch committed everywhere
 //! ```
@@ -93,7 +95,7 @@ impl ClusterConfig {
 }
 
 /// What every process tells the others before recovering: its index, whether its data dir
-/// has state, its last committed epoch, and its clock.
+/// has state, its last durable epoch, and its clock (unix µs).
 type Announce = (u64, bool, u64, u64);
 
 /// What the processes agreed on.
@@ -114,7 +116,7 @@ pub(crate) fn agree_on_committed(
     cluster: &ClusterConfig,
     committed: Option<u64>,
 ) -> Result<Agreed, String> {
-    let now = crate::storage::unix_ms();
+    let now = crate::storage::unix_us();
     let me = cluster.process as u64;
     let guards = timely::execute(cluster.timely(1), move |worker| {
         let seen: Rc<RefCell<Vec<Announce>>> = Rc::new(RefCell::new(Vec::new()));

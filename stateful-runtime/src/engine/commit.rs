@@ -84,7 +84,12 @@ impl CommitPipeline {
             .name("stateful-commit".into())
             .spawn(move || p.run(rx, target, materializer, metrics));
         match handle {
-            Ok(h) => *pipeline.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(h),
+            Ok(h) => {
+                *pipeline
+                    .thread
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(h)
+            }
             Err(e) => fatal(&format!("cannot start the committer thread: {e}")),
         }
         pipeline
@@ -128,10 +133,11 @@ impl CommitPipeline {
         metrics: Arc<Metrics>,
     ) {
         let mut pending: BTreeMap<u64, Parts> = BTreeMap::new();
-        let mut last_epoch = target
-            .log
-            .as_ref()
-            .map_or(0, |l| l.lock().unwrap_or_else(PoisonError::into_inner).last_epoch());
+        let mut last_epoch = target.log.as_ref().map_or(0, |l| {
+            l.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .last_epoch()
+        });
         while let Ok(first) = rx.recv() {
             add(&mut pending, first.1);
             while let Ok(more) = rx.try_recv() {
@@ -150,7 +156,7 @@ impl CommitPipeline {
             let requests: usize = records.iter().map(|r| r.completions.len()).sum();
             metrics.record_commit(t0.elapsed(), requests as u64);
             self.clock.durable(newest);
-            materializer.enqueue(records);
+            materializer.enqueue(records, newest);
             self.wake_operators();
         }
     }
@@ -187,12 +193,20 @@ fn take_complete(pending: &mut BTreeMap<u64, Parts>, committers: usize) -> Vec<(
 /// no idempotency key) are left out, and so are epochs left with nothing (unless in a
 /// cluster). A rejected or failed request stays: replaying it with a fixed binary may change
 /// what it does.
-fn build(target: &CommitTarget, ready: Vec<(u64, Parts)>, last: &mut u64) -> Vec<Arc<CommitRecord>> {
+fn build(
+    target: &CommitTarget,
+    ready: Vec<(u64, Parts)>,
+    last: &mut u64,
+) -> Vec<Arc<CommitRecord>> {
     let (process, processes) = target.process;
     let mut out = Vec::new();
     for (epoch, mut parts) in ready {
         if !target.cluster {
-            let wrote: HashSet<u64> = parts.writes.iter().flat_map(|w| w.writers.iter().copied()).collect();
+            let wrote: HashSet<u64> = parts
+                .writes
+                .iter()
+                .flat_map(|w| w.writers.iter().copied())
+                .collect();
             parts.completions.retain(|c| {
                 c.request.idempotency_key.is_some()
                     || !c.ok

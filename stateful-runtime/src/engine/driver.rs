@@ -4,7 +4,8 @@
 //! is durable on every operator of every process).
 //!
 //! ```text
-//! loop: inputs to clock.open() ─ requests from the channel ─▶ input[lambda] ─ entered(epoch)
+//! loop: inputs to clock.open() (a request after a quiet spell: a fresh epoch) ─ requests
+//!       from the channel ─▶ input[lambda] ─ entered(epoch)
 //!       step_or_park (until woken; a cluster: until the next tick) ─ release what is durable
 //! stop: close the inputs, step until the dataflow is done, answer anything left (Stopped)
 //! ```
@@ -51,8 +52,15 @@ pub(crate) fn run(worker: &mut timely::worker::Worker, shared: Arc<Shared>) {
     let mut waiting: Vec<Finished> = Vec::new();
     loop {
         advance(&mut inputs, &mut epoch, shared.clock.open());
+        let first = rx.try_recv().ok();
+        if first.is_some() {
+            advance(&mut inputs, &mut epoch, shared.clock.epoch_for_arrival());
+        }
         let mut n = 0;
-        while let Ok(req) = rx.try_recv() {
+        for req in first
+            .into_iter()
+            .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+        {
             send_request(&mut inputs, req, &mut responders, index, &shared);
             n += 1;
         }
@@ -138,7 +146,11 @@ fn durable_everywhere(probe: &ProbeHandle<u64>, shared: &Shared) -> Option<u64> 
     let frontier = probe.with_frontier(|f| f.iter().min().copied());
     let durable = frontier.map(|t| t.saturating_sub(1));
     let reached = durable.unwrap_or(u64::MAX);
-    if shared.committed_everywhere.fetch_max(reached, Ordering::AcqRel) < reached {
+    if shared
+        .committed_everywhere
+        .fetch_max(reached, Ordering::AcqRel)
+        < reached
+    {
         shared.materializer.poke();
     }
     durable

@@ -26,6 +26,8 @@ const MAX_QUEUED: usize = 4096;
 
 struct Queue {
     records: VecDeque<Arc<CommitRecord>>,
+    /// The last epoch the committer made durable (with or without a record).
+    through: u64,
     stopping: bool,
 }
 
@@ -57,6 +59,7 @@ impl Materializer {
         let m = Arc::new(Materializer {
             queue: Mutex::new(Queue {
                 records: VecDeque::new(),
+                through: applied,
                 stopping: false,
             }),
             changed: Condvar::new(),
@@ -83,11 +86,9 @@ impl Materializer {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues durable records (waits while the store is far behind).
-    pub(crate) fn enqueue(&self, records: Vec<Arc<CommitRecord>>) {
-        if records.is_empty() {
-            return;
-        }
+    /// Queues durable records, the last of the epochs up to `through` that have one (an
+    /// epoch with nothing to keep has no record); waits while the store is far behind.
+    pub(crate) fn enqueue(&self, records: Vec<Arc<CommitRecord>>, through: u64) {
         let mut q = self.lock();
         while q.records.len() > MAX_QUEUED && !self.failed.load(Ordering::Acquire) {
             q = self
@@ -97,6 +98,7 @@ impl Materializer {
                 .0;
         }
         q.records.extend(records);
+        q.through = q.through.max(through);
         self.changed.notify_all();
     }
 
@@ -113,7 +115,10 @@ impl Materializer {
     /// Waits until the store has applied `epoch` (or `timeout` passed); whether it has.
     pub(crate) fn wait_applied(&self, epoch: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut g = self.applied_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut g = self
+            .applied_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         while self.applied() < epoch {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -142,24 +147,32 @@ impl Materializer {
         }
     }
 
-    /// The records that may be applied now (all of them, or up to the cluster's ceiling).
-    fn take(&self, q: &mut Queue) -> Vec<Arc<CommitRecord>> {
+    /// The records that may be applied now (all of them, or up to the cluster's ceiling),
+    /// and how far `applied` reaches once they are.
+    fn take(&self, q: &mut Queue) -> (Vec<Arc<CommitRecord>>, u64) {
         let limit = self
             .ceiling
             .as_ref()
             .map_or(u64::MAX, |c| c.load(Ordering::Acquire));
         let n = q.records.iter().take_while(|r| r.epoch <= limit).count();
-        q.records.drain(..n).collect()
+        let batch: Vec<_> = q.records.drain(..n).collect();
+        let last = batch.last().map_or(0, |r| r.epoch);
+        let reach = if q.records.is_empty() {
+            q.through.min(limit).max(last)
+        } else {
+            last
+        };
+        (batch, reach)
     }
 
     fn run(&self, store: &dyn StateStore, log: Option<&Mutex<CommitLog>>) {
         let mut last_checkpoint = Instant::now();
         let mut unflushed = false;
         loop {
-            let (batch, stopping) = {
+            let (batch, reach, stopping) = {
                 let mut q = self.lock();
-                let mut batch = self.take(&mut q);
-                while batch.is_empty() && !q.stopping {
+                let (mut batch, mut reach) = self.take(&mut q);
+                while batch.is_empty() && reach <= self.applied() && !q.stopping {
                     let wait = if unflushed {
                         CHECKPOINT_EVERY.saturating_sub(last_checkpoint.elapsed())
                     } else if self.ceiling.is_some() && !q.records.is_empty() {
@@ -175,21 +188,28 @@ impl Materializer {
                         .wait_timeout(q, wait)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0;
-                    batch = self.take(&mut q);
+                    (batch, reach) = self.take(&mut q);
                 }
-                (batch, q.stopping)
+                (batch, reach, q.stopping)
             };
             self.changed.notify_all();
-            if let Some(last) = batch.last() {
+            if !batch.is_empty() {
                 if let Err(e) = store.apply(&batch) {
                     self.failed.store(true, Ordering::Release);
-                    super::commit::fatal(&format!("cannot apply committed epochs to the state store: {e}"));
+                    super::commit::fatal(&format!(
+                        "cannot apply committed epochs to the state store: {e}"
+                    ));
                 }
-                self.applied.store(last.epoch, Ordering::Release);
-                self.idempotency.applied(last.epoch);
-                let _g = self.applied_lock.lock().unwrap_or_else(PoisonError::into_inner);
-                self.applied_changed.notify_all();
                 unflushed = true;
+            }
+            if reach > self.applied() {
+                self.applied.store(reach, Ordering::Release);
+                self.idempotency.applied(reach);
+                let _g = self
+                    .applied_lock
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                self.applied_changed.notify_all();
             }
             let due = last_checkpoint.elapsed() >= CHECKPOINT_EVERY;
             if unflushed && (due || stopping) {

@@ -30,6 +30,8 @@ mod materialize;
 mod metrics;
 pub(crate) mod operator;
 pub(crate) mod placement;
+#[cfg(test)]
+mod power_tests;
 mod program;
 pub(crate) mod protocol;
 pub(crate) mod recovery;

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use super::cluster::Agreed;
 use super::config::{Config, Durability, StartError};
+use crate::storage::log::fs::LogFs;
 use crate::storage::log::{CommitLog, SyncMode};
 use crate::storage::{DataDir, MemoryStore, OpenError, StateStore};
 
@@ -33,11 +34,13 @@ pub(crate) struct Storage {
     pub replayed: usize,
 }
 
-/// Opens (or creates) the data dir of `config` for app `app` (or memory) and recovers; in a
+/// Opens (or creates) the data dir of `config` for app `app` (or memory), its log on `fs`, and
+/// recovers; in a
 /// cluster `agree` turns this process's last durable epoch into the agreement of all.
 pub(crate) fn open(
     app: &str,
     config: &Config,
+    fs: Arc<dyn LogFs>,
     agree: impl FnOnce(Option<u64>) -> Result<Option<Agreed>, StartError>,
 ) -> Result<(Storage, Option<Agreed>), StartError> {
     let sync = match config.durability {
@@ -52,16 +55,19 @@ pub(crate) fn open(
         .data_dir
         .clone()
         .ok_or_else(|| StartError::Config("a durable runtime needs a data dir".into()))?;
-    let layout = config.cluster.as_ref().map(|c| stateful_core::records::meta::Layout {
-        processes: c.processes(),
-        process: c.process,
-        workers: config.workers,
-    });
+    let layout = config
+        .cluster
+        .as_ref()
+        .map(|c| stateful_core::records::meta::Layout {
+            processes: c.processes(),
+            process: c.process,
+            workers: config.workers,
+        });
     let dir = DataDir::open_or_create(&root, app, config.key_groups, layout)?;
     let store = dir.open_store()?;
     store.check_app(app)?;
     let cp = store.checkpoint()?;
-    let (mut log, mut after, report) = dir.open_log(sync, cp.epoch)?;
+    let (mut log, mut after, report) = dir.open_log_on(fs, sync, cp.epoch)?;
     let last = report.last_epoch.max(cp.epoch);
     let agreed = agree((last > 0).then_some(last))?;
     if let Some(a) = &agreed {
@@ -71,7 +77,9 @@ pub(crate) fn open(
                 a.committed, cp.epoch
             ))));
         }
-        let cut = log.cut_after(a.committed, cp.epoch).map_err(OpenError::from)?;
+        let cut = log
+            .cut_after(a.committed, cp.epoch)
+            .map_err(OpenError::from)?;
         after.retain(|r| r.epoch <= a.committed);
         if cut > 0 {
             tracing::info!(epochs = cut, "cut epochs not committed on every process");
@@ -79,8 +87,12 @@ pub(crate) fn open(
     }
     let replayed = after.len();
     let durable_epoch = after.last().map_or(cp.epoch, |r| r.epoch);
-    let next_seq = after.last().map_or(cp.next_seq, |r| r.next_seq.max(cp.next_seq));
-    let next_order = after.last().map_or(cp.next_order, |r| r.next_order.max(cp.next_order));
+    let next_seq = after
+        .last()
+        .map_or(cp.next_seq, |r| r.next_seq.max(cp.next_seq));
+    let next_order = after
+        .last()
+        .map_or(cp.next_order, |r| r.next_order.max(cp.next_order));
     let store = Arc::new(store);
     crate::storage::apply_tail(store.as_ref(), &mut log, after)?;
     let storage = Storage {

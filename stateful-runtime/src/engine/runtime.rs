@@ -27,6 +27,7 @@ use super::metrics::Metrics;
 use super::placement::Placement;
 use super::program::Program;
 use super::recovery::Storage;
+use crate::storage::log::fs::{LogFs, OsFs};
 use crate::storage::{Compactor, StateStore};
 
 /// State shared by the handles and the workers of one engine.
@@ -97,9 +98,13 @@ fn check(program: &Program, config: &Config) -> Result<Topology, StartError> {
 }
 
 /// Opens the storage and recovers; in a cluster, agrees with the other processes first.
-fn open_storage(program: &Program, config: &Config) -> Result<(Storage, Option<Agreed>), StartError> {
+fn open_storage(
+    program: &Program,
+    config: &Config,
+    fs: Arc<dyn LogFs>,
+) -> Result<(Storage, Option<Agreed>), StartError> {
     let cluster = config.cluster.clone();
-    super::recovery::open(program.name(), config, |last| match &cluster {
+    super::recovery::open(program.name(), config, fs, |last| match &cluster {
         None => Ok(None),
         Some(c) => {
             super::cluster::watch_connections();
@@ -112,9 +117,18 @@ fn open_storage(program: &Program, config: &Config) -> Result<(Storage, Option<A
 
 impl Runtime {
     /// Opens (or creates) the state, recovers it from the commit log, and starts the workers.
-    pub fn start(program: Arc<Program>, mut config: Config) -> Result<Runtime, StartError> {
+    pub fn start(program: Arc<Program>, config: Config) -> Result<Runtime, StartError> {
+        Runtime::start_on(program, config, Arc::new(OsFs))
+    }
+
+    /// [`Runtime::start`] with the commit log on the files of `fs` (tests: a simulated disk).
+    pub(crate) fn start_on(
+        program: Arc<Program>,
+        mut config: Config,
+        fs: Arc<dyn LogFs>,
+    ) -> Result<Runtime, StartError> {
         let topology = check(&program, &config)?;
-        let (storage, agreed) = open_storage(&program, &config)?;
+        let (storage, agreed) = open_storage(&program, &config, fs)?;
         config.key_groups = storage.groups;
         let (processes, process) = config
             .cluster
@@ -127,9 +141,14 @@ impl Runtime {
             workers: config.workers,
         };
         if storage.replayed > 0 {
-            tracing::info!(epochs = storage.replayed, "recovered epochs from the commit log");
+            tracing::info!(
+                epochs = storage.replayed,
+                "recovered epochs from the commit log"
+            );
         }
-        let shared = Arc::new(assemble(program, config, placement, topology, storage, agreed));
+        let shared = Arc::new(assemble(
+            program, config, placement, topology, storage, agreed,
+        ));
         let compactor = Compactor::start(shared.store.clone(), shared.config.history.clone());
         let worker_shared = shared.clone();
         let timely_config = match &shared.config.cluster {
@@ -242,12 +261,8 @@ fn assemble(
         next_seq: next_seq.clone(),
         next_order: order.clone(),
     };
-    let pipeline = CommitPipeline::start(
-        target,
-        clock.clone(),
-        materializer.clone(),
-        metrics.clone(),
-    );
+    let pipeline =
+        CommitPipeline::start(target, clock.clone(), materializer.clone(), metrics.clone());
     Shared {
         admission: Admission {
             in_flight: AtomicUsize::new(0),

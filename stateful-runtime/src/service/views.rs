@@ -2,18 +2,17 @@
 //! histories, the request log, traces and diffs, with lambdas and keys by name. The CLI and the
 //! HTTP debug views both use these, so the two always agree.
 
-
 use serde::Serialize;
 use serde_json::Value;
 
 use super::app::App;
 use super::json::{CodecError, LambdaCodec};
-use stateful_core::records::ingress::IngressRecord;
 use crate::storage::{ReadError, StateStore, epoch_time};
 use crate::tools::at::{AtError, resolve_at};
 use crate::tools::diff::DiffReport;
 use crate::tools::log::LogQuery;
 use crate::tools::trace::{StateAt, TraceError, TraceRecord, TraceTree};
+use stateful_core::records::ingress::IngressRecord;
 
 /// Why a view could not be made.
 #[derive(Debug, thiserror::Error)]

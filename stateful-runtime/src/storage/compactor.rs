@@ -93,8 +93,7 @@ impl Compactor {
                             Some(_) => store.size_on_disk()?,
                             None => 0,
                         };
-                        let target = retention
-                            .target(super::unix_us(), current, size);
+                        let target = retention.target(super::unix_us(), current, size);
                         if let Some(target) = target {
                             let done = store.compact(target)?;
                             tracing::debug!(?done, "compacted history");

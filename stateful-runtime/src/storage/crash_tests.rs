@@ -38,7 +38,7 @@ fn crash_child() {
     loop {
         epoch += 1;
         store.apply(&[Arc::new(record(epoch))]).expect("applies");
-        if epoch % 5 == 0 {
+        if epoch.is_multiple_of(5) {
             store.flush().expect("flushes");
             println!("flushed {epoch}");
         }
@@ -71,7 +71,10 @@ fn sled_keeps_whole_epochs_across_sigkill() {
             .unwrap_or(0);
         let store = super::model_tests::reopen(dir.path()).expect("reopens");
         let at = store.checkpoint().expect("reads").epoch;
-        assert!(at >= flushed, "round {round}: at {at}, but {flushed} was flushed");
+        assert!(
+            at >= flushed,
+            "round {round}: at {at}, but {flushed} was flushed"
+        );
         for k in 0..20u8 {
             let v = store.get(1, u16::from(k % 4), &[k]).expect("reads");
             assert_eq!(

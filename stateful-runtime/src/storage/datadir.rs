@@ -13,10 +13,10 @@ use std::time::Duration;
 use stateful_core::records::meta::{self, DataDirMeta, FORMAT, Layout};
 
 use super::error::OpenError;
-use super::log::fs::OsFs;
+use super::log::fs::{LogFs, OsFs};
 use super::log::{CommitLog, LogReport, SyncMode};
-use super::store::{CommitRecord, StateStore};
 use super::sled_store::SledStore;
+use super::store::{CommitRecord, StateStore};
 
 /// An opened data dir whose meta fits the app that opened it.
 #[derive(Debug, Clone)]
@@ -169,7 +169,17 @@ impl DataDir {
         sync: SyncMode,
         checkpoint: u64,
     ) -> Result<(CommitLog, Vec<CommitRecord>, LogReport), OpenError> {
-        CommitLog::open(&self.log_dir(), std::sync::Arc::new(OsFs), sync, checkpoint)
+        self.open_log_on(std::sync::Arc::new(OsFs), sync, checkpoint)
+    }
+
+    /// [`DataDir::open_log`] on the files of `fs` (tests: a simulated disk).
+    pub fn open_log_on(
+        &self,
+        fs: std::sync::Arc<dyn LogFs>,
+        sync: SyncMode,
+        checkpoint: u64,
+    ) -> Result<(CommitLog, Vec<CommitRecord>, LogReport), OpenError> {
+        CommitLog::open(&self.log_dir(), fs, sync, checkpoint)
     }
 
     /// Opens the store of a stopped service brought up to date: the log's records after the

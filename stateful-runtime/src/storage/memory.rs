@@ -290,7 +290,11 @@ fn apply_epoch(inner: &mut Inner, r: &CommitRecord) -> Result<(), WriteError> {
             r.epoch, inner.checkpoint.epoch
         )));
     }
-    if let Some(w) = r.writes.iter().find(|w| u32::try_from(w.key.len()).is_err()) {
+    if let Some(w) = r
+        .writes
+        .iter()
+        .find(|w| u32::try_from(w.key.len()).is_err())
+    {
         return Err(WriteError::TooLarge {
             what: "a key",
             len: w.key.len(),

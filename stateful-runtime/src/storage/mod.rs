@@ -27,14 +27,14 @@ mod store;
 
 pub(crate) use compactor::Compactor;
 pub use compactor::HistoryRetention;
-pub(crate) use datadir::apply_tail;
 pub use datadir::DataDir;
+pub(crate) use datadir::apply_tail;
 pub use error::{CompactError, OpenError, ReadError, WriteError};
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 pub use store::{
-    Checkpoint, CommitRecord, Compacted, Completion, CompletionEntry, Horizon, StateStore,
-    Version, WriteRecord,
+    Checkpoint, CommitRecord, Compacted, Completion, CompletionEntry, Horizon, StateStore, Version,
+    WriteRecord,
 };
 
 /// Milliseconds since the Unix epoch (request timestamps).

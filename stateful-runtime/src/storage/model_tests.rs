@@ -9,7 +9,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use stateful_core::records::ingress::IngressRecord;
 
-use super::error::{OpenError, WriteError};
+use super::error::{OpenError, ReadError, WriteError};
 use super::{
     Checkpoint, CommitRecord, Completion, CompletionEntry, Horizon, MemoryStore, SledStore,
     StateStore, WriteRecord,
@@ -255,7 +255,7 @@ pub(super) fn reopen(path: &std::path::Path) -> Result<SledStore, OpenError> {
 }
 
 fn check(store: &dyn StateStore, model: &Model) -> Result<(), TestCaseError> {
-    let max_epoch = model.markers.values().copied().max().unwrap_or(0);
+    let max_epoch = model.checkpoint.epoch;
     for lambda in 0..LAMBDAS {
         for group in 0..GROUPS {
             for key in 0..KEYS {
@@ -386,7 +386,10 @@ fn run(harness: &mut dyn Harness, ops: &[Op]) -> Result<(), TestCaseError> {
                             "after a crash the store is at {at:?}, not at an epoch applied since the last flush"
                         ))
                     })?;
-                prop_assert!(may_lose || back + 1 == since_flush.len(), "nothing may be lost");
+                prop_assert!(
+                    may_lose || back + 1 == since_flush.len(),
+                    "nothing may be lost"
+                );
                 model = since_flush[back].clone();
                 since_flush.truncate(back + 1);
             }
@@ -438,7 +441,10 @@ fn contract_errors(store: &dyn StateStore) {
         matches!(store.apply(&[epoch(5)]), Err(WriteError::Corrupt(_))),
         "an epoch is applied once"
     );
-    assert!(store.apply(&[epoch(3)]).is_err(), "epochs only move forward");
+    assert!(
+        store.apply(&[epoch(3)]).is_err(),
+        "epochs only move forward"
+    );
     assert_eq!(store.checkpoint().expect("reads").epoch, 5);
     store.check_app("shop").expect("records the app");
     store.check_app("shop").expect("same app");

@@ -88,8 +88,7 @@ pub trait StateStore: Send + Sync + 'static {
         epoch: u64,
     ) -> Result<Option<Vec<u8>>, ReadError>;
     /// Every committed version of an instance: `(epoch, value)`, oldest first.
-    fn history(&self, lambda: u16, group: KeyGroup, key: &[u8])
-    -> Result<Vec<Version>, ReadError>;
+    fn history(&self, lambda: u16, group: KeyGroup, key: &[u8]) -> Result<Vec<Version>, ReadError>;
     /// A completed request by sequence number.
     fn completion(&self, seq: u64) -> Result<Option<Completion>, ReadError>;
     /// The completed request with this idempotency key (the first one that used it).

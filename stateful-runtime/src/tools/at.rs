@@ -56,7 +56,10 @@ mod tests {
 
     #[test]
     fn epochs_and_times_parse_and_the_rest_is_an_error() {
-        assert_eq!(parse_at("1700000000000000").expect("epoch"), 1_700_000_000_000_000);
+        assert_eq!(
+            parse_at("1700000000000000").expect("epoch"),
+            1_700_000_000_000_000
+        );
         assert_eq!(
             parse_at("2023-11-14T22:13:20Z").expect("time"),
             1_700_000_000_000_000

@@ -103,7 +103,12 @@ mod tests {
     use super::*;
     use crate::storage::{CommitRecord, CompletionEntry, MemoryStore};
 
-    fn completion(seq: u64, lambda: u16, key: u8, result: Result<Outcome, CallError>) -> CompletionEntry {
+    fn completion(
+        seq: u64,
+        lambda: u16,
+        key: u8,
+        result: Result<Outcome, CallError>,
+    ) -> CompletionEntry {
         CompletionEntry {
             request: IngressRecord {
                 seq,
@@ -124,11 +129,24 @@ mod tests {
     #[test]
     fn pages_follow_after_and_limit_and_filters_apply() {
         let store = MemoryStore::new();
-        let ok = || Ok(Outcome { ok: true, bytes: vec![] });
+        let ok = || {
+            Ok(Outcome {
+                ok: true,
+                bytes: vec![],
+            })
+        };
         let mut completions: Vec<CompletionEntry> = (1..=10u64)
             .map(|i| completion(i, (i % 2) as u16, (i % 3) as u8, ok()))
             .collect();
-        completions[0] = completion(1, 1, 1, Ok(Outcome { ok: false, bytes: vec![] }));
+        completions[0] = completion(
+            1,
+            1,
+            1,
+            Ok(Outcome {
+                ok: false,
+                bytes: vec![],
+            }),
+        );
         completions[2] = completion(3, 1, 0, Err(CallError::Stopped));
         let record = CommitRecord {
             epoch: 5,
@@ -140,7 +158,11 @@ mod tests {
         };
         store.apply(&[Arc::new(record)]).expect("applies");
         let seqs = |q: &LogQuery| -> Vec<u64> {
-            page(&store, q).expect("reads").iter().map(|e| e.record.seq).collect()
+            page(&store, q)
+                .expect("reads")
+                .iter()
+                .map(|e| e.record.seq)
+                .collect()
         };
         let first = LogQuery {
             limit: Some(4),
@@ -167,7 +189,12 @@ mod tests {
         let outcomes: Vec<RequestOutcome> = entries.iter().map(|e| e.outcome).collect();
         assert_eq!(
             outcomes,
-            [RequestOutcome::Rejected, RequestOutcome::Ok, RequestOutcome::Failed, RequestOutcome::Ok]
+            [
+                RequestOutcome::Rejected,
+                RequestOutcome::Ok,
+                RequestOutcome::Failed,
+                RequestOutcome::Ok
+            ]
         );
         assert!(entries.iter().all(|e| e.epoch == 5));
     }

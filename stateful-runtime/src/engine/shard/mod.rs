@@ -437,7 +437,13 @@ mod tests {
         fn get(&self, _: u16, _: KeyGroup, _: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
             Err(bad())
         }
-        fn get_at(&self, _: u16, _: KeyGroup, _: &[u8], _: u64) -> Result<Option<Vec<u8>>, ReadError> {
+        fn get_at(
+            &self,
+            _: u16,
+            _: KeyGroup,
+            _: &[u8],
+            _: u64,
+        ) -> Result<Option<Vec<u8>>, ReadError> {
             Err(bad())
         }
         fn history(&self, _: u16, _: KeyGroup, _: &[u8]) -> Result<Vec<Version>, ReadError> {

@@ -108,10 +108,7 @@ async fn listen(
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let durability = match config.durability {
-        Durability::Fsync => format!(
-            "data dir {}, answers after fsync",
-            data_dir.display()
-        ),
+        Durability::Fsync => format!("data dir {}, answers after fsync", data_dir.display()),
         Durability::ProcessCrash => format!(
             "data dir {}, answers survive a process crash, not a power cut",
             data_dir.display()

@@ -76,9 +76,11 @@ pub(crate) fn inspect(
 /// `history`.
 pub(crate) fn history(app: &App, lambda: &str, key: &str, dir: &Path, json: bool) -> ExitCode {
     let r = with_store(app, dir, |data, store| {
-        let place = data.meta().cluster.map_or((0, 1), |l| (l.process, l.processes));
-        views::history(app, store, data.key_groups(), lambda, key, place)
-            .map_err(|e| e.to_string())
+        let place = data
+            .meta()
+            .cluster
+            .map_or((0, 1), |l| (l.process, l.processes));
+        views::history(app, store, data.key_groups(), lambda, key, place).map_err(|e| e.to_string())
     });
     let h = match r {
         Ok(h) => h,

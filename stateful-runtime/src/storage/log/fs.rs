@@ -37,6 +37,8 @@ pub trait LogFs: Send + Sync + std::fmt::Debug {
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Makes the directory's entries (created or removed files) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Creates the directory (and its parents) if it is missing.
+    fn create_dir(&self, dir: &Path) -> io::Result<()>;
 }
 
 /// The operating system's files.
@@ -90,6 +92,17 @@ impl LogFs for OsFs {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
     }
+    fn create_dir(&self, dir: &Path) -> io::Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir)?;
+        // The new entry is durable in its parent too.
+        match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => File::open(p)?.sync_all(),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// One simulated file: what is on the disk, and what was written since the last sync.
@@ -136,6 +149,28 @@ impl SimFs {
                 f.durable.extend(torn);
             }
         });
+    }
+
+    /// The disk as it would come back if the power went now (see [`SimFs::power_cut`]), as a
+    /// new disk; this one carries on.
+    pub fn after_power_cut(&self, keep: impl FnMut(usize) -> usize) -> SimFs {
+        let copy = SimFs {
+            files: Arc::new(Mutex::new(self.with(|files| files.clone()))),
+        };
+        copy.power_cut(keep);
+        copy
+    }
+
+    /// The directories that hold files.
+    pub fn list_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.with(|files| {
+            files
+                .keys()
+                .filter_map(|p| p.parent().map(Path::to_path_buf))
+                .collect()
+        });
+        dirs.dedup();
+        dirs
     }
 
     /// The bytes of a file as a reader sees them now (synced and unsynced).
@@ -239,6 +274,9 @@ impl LogFs for SimFs {
                 }
             }
         });
+        Ok(())
+    }
+    fn create_dir(&self, _: &Path) -> io::Result<()> {
         Ok(())
     }
 }

@@ -126,7 +126,9 @@ fn check(
     for (i, (seg, scanned, total)) in segments.iter().enumerate() {
         let name = seg.path.display();
         if let Some((pos, e)) = &scanned.undecodable {
-            return Err(format!("{name}: the record at byte {pos} does not decode: {e}"));
+            return Err(format!(
+                "{name}: the record at byte {pos} does not decode: {e}"
+            ));
         }
         if let Some(pos) = scanned.damaged_at {
             return Err(format!(
@@ -176,7 +178,9 @@ impl CommitLog {
         sync: SyncMode,
         checkpoint: u64,
     ) -> Result<(CommitLog, Vec<CommitRecord>, LogReport), OpenError> {
-        let found = read_segments(fs.as_ref(), dir).map_err(|e| OpenError::Corrupt(e.to_string()))?;
+        fs.create_dir(dir)?;
+        let found =
+            read_segments(fs.as_ref(), dir).map_err(|e| OpenError::Corrupt(e.to_string()))?;
         let (records, cut) = check(&found, checkpoint).map_err(OpenError::Corrupt)?;
         let mut segments: Vec<Segment> = found.into_iter().map(|(s, _, _)| s).collect();
         if cut > 0
@@ -218,7 +222,10 @@ impl CommitLog {
             unsynced: false,
             failed: false,
         };
-        let after = records.into_iter().filter(|r| r.epoch > checkpoint).collect();
+        let after = records
+            .into_iter()
+            .filter(|r| r.epoch > checkpoint)
+            .collect();
         Ok((log, after, report))
     }
 
@@ -251,7 +258,11 @@ impl CommitLog {
                     len: 0,
                 });
             }
-            let path = self.segments.last().map(|s| s.path.clone()).unwrap_or_default();
+            let path = self
+                .segments
+                .last()
+                .map(|s| s.path.clone())
+                .unwrap_or_default();
             self.writer = Some(self.fs.open_append(&path)?);
             if full {
                 self.fs.sync_dir(&self.dir)?;
@@ -339,7 +350,11 @@ impl CommitLog {
                 break;
             }
             let scanned = frame::scan(&self.fs.read(&seg.path)?);
-            let keep = scanned.records.iter().take_while(|r| r.epoch <= epoch).count();
+            let keep = scanned
+                .records
+                .iter()
+                .take_while(|r| r.epoch <= epoch)
+                .count();
             cut += scanned.records.len() - keep;
             if keep == 0 {
                 self.fs.remove(&seg.path)?;

@@ -32,13 +32,11 @@ use std::sync::Arc;
 
 use stateful_core::keys::KeyGroup;
 use stateful_core::records::completion::CompletionRecord;
-use stateful_core::records::index::IndexEntry;
 use stateful_core::records::encode;
+use stateful_core::records::index::IndexEntry;
 
 use super::error::{CompactError, OpenError, ReadError, WriteError};
-use super::store::{
-    Checkpoint, CommitRecord, Compacted, Completion, Horizon, StateStore, Version,
-};
+use super::store::{Checkpoint, CommitRecord, Compacted, Completion, Horizon, StateStore, Version};
 use layout::*;
 
 /// [`StateStore`] on a sled database in a data dir.
