@@ -213,9 +213,8 @@ impl Materializer {
             }
             let due = last_checkpoint.elapsed() >= CHECKPOINT_EVERY;
             if unflushed && (due || stopping) {
-                self.checkpoint(store, log);
+                unflushed = !self.checkpoint(store, log);
                 last_checkpoint = Instant::now();
-                unflushed = false;
             }
             if stopping && batch.is_empty() {
                 return;
@@ -223,11 +222,13 @@ impl Materializer {
         }
     }
 
-    /// Flushes the store, then cuts the log behind what it holds.
-    fn checkpoint(&self, store: &dyn StateStore, log: Option<&Mutex<CommitLog>>) {
+    /// Flushes the store, then cuts the log behind what it holds. A failed flush cuts
+    /// nothing (the log still holds every epoch) and is tried again at the next checkpoint.
+    fn checkpoint(&self, store: &dyn StateStore, log: Option<&Mutex<CommitLog>>) -> bool {
         let applied = self.applied();
         if let Err(e) = store.flush() {
-            super::commit::fatal(&format!("cannot flush the state store: {e}"));
+            tracing::warn!(error = %e, "cannot flush the state store; the commit log keeps everything, retrying at the next checkpoint");
+            return false;
         }
         if let Some(log) = log {
             let cut = log
@@ -238,5 +239,6 @@ impl Materializer {
                 tracing::warn!(error = %e, "cannot cut the commit log behind the checkpoint; retrying at the next one");
             }
         }
+        true
     }
 }

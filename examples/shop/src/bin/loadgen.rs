@@ -106,6 +106,8 @@ enum Mix {
     Hot,
     /// `POST /stock/add/{random item}/1`.
     Counter,
+    /// `GET /stock/find/{random item}`: reads only.
+    Read,
 }
 
 #[derive(Debug, Args)]
@@ -404,7 +406,7 @@ async fn run(a: RunArgs) -> Result<ExitCode, String> {
     });
     let mut rng = Rng::new(seed);
     let (items, found_items) = size(&pool, a.items, "/stock/find/", "items").await?;
-    let (users, found_users) = if a.mix == Mix::Counter && !a.verify {
+    let (users, found_users) = if matches!(a.mix, Mix::Counter | Mix::Read) && !a.verify {
         (a.users.unwrap_or(0), false)
     } else {
         size(&pool, a.users, "/payment/find_user/", "users").await?
@@ -454,6 +456,10 @@ async fn run(a: RunArgs) -> Result<ExitCode, String> {
             ready: Default::default(),
         },
         Mix::Counter => Workload::Counter {
+            items,
+            rng: Rng::new(rng.next_u64()),
+        },
+        Mix::Read => Workload::Read {
             items,
             rng: Rng::new(rng.next_u64()),
         },

@@ -130,16 +130,21 @@ impl SledStore {
         Ok(())
     }
 
-    /// `fsync` of every file of the store: sled's own flush stops at the OS.
+    /// `fsync` of every file of the store: sled's own flush stops at the OS. A file sled
+    /// removed meanwhile (a replaced snapshot) needs no sync.
     fn sync_files(&self) -> std::io::Result<()> {
+        let gone = |e: &std::io::Error| e.kind() == ErrorKind::NotFound;
         let mut dirs = vec![self.dir.clone()];
         while let Some(d) = dirs.pop() {
             for e in std::fs::read_dir(&d)?.flatten() {
                 let p = e.path();
                 if p.is_dir() {
                     dirs.push(p);
-                } else {
-                    std::fs::File::open(&p)?.sync_all()?;
+                    continue;
+                }
+                match std::fs::File::open(&p).and_then(|f| f.sync_all()) {
+                    Err(e) if !gone(&e) => return Err(e),
+                    _ => {}
                 }
             }
             std::fs::File::open(&d)?.sync_all()?;

@@ -17,6 +17,8 @@ pub enum OpKind {
     Checkout,
     /// `POST /stock/add/{item}/1`.
     StockAdd,
+    /// `GET /stock/find/{item}`.
+    FindStock,
 }
 
 impl OpKind {
@@ -28,6 +30,7 @@ impl OpKind {
             OpKind::FindOrder => "find",
             OpKind::Checkout => "checkout",
             OpKind::StockAdd => "stock_add",
+            OpKind::FindStock => "stock_find",
         }
     }
 }
@@ -71,6 +74,13 @@ pub enum Workload {
         /// Key picker.
         rng: Rng,
     },
+    /// `GET /stock/find/{random item}`: reads only.
+    Read {
+        /// Items "0".."items-1".
+        items: u64,
+        /// Key picker.
+        rng: Rng,
+    },
     /// Shopping sessions: create (20%), addItem (40%), find (20%), checkout (20%).
     Mixed {
         /// Items "0".."items-1".
@@ -99,6 +109,15 @@ impl Workload {
                 Some(Op {
                     kind: OpKind::StockAdd,
                     req: Req::post(format!("/stock/add/{item}/1")),
+                    key: item,
+                    session: None,
+                })
+            }
+            Workload::Read { items, rng } => {
+                let item = rng.below(*items).to_string();
+                Some(Op {
+                    kind: OpKind::FindStock,
+                    req: Req::get(format!("/stock/find/{item}")),
                     key: item,
                     session: None,
                 })
