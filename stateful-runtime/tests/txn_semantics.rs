@@ -319,37 +319,48 @@ fn a_rejection_three_calls_deep_rolls_back_every_level() {
     assert_eq!(["root", "a", "b", "c"].map(|k| cell(&h, k)), [100, 1, 1, 1]);
 }
 
-#[test]
-fn a_panic_in_a_callee_rolls_back_the_block_and_the_worker_survives() {
-    let rt = chain::app().start(Config::in_memory(2)).expect("start");
-    let h = chain::app().json(rt.handle());
-    let r = ok(
-        &h,
-        "Cell",
-        "root",
-        "atomic",
-        json!({"path": ["a", "b"], "last": "panic", "abort": false}),
-    );
-    assert_eq!(r, json!("rolled back"));
-    for k in ["root", "a", "b"] {
-        assert_eq!(cell(&h, k), 0, "{k} unchanged");
-    }
-    // A panic outside any block fails the request with a clear error.
-    match h.invoke_blocking(
-        "Cell",
-        "p",
-        "bump_chain",
-        json!({"path": [], "last": "panic"}),
-    ) {
+fn expect_panicked(r: Result<JsonResponse, stateful_runtime::InvokeError>) {
+    match r {
         Ok(JsonResponse::Failed(CallError::Panicked(msg))) => {
             assert!(msg.contains("panics"), "{msg}")
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_panic_fails_the_whole_request_and_undoes_everything_it_did() {
+    let rt = chain::app().start(Config::in_memory(2)).expect("start");
+    let h = chain::app().json(rt.handle());
+    // Inside a block: the block does not turn the panic into its failure value.
+    expect_panicked(h.invoke_blocking(
+        "Cell",
+        "root",
+        "atomic",
+        json!({"path": ["a", "b"], "last": "panic", "abort": false}),
+    ));
+    for k in ["root", "a", "b"] {
+        assert_eq!(cell(&h, k), 0, "{k} unchanged");
+    }
+    // Outside any block: every instance the chain bumped before the panic is back too.
+    expect_panicked(h.invoke_blocking(
+        "Cell",
+        "p",
+        "bump_chain",
+        json!({"path": ["q", "r"], "last": "panic"}),
+    ));
+    for k in ["p", "q", "r"] {
+        assert_eq!(cell(&h, k), 0, "{k} unchanged");
+    }
     assert_eq!(
         ok(&h, "Cell", "z", "bump", Value::Null),
         json!(1),
         "still serving"
+    );
+    assert_eq!(
+        ok(&h, "Cell", "p", "bump", Value::Null),
+        json!(1),
+        "the same instances too"
     );
 }
 
@@ -391,11 +402,15 @@ fn outside_a_block_a_failed_call_keeps_the_other_effects() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(cell(&h, "a"), 1, "no hidden rollback");
+    assert_eq!(
+        cell(&h, "a"),
+        1,
+        "no hidden rollback of a callee that succeeded"
+    );
     assert_eq!(
         cell(&h, "b"),
-        1,
-        "the callee's own write before its rejection stays too"
+        0,
+        "a rejected invocation takes back its own write"
     );
 }
 

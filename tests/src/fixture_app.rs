@@ -147,6 +147,42 @@ pub mod fixture {
             .on_failure_return(Err(LedgerError::TransferFailed(name.clone())))
         }
 
+        /// Written the careless way, "subtract, then check": the rejection takes the
+        /// subtraction back all the same.
+        #[route(post, "/accounts/{key}/careless_withdraw/{amount}")]
+        async fn careless_withdraw(ctx: &mut Ctx<Self>, amount: i64) -> Result<i64, LedgerError> {
+            let account = ctx.key().clone();
+            ctx.state_mut().balance -= amount;
+            let balance = ctx.state().balance;
+            if balance < 0 {
+                return Err(LedgerError::InsufficientFunds {
+                    account,
+                    balance: balance + amount,
+                    wanted: amount,
+                });
+            }
+            Ok(balance)
+        }
+
+        /// A bug after a transaction: the block pays `amount` to `to`, then the handler
+        /// panics; the payment must not stay.
+        #[route(post, "/accounts/{key}/pay_then_panic/{to}/{amount}")]
+        async fn pay_then_panic(
+            ctx: &mut Ctx<Self>,
+            to: String,
+            amount: i64,
+        ) -> Result<(), LedgerError> {
+            let me = ctx.key().clone();
+            let paid: Result<(), LedgerError> = transaction! {
+                ctx.call::<Account>(&me).withdraw(amount).await?;
+                ctx.call::<Account>(&to).deposit(amount).await?;
+                Ok(())
+            }
+            .on_failure_return(Err(LedgerError::TransferFailed(me.clone())));
+            paid?;
+            panic!("pay_then_panic: a bug after paying `{to}`");
+        }
+
         /// A bug: inside a transaction it deposits 1 into `to` and adds 1 here, then panics
         /// (when `to` is not empty, which it never is on this route).
         #[route(post, "/accounts/{key}/explode/{to}")]

@@ -57,7 +57,15 @@ mod tests {
         assert_eq!(
             handlers,
             [
-                "create", "open", "deposit", "withdraw", "balance", "transfer", "explode"
+                "create",
+                "open",
+                "deposit",
+                "withdraw",
+                "balance",
+                "transfer",
+                "careless_withdraw",
+                "pay_then_panic",
+                "explode"
             ]
         );
         assert_eq!(fixture::Account::HANDLERS[1].route, None);

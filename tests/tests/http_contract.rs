@@ -279,6 +279,44 @@ fn a_panicking_handler_is_a_500_and_its_transaction_is_undone() {
 }
 
 #[test]
+fn a_rejection_takes_back_the_handlers_own_writes() {
+    let (_dir, s) = fixture();
+    let a = s.create_account(10);
+    // "Subtract, then check": 400, and the balance is what it was.
+    let msg = s
+        .post(&format!("/accounts/{a}/careless_withdraw/25"))
+        .err(400);
+    assert!(msg.contains("not enough money"), "{msg}");
+    assert_eq!(s.balance(&a), 10);
+    assert_eq!(
+        s.post(&format!("/accounts/{a}/careless_withdraw/4")).ok(),
+        json!(6)
+    );
+    assert_eq!(s.balance(&a), 6);
+}
+
+#[test]
+fn a_panic_after_a_transaction_undoes_the_transaction_too() {
+    let (_dir, s) = fixture();
+    let a = s.create_account(10);
+    let b = s.create_account(20);
+    let msg = s
+        .post(&format!("/accounts/{a}/pay_then_panic/{b}/7"))
+        .err(500);
+    assert!(msg.contains("panicked"), "{msg}");
+    assert_eq!(
+        (s.balance(&a), s.balance(&b)),
+        (10, 20),
+        "the payment did not stay"
+    );
+    assert_eq!(
+        s.post(&format!("/accounts/{a}/transfer/{b}/7")).ok(),
+        json!(null)
+    );
+    assert_eq!((s.balance(&a), s.balance(&b)), (3, 27));
+}
+
+#[test]
 fn malformed_requests_get_the_right_status_and_change_nothing() {
     let (_dir, s) = fixture();
     let acct = s.create_account(10);

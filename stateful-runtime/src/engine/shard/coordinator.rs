@@ -3,7 +3,7 @@
 //! reached, then either retries (it was aborted by wound-wait) or completes.
 //!
 //! ```text
-//! root ended ── Release{commit} ──▶ every participant
+//! root ended ── Release{commit; undo all when aborted or panicked} ──▶ every participant
 //!            ├─ aborted, attempts left: re-send the call as the next attempt
 //!            └─ else: completion (order, response, trace) ──▶ the ingress worker records it
 //! Wound (an older request waits for our lock) ──▶ Wounded to every operator the root reaches
@@ -102,6 +102,8 @@ impl<L: Lambda> Shard<L> {
             return;
         }
         let aborted = rec.wounded || matches!(result, Err(CallError::Aborted));
+        // A panic anywhere fails the request as a whole: nothing it did stays.
+        let panicked = matches!(result, Err(CallError::Panicked(_)));
         for p in &participants {
             fx.out.push(Msg {
                 worker: env.owner(&p.key),
@@ -109,7 +111,7 @@ impl<L: Lambda> Shard<L> {
                 body: Body::Release {
                     txn,
                     key: p.key.clone(),
-                    commit: !aborted,
+                    commit: !aborted && !panicked,
                 },
             });
         }

@@ -6,6 +6,11 @@
 //! start: decode key, Ctx + dispatch ─▶ poll ─▶ calls out (Call msgs), rollbacks out
 //!        ▲                               │ Pending: wait for a Reply / RollbackAck
 //!        └── Reply (participants, trace) ┘ Ready / panic: finish ─▶ Reply or root_ended
+//! finish: a failed invocation (Err, or a runtime failure) undoes its own writes to its
+//!         instance (those under its own scope: callees' writes outside blocks stay)
+//! panic:  the invocation fails at once (no more polls), its callers too as the failure
+//!         reaches them (once their calls in flight answered); the root then undoes every
+//!         write of the request everywhere it reached (Release without commit)
 //! ```
 
 use std::collections::HashMap;
@@ -22,9 +27,6 @@ use crate::sdk::ctx::StateAccess;
 use crate::sdk::io::{Io, Reply};
 use crate::sdk::{CallError, Ctx, DispatchError, Invocation, Lambda, Outcome, wire};
 
-/// Slot used for the rollback after a panic inside a block.
-const PANIC_SLOT: u32 = u32::MAX;
-
 /// One running invocation.
 struct Inv {
     fut: Option<Invocation>,
@@ -33,7 +35,10 @@ struct Inv {
     key: Vec<u8>,
     reply: ReplyTo,
     participants: Vec<Addr>,
-    /// Set after a panic inside a transaction block: reply with this once rolled back.
+    /// Calls sent and not yet answered.
+    outstanding: u32,
+    /// Set after a panic here or in a callee: the invocation fails with this once its calls
+    /// in flight have answered (so that every instance they reached is known).
     failing: Option<CallError>,
     /// For traces: what was called, what it called, when it started.
     handler: u16,
@@ -99,12 +104,15 @@ impl<L: Lambda> Shard<L> {
             m.invocations.fetch_add(1, Relaxed);
         }
         let worker = self.env().worker;
+        // Block ids count up from the seed; the invocation's own scope is the top of its
+        // range, so its writes (and its callees') can be undone without the caller's.
+        let seed = (u64::from(worker) << 56) ^ (u64::from(L::ID) << 48) ^ (id << 16);
+        let mut base_scope = call.scope.clone();
+        base_scope.push(seed ^ 0xFFFF);
         let io = Rc::new(Io {
-            base_scope: call.scope.clone(),
+            base_scope,
             root: call.txn.root.0,
-            next_block: std::cell::Cell::new(
-                (u64::from(worker) << 56) ^ (u64::from(L::ID) << 48) ^ (id << 16),
-            ),
+            next_block: std::cell::Cell::new(seed),
             ..Io::default()
         });
         let table: Rc<dyn StateAccess<L::State>> = self.table.clone();
@@ -126,6 +134,7 @@ impl<L: Lambda> Shard<L> {
                     key: call.key,
                     reply: call.reply,
                     participants: Vec::new(),
+                    outstanding: 0,
                     failing: None,
                     handler: call.handler,
                     args: call.args,
@@ -150,7 +159,10 @@ impl<L: Lambda> Shard<L> {
         let mut cx = Context::from_waker(Waker::noop());
         let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
         let (io, txn) = (inv.io.clone(), inv.txn);
-        self.send_calls(id, &io, txn, fx);
+        let sent = self.send_calls(id, &io, txn, fx);
+        if let Some(inv) = self.invs.map.get_mut(&id) {
+            inv.outstanding += sent;
+        }
         let rollbacks: Vec<_> = io.rollbacks.borrow_mut().drain(..).collect();
         for r in rollbacks {
             self.send_rollback(id, r.slot, txn, r.scope, r.participants, fx);
@@ -165,13 +177,16 @@ impl<L: Lambda> Shard<L> {
                 };
                 self.finish(id, result, fx);
             }
-            Err(panic) => self.panicked(id, &io, txn, panic_message(&*panic), fx),
+            Err(panic) => self.fail_hard(id, CallError::Panicked(panic_message(&*panic)), fx),
         }
     }
 
-    fn send_calls(&self, id: u64, io: &Io, txn: Txn, fx: &mut Effects) {
+    /// Sends the calls the handler issued; how many.
+    fn send_calls(&self, id: u64, io: &Io, txn: Txn, fx: &mut Effects) -> u32 {
         let (worker, lambda) = (self.env().worker, L::ID);
+        let mut sent = 0;
         for c in io.calls.borrow_mut().drain(..) {
+            sent += 1;
             fx.out.push(Msg {
                 worker: self.env().owner(&c.key),
                 lambda: c.lambda,
@@ -190,34 +205,25 @@ impl<L: Lambda> Shard<L> {
                 }),
             });
         }
+        sent
     }
 
-    /// A handler panicked: its unflushed changes are dropped; inside a block, everything the
-    /// open blocks did is undone before the invocation fails.
-    fn panicked(&mut self, id: u64, io: &Io, txn: Txn, msg: String, fx: &mut Effects) {
-        io.failed.set(true);
+    /// The invocation failed for good (it panicked, or a callee did): no more polls and no
+    /// flush of its pending changes; it answers `err` once its calls in flight answered.
+    fn fail_hard(&mut self, id: u64, err: CallError, fx: &mut Effects) {
         let Some(inv) = self.invs.map.get_mut(&id) else {
             return;
         };
+        inv.io.failed.set(true);
         inv.fut = None;
-        let blocks = io.blocks.borrow();
-        let Some(outer) = blocks.first() else {
-            drop(blocks);
-            return self.finish(id, Err(CallError::Panicked(msg)), fx);
-        };
-        let mut scope = io.base_scope.clone();
-        scope.push(outer.id);
-        let mut parts: Vec<Addr> = blocks
-            .iter()
-            .flat_map(|b| b.participants.iter().cloned())
-            .collect();
-        parts.push(Addr {
-            lambda: L::ID,
-            key: inv.key.clone(),
-        });
-        inv.failing = Some(CallError::Panicked(msg));
-        drop(blocks);
-        self.send_rollback(id, PANIC_SLOT, txn, scope, parts, fx);
+        inv.failing.get_or_insert(err);
+        if inv.outstanding == 0 {
+            let err = inv
+                .failing
+                .take()
+                .unwrap_or(CallError::Panicked("panic".into()));
+            self.finish(id, Err(err), fx);
+        }
     }
 
     fn send_rollback(
@@ -264,15 +270,9 @@ impl<L: Lambda> Shard<L> {
             return;
         }
         self.invs.rollback_waits.remove(&(inv, slot));
-        if slot == PANIC_SLOT {
-            let err = self
-                .invs
-                .map
-                .get_mut(&inv)
-                .and_then(|i| i.failing.take())
-                .unwrap_or(CallError::Panicked("panic".into()));
-            self.finish(inv, Err(err), fx);
-        } else if let Some(i) = self.invs.map.get(&inv) {
+        if let Some(i) = self.invs.map.get(&inv)
+            && i.fut.is_some()
+        {
             i.io.replies.borrow_mut().insert(slot, Reply::RolledBack);
             self.poll(inv, fx);
         }
@@ -286,7 +286,13 @@ impl<L: Lambda> Shard<L> {
         participants.push(self.addr(&inv.key));
         participants.sort();
         participants.dedup();
+        // The handler's last changes are flushed as its future drops (unless it failed
+        // hard); a failed invocation then takes back everything it wrote to its instance.
         drop(inv.fut);
+        let failed = !matches!(&result, Ok(o) if o.ok);
+        if failed {
+            self.table.undo(&inv.key, &inv.io.base_scope, inv.io.root);
+        }
         let trace = self.env().traces.then(|| {
             Box::new(TraceNode {
                 lambda: L::ID,
@@ -346,6 +352,7 @@ impl<L: Lambda> Shard<L> {
         let Some(i) = self.invs.map.get_mut(&inv) else {
             return;
         };
+        i.outstanding = i.outstanding.saturating_sub(1);
         if let Some(t) = trace {
             i.children.push(*t);
         }
@@ -353,6 +360,15 @@ impl<L: Lambda> Shard<L> {
             b.participants.extend(participants.iter().cloned());
         }
         i.participants.extend(participants);
+        // A panic below fails this invocation too: it never sees the failure as a value.
+        if let Err(CallError::Panicked(m)) = &result {
+            let err = CallError::Panicked(m.clone());
+            return self.fail_hard(inv, err, fx);
+        }
+        if i.failing.is_some() {
+            let err = CallError::Panicked(String::new());
+            return self.fail_hard(inv, err, fx);
+        }
         let reply = match result {
             Ok(o) => Reply::Done(o),
             Err(e) => Reply::Failed(e),
