@@ -68,6 +68,8 @@ pub enum Scope {
     Handler {
         /// The context parameter.
         ctx: Ident,
+        /// Whether it is `&mut Ctx<Self>` (the handler may write).
+        ctx_mut: bool,
         /// The declared return type.
         ret: Box<Type>,
     },
@@ -90,6 +92,9 @@ pub struct Walker<'d> {
 }
 
 const FAILURE_METHODS: [&str; 2] = ["on_failure_return", "on_failure"];
+
+/// The context's methods that write the instance.
+const WRITES: [&str; 3] = ["state_mut", "set_state", "delete"];
 
 fn macro_name(m: &Macro) -> Option<String> {
     m.path.segments.last().map(|s| s.ident.to_string())
@@ -163,7 +168,7 @@ impl<'d> Walker<'d> {
             return Some(syn::parse_quote!(::core::unimplemented!()));
         }
         let (ctx, ret) = match &self.scope {
-            Scope::Handler { ctx, ret } => (ctx.clone(), ret.clone()),
+            Scope::Handler { ctx, ret, .. } => (ctx.clone(), ret.clone()),
             Scope::Other { .. } => {
                 self.not_in_handler(span);
                 return Some(syn::parse_quote!(::core::unimplemented!()));
@@ -217,7 +222,7 @@ impl<'d> Walker<'d> {
         let p = quote!(::stateful_runtime::__private);
         Some(syn::parse_quote_spanned! {span=>
             match #p::transaction(
-                &*#ctx,
+                #p::txn_ctx(&*#ctx),
                 #p::tx_body::<_, <#ret as #p::HandlerResult>::Error, _>(async { #(#stmts)* }),
             )
             .await
@@ -262,11 +267,24 @@ impl<'d> Walker<'d> {
                 in_transaction: self.in_transaction(),
             });
         }
-        if ["state", "state_mut", "set_state"].contains(&mc.method.to_string().as_str())
+        let method = mc.method.to_string();
+        if ["state", "state_mut", "set_state", "delete", "exists"].contains(&method.as_str())
             && let Expr::Path(p) = &*mc.receiver
             && p.path.is_ident("ctx")
         {
             self.found.state_accesses.push(mc.method.span());
+            if WRITES.contains(&method.as_str())
+                && let Scope::Handler { ctx_mut: false, .. } = &self.scope
+            {
+                self.d.spanned(
+                    &mc.method,
+                    format!(
+                        "`ctx.{method}()` writes, but this handler takes `&Ctx<Self>`, which only \
+                         reads (and lets readers of the instance run together): take \
+                         `ctx: &mut Ctx<Self>` to write"
+                    ),
+                );
+            }
             if let Scope::Other {
                 name,
                 has_ctx: false,
@@ -346,6 +364,7 @@ mod tests {
     fn handler_scope() -> Scope {
         Scope::Handler {
             ctx: syn::parse_quote!(ctx),
+            ctx_mut: true,
             ret: Box::new(syn::parse_quote!(Result<(), ShopError>)),
         }
     }

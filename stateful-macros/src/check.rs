@@ -55,6 +55,7 @@ fn lambda_node(l: &Lambda) -> ir::LambdaNode {
                     method: r.method.to_string().to_uppercase(),
                     path: r.path.value(),
                 }),
+                public: h.public,
             })
             .collect(),
     }
@@ -159,6 +160,7 @@ mod tests {
                     .map(|h| {
                         let scope = Scope::Handler {
                             ctx: h.ctx.clone(),
+                            ctx_mut: h.ctx_mut,
                             ret: Box::new(h.ret.clone()),
                         };
                         Walker::new(scope, &mut d).walk(&mut h.block)

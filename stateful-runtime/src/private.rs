@@ -43,9 +43,10 @@ pub fn tx_body<T, E, F: Future<Output = Result<T, E>>>(f: F) -> F {
     f
 }
 
-/// Runs a `transaction!` body atomically.
+/// Runs a `transaction!` body atomically. The block holds the context's shared part, taken
+/// before the body borrows the context (mutably, to write).
 pub fn transaction<'a, L, T, E, F>(
-    ctx: &'a Ctx<L>,
+    ctx: TxnCtx<L>,
     body: F,
 ) -> impl Future<Output = Result<T, E>> + 'a
 where
@@ -54,7 +55,15 @@ where
     T: 'a,
     E: 'a,
 {
-    crate::sdk::transaction::run_transaction(ctx, body)
+    crate::sdk::transaction::run_transaction(ctx.0, body)
+}
+
+/// What a `transaction!` block holds of its handler's context.
+pub struct TxnCtx<L: Lambda>(std::rc::Rc<crate::sdk::ctx::Core<L>>);
+
+/// The block's hold on `ctx` (taken before the body borrows `ctx`).
+pub fn txn_ctx<L: Lambda>(ctx: &Ctx<L>) -> TxnCtx<L> {
+    TxnCtx(ctx.core())
 }
 
 /// Compile-time checks emitted at the user's types (spans point at them).

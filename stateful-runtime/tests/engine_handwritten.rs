@@ -45,12 +45,16 @@ impl Lambda for Counter {
             params: &[("by", "i64")],
             output: "Result<i64, Rejection>",
             route: None,
+            writes: true,
+            public: true,
         },
         HandlerMeta {
             name: "boom",
             params: &[],
             output: "Result<i64, Rejection>",
             route: None,
+            writes: true,
+            public: true,
         },
     ];
     fn client<B: CallBackend>(b: B) -> CounterClient<B> {
@@ -94,7 +98,7 @@ impl Mover {
         amount: i64,
     ) -> Result<(), Rejection> {
         p::transaction(
-            &*ctx,
+            p::txn_ctx(&*ctx),
             p::tx_body::<_, Rejection, _>(async {
                 ctx.call::<Counter>(&from).add(-amount).await?;
                 ctx.call::<Counter>(&to).add(amount).await?;
@@ -107,7 +111,7 @@ impl Mover {
     /// Credits `to` and then fails: the transaction must undo the credit.
     async fn credit_then_fail(ctx: &mut Ctx<Self>, to: String) -> Result<(), Rejection> {
         match p::transaction(
-            &*ctx,
+            p::txn_ctx(&*ctx),
             p::tx_body::<_, Rejection, _>(async {
                 ctx.call::<Counter>(&to).add(100).await?;
                 Err(Rejection::new("changed my mind"))
@@ -134,12 +138,16 @@ impl Lambda for Mover {
             params: &[("from", "String"), ("to", "String"), ("amount", "i64")],
             output: "Result<(), Rejection>",
             route: None,
+            writes: true,
+            public: true,
         },
         HandlerMeta {
             name: "credit_then_fail",
             params: &[("to", "String")],
             output: "Result<(), Rejection>",
             route: None,
+            writes: true,
+            public: true,
         },
     ];
     fn client<B: CallBackend>(b: B) -> MoverClient<B> {
@@ -194,6 +202,7 @@ fn node<L: Lambda>() -> LambdaNode {
                     .collect(),
                 output: h.output.into(),
                 route: None,
+                public: h.public,
             })
             .collect(),
     }

@@ -2,7 +2,9 @@
 //! serial order.
 //!
 //! Each program runs its operations (read or add on a few registers) inside one
-//! `transaction!`, and some abort at the end. Every register records the programs that wrote it,
+//! `transaction!`, and some abort at the end. Reads take shared locks (a read handler takes
+//! `&Ctx`), so programs that read the same register run together, and a program that reads
+//! then adds to a register upgrades its lock. Every register records the programs that wrote it,
 //! in order, so the run reveals an order: a program that read version `v` of a register came
 //! after its first `v` writers and before the next. The test checks that these constraints are
 //! acyclic (the run is conflict-serializable), that aborted programs left no trace, and that
@@ -38,8 +40,9 @@ pub mod regs {
 
     #[lambda(key = String, state = Reg)]
     impl Register {
-        /// (value, number of writes so far).
-        async fn read(ctx: &mut Ctx<Self>) -> Result<(i64, u64), Rejection> {
+        /// (value, number of writes so far). A read: it shares the register's lock with
+        /// other reads.
+        async fn read(ctx: &Ctx<Self>) -> Result<(i64, u64), Rejection> {
             let s = ctx.state();
             Ok((s.value, s.writers.len() as u64))
         }
@@ -51,7 +54,7 @@ pub mod regs {
             Ok((s.value, s.writers.len() as u64))
         }
 
-        async fn dump(ctx: &mut Ctx<Self>) -> Result<(i64, Vec<u64>), Rejection> {
+        async fn dump(ctx: &Ctx<Self>) -> Result<(i64, Vec<u64>), Rejection> {
             let s = ctx.state();
             Ok((s.value, s.writers.clone()))
         }

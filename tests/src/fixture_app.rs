@@ -65,7 +65,7 @@ pub mod fixture {
     #[lambda(key = String, state = AccountState)]
     impl Account {
         /// Opens an account with a fresh id (the route has no `{key}`).
-        #[route(post, "/accounts/create/{balance}")]
+        #[route(post, "/accounts/create/{balance}", key = new)]
         async fn create(ctx: &mut Ctx<Self>, balance: i64) -> Result<Opened, LedgerError> {
             ctx.set_state(AccountState {
                 exists: true,
@@ -76,7 +76,9 @@ pub mod fixture {
             })
         }
 
-        /// Opens account `key` (no route: `/invoke`, the batch route and in-process callers).
+        /// Opens account `key` (no route, but public: `/invoke`, the batch route and
+        /// in-process callers).
+        #[public]
         async fn open(ctx: &mut Ctx<Self>, balance: i64) -> Result<(), LedgerError> {
             ctx.set_state(AccountState {
                 exists: true,
@@ -145,6 +147,13 @@ pub mod fixture {
                 Ok(())
             }
             .on_failure_return(Err(LedgerError::TransferFailed(name.clone())))
+        }
+
+        /// Internal (no route, not public): only other handlers call it, so `/invoke` does
+        /// not know it. Sets a balance outright.
+        async fn set_balance(ctx: &mut Ctx<Self>, balance: i64) -> Result<(), LedgerError> {
+            ctx.state_mut().balance = balance;
+            Ok(())
         }
 
         /// Written the careless way, "subtract, then check": the rejection takes the

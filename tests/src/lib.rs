@@ -63,6 +63,7 @@ mod tests {
                 "withdraw",
                 "balance",
                 "transfer",
+                "set_balance",
                 "careless_withdraw",
                 "pay_then_panic",
                 "explode"

@@ -38,7 +38,7 @@ fn generic_invoke_health_metrics_graph_and_state() {
         s.post(&format!("/invoke/Account/{acct}/balance")).ok(),
         json!({ "account": acct, "balance": 12 })
     );
-    // A handler without a route is reachable through /invoke.
+    // A handler without a route but `#[public]` is reachable through /invoke.
     assert_eq!(
         s.post_body("/invoke/Account/sugar/open", r#"{"balance": 9}"#)
             .ok(),
@@ -275,6 +275,39 @@ fn a_panicking_handler_is_a_500_and_its_transaction_is_undone() {
             .contains("stateful_http_requests_total{class=\"5xx\"} 1\n"),
         "{}",
         m.body
+    );
+}
+
+#[test]
+fn internal_handlers_are_not_reachable_from_outside() {
+    let (_dir, s) = fixture();
+    let a = s.create_account(10);
+    // `set_balance` has no route and is not `#[public]`: the same 404 as a handler that does
+    // not exist, and nothing changes.
+    let internal = s
+        .post_body(
+            &format!("/invoke/Account/{a}/set_balance"),
+            r#"{"balance": 1000000}"#,
+        )
+        .err(404);
+    let missing = s
+        .post_body(
+            &format!("/invoke/Account/{a}/no_such_handler"),
+            r#"{"balance": 1}"#,
+        )
+        .err(404);
+    assert_eq!(
+        internal.replace("set_balance", "X"),
+        missing.replace("no_such_handler", "X"),
+        "no difference to tell an internal handler from none"
+    );
+    assert_eq!(s.balance(&a), 10);
+    // The graph draws ingress edges to public handlers only.
+    let dot = s.get("/graph").body;
+    assert!(dot.contains(r#"[label="deposit" style=dotted]"#), "{dot}");
+    assert!(
+        !dot.contains(r#"[label="set_balance" style=dotted]"#),
+        "{dot}"
     );
 }
 

@@ -76,7 +76,7 @@ pub mod shop {
 
     #[lambda(key = String, state = StockState)]
     impl Stock {
-        #[route(post, "/stock/item/create/{price}")]
+        #[route(post, "/stock/item/create/{price}", key = new)]
         async fn create(ctx: &mut Ctx<Self>, price: i64) -> Result<ItemCreated, ShopError> {
             ctx.set_state(StockState {
                 exists: true,
@@ -130,7 +130,7 @@ pub mod shop {
         }
 
         #[route(get, "/stock/find/{key}")]
-        async fn find(ctx: &mut Ctx<Self>) -> Result<ItemView, ShopError> {
+        async fn find(ctx: &Ctx<Self>) -> Result<ItemView, ShopError> {
             let s = ctx.state();
             if !s.exists {
                 return Err(ShopError::NoSuchItem(ctx.key().clone()));
@@ -167,7 +167,7 @@ pub mod shop {
 
     #[lambda(key = String, state = PaymentState)]
     impl Payment {
-        #[route(post, "/payment/create_user")]
+        #[route(post, "/payment/create_user", key = new)]
         async fn create(ctx: &mut Ctx<Self>) -> Result<UserCreated, ShopError> {
             ctx.set_state(PaymentState {
                 exists: true,
@@ -215,7 +215,7 @@ pub mod shop {
         }
 
         #[route(get, "/payment/find_user/{key}")]
-        async fn find(ctx: &mut Ctx<Self>) -> Result<UserView, ShopError> {
+        async fn find(ctx: &Ctx<Self>) -> Result<UserView, ShopError> {
             let s = ctx.state();
             if !s.exists {
                 return Err(ShopError::NoSuchUser(ctx.key().clone()));
@@ -261,7 +261,7 @@ pub mod shop {
 
     #[lambda(key = String, state = OrderState)]
     impl Order {
-        #[route(post, "/orders/create/{user_id}")]
+        #[route(post, "/orders/create/{user_id}", key = new)]
         async fn create(ctx: &mut Ctx<Self>, user_id: String) -> Result<OrderCreated, ShopError> {
             // The user must exist (an unknown id is a 4xx, and nothing is created).
             ctx.call::<Payment>(&user_id).find().await?;
@@ -309,7 +309,7 @@ pub mod shop {
         }
 
         #[route(get, "/orders/find/{key}")]
-        async fn find(ctx: &mut Ctx<Self>) -> Result<OrderView, ShopError> {
+        async fn find(ctx: &Ctx<Self>) -> Result<OrderView, ShopError> {
             let s = ctx.state();
             if !s.exists {
                 return Err(ShopError::NoSuchOrder(ctx.key().clone()));

@@ -64,6 +64,10 @@ pub struct Handler {
     pub output: String,
     /// The HTTP route, if any.
     pub route: Option<Route>,
+    /// Callable from outside (it has a route or `#[public]`); the others are reached only
+    /// through calls of other handlers (and in-process by the app's own code).
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// A lambda node.
@@ -198,12 +202,17 @@ impl AppGraph {
         self.ingress
     }
 
-    /// Adds a lambda, with an ingress edge per handler, and returns the rules it breaks (a name
+    /// Adds a lambda, with an ingress edge per public handler, and returns the rules it breaks (a name
     /// or handler name already taken): the macro reports each on the user's token, and a graph
     /// with such a lambda fails [`AppGraph::validate`].
     pub fn add_lambda(&mut self, lambda: LambdaNode) -> (NodeIndex, Vec<IrError>) {
         let errors = rules::check_lambda(self.lambdas(), &lambda);
-        let handlers: Vec<String> = lambda.handlers.iter().map(|h| h.name.clone()).collect();
+        let handlers: Vec<String> = lambda
+            .handlers
+            .iter()
+            .filter(|h| h.public)
+            .map(|h| h.name.clone())
+            .collect();
         let n = self.graph.add_node(Node::Lambda(lambda));
         for handler in handlers {
             self.graph

@@ -14,6 +14,7 @@ fn handler(name: &str, params: &[(&str, &str)], output: &str) -> Handler {
             .collect(),
         output: output.into(),
         route: None,
+        public: true,
     }
 }
 

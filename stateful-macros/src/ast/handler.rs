@@ -1,4 +1,5 @@
-//! Handlers: the context parameter, the parameters, the return type and `#[route(..)]`.
+//! Handlers: the context parameter, the parameters, the return type, `#[route(..)]` and
+//! `#[public]`.
 
 use syn::parse::{Parse, ParseStream};
 use syn::{Attribute, FnArg, Ident, LitStr, Pat, ReturnType, Signature, Token, Type};
@@ -75,7 +76,24 @@ impl Parse for Route {
         let method: Ident = input.parse()?;
         let _: Token![,] = input.parse()?;
         let path: LitStr = input.parse()?;
-        Ok(Route { method, path })
+        let mut new_key = false;
+        if input.parse::<Option<Token![,]>>()?.is_some() && !input.is_empty() {
+            let k: Ident = input.parse()?;
+            let _: Token![=] = input.parse()?;
+            let v: Ident = input.parse()?;
+            if k != "key" || v != "new" {
+                return Err(syn::Error::new(
+                    k.span(),
+                    "the only option of a route is `key = new`",
+                ));
+            }
+            new_key = true;
+        }
+        Ok(Route {
+            method,
+            path,
+            new_key,
+        })
     }
 }
 
@@ -107,6 +125,21 @@ pub(super) fn route(
         );
     }
     let path = r.path.value();
+    let has_key = path.contains("{key}");
+    if !has_key && !r.new_key {
+        d.spanned(
+            &r.path,
+            "this route has no `{key}`: put `{key}` in the path to name the instance, or add \
+             `key = new` (`#[route(post, \"/path\", key = new)]`) for a handler that starts a \
+             new instance under a fresh key",
+        );
+    }
+    if has_key && r.new_key {
+        d.spanned(
+            &r.path,
+            "`key = new` is for routes without `{key}`: drop one of them",
+        );
+    }
     let names: Vec<String> = params.iter().map(|(n, _)| n.to_string()).collect();
     let mut rest = path.as_str();
     while let Some(open) = rest.find('{') {

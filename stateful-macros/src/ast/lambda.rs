@@ -71,6 +71,7 @@ fn impl_fn(name: &Ident, mut f: syn::ImplItemFn, d: &mut Diagnostics) -> Option<
         );
     }
     let route_attr = take_attr(&mut f.attrs, "route");
+    let public_attr = take_attr(&mut f.attrs, "public");
     let ctx = ctx_param(&f.sig);
     let is_async = f.sig.asyncness.is_some();
     match (is_async, ctx) {
@@ -78,6 +79,7 @@ fn impl_fn(name: &Ident, mut f: syn::ImplItemFn, d: &mut Diagnostics) -> Option<
             let params = params(&f.sig, d);
             let ret = return_type(&f.sig, d);
             let route = route_attr.and_then(|a| route(&a, &params, d));
+            let public = public_attr.is_some() || route.is_some();
             Some(ImplFn::Handler(Box::new(Handler {
                 attrs: f.attrs,
                 vis: f.vis,
@@ -88,6 +90,7 @@ fn impl_fn(name: &Ident, mut f: syn::ImplItemFn, d: &mut Diagnostics) -> Option<
                 params,
                 ret,
                 route,
+                public,
             })))
         }
         (true, None) => {
@@ -120,6 +123,12 @@ fn impl_fn(name: &Ident, mut f: syn::ImplItemFn, d: &mut Diagnostics) -> Option<
                 d.spanned(
                     &a,
                     "`#[route]` goes on a handler (an `async fn` taking ctx)",
+                );
+            }
+            if let Some(a) = public_attr {
+                d.spanned(
+                    &a,
+                    "`#[public]` goes on a handler (an `async fn` taking ctx)",
                 );
             }
             Some(ImplFn::Helper(Box::new(f)))
@@ -250,7 +259,9 @@ pub(super) fn function(attr: &Attribute, mut f: ItemFn, d: &mut Diagnostics) -> 
     }
     let ret = return_type(&f.sig, d);
     let route_attr = take_attr(&mut f.attrs, "route");
+    let public_attr = take_attr(&mut f.attrs, "public");
     let route = route_attr.and_then(|a| route(&a, &params, d));
+    let public = public_attr.is_some() || route.is_some();
     let name = args
         .name
         .unwrap_or_else(|| Ident::new(&upper_camel(&f.sig.ident.to_string()), f.sig.ident.span()));
@@ -272,6 +283,7 @@ pub(super) fn function(attr: &Attribute, mut f: ItemFn, d: &mut Diagnostics) -> 
             params,
             ret,
             route,
+            public,
         }],
         helpers: Vec::new(),
         attrs: Vec::new(),

@@ -46,12 +46,14 @@ pub enum Form {
     Function,
 }
 
-/// `#[route(method, "path")]` on a handler.
+/// `#[route(method, "path")]` or `#[route(method, "path", key = new)]` on a handler.
 pub struct Route {
     /// `get`, `post`, `put` or `delete`.
     pub method: Ident,
     /// The path template.
     pub path: LitStr,
+    /// `key = new`: the path has no `{key}`; each request gets a fresh key.
+    pub new_key: bool,
 }
 
 /// A handler: an `async fn` whose first parameter is the context.
@@ -74,6 +76,8 @@ pub struct Handler {
     pub ret: Type,
     /// The HTTP route, if any.
     pub route: Option<Route>,
+    /// Callable from outside: it has a route or `#[public]`.
+    pub public: bool,
 }
 
 impl Handler {

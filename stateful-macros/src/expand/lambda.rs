@@ -37,7 +37,15 @@ fn handler_meta(h: &Handler) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
-    quote!(#p::HandlerMeta { name: #name, params: &[#(#params),*], output: #output, route: #route })
+    let (writes, public) = (h.ctx_mut, h.public);
+    quote!(#p::HandlerMeta {
+        name: #name,
+        params: &[#(#params),*],
+        output: #output,
+        route: #route,
+        writes: #writes,
+        public: #public,
+    })
 }
 
 /// What one handler contributes to its lambda's generated items.

@@ -29,6 +29,7 @@ fn analyse(app: &mut AppModule, d: &mut Diagnostics) -> Vec<Vec<Findings>> {
         for h in &mut l.handlers {
             let scope = Scope::Handler {
                 ctx: h.ctx.clone(),
+                ctx_mut: h.ctx_mut,
                 ret: Box::new(h.ret.clone()),
             };
             per.push(Walker::new(scope, d).walk(&mut h.block));

@@ -97,6 +97,12 @@ pub struct HandlerMeta {
     pub output: &'static str,
     /// HTTP route `(method, path)` declared with `#[route(..)]`, if any.
     pub route: Option<(&'static str, &'static str)>,
+    /// Whether it takes `&mut Ctx` (may write: locks its instance exclusively); a `&Ctx`
+    /// handler reads and shares the lock with other readers.
+    pub writes: bool,
+    /// Whether it is callable from outside (a route or `#[public]`): `/invoke` serves only
+    /// these.
+    pub public: bool,
 }
 
 /// The encoded result of one invocation: postcard bytes of the handler's `Result`.

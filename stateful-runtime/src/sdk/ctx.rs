@@ -20,8 +20,9 @@ pub(crate) trait StateAccess<S> {
     fn store(&self, key: &[u8], value: S, encoded: Vec<u8>, scope: &[u64], root: u64);
 }
 
-/// The context of one invocation: its key, its state, and calls to other lambdas.
-pub struct Ctx<L: Lambda> {
+/// What a context shares with the `transaction!` blocks of its handler: the instance's state
+/// as the handler sees it, and how it reaches the state table.
+pub(crate) struct Core<L: Lambda> {
     key: L::Key,
     key_bytes: Vec<u8>,
     state: RefCell<L::State>,
@@ -31,34 +32,16 @@ pub struct Ctx<L: Lambda> {
     io: Rc<Io>,
 }
 
-impl<L: Lambda> Ctx<L> {
-    pub(crate) fn new(
-        key: L::Key,
-        key_bytes: Vec<u8>,
-        table: Rc<dyn StateAccess<L::State>>,
-        io: Rc<Io>,
-    ) -> Self {
-        let state = table.load(&key_bytes);
-        Ctx {
-            key,
-            key_bytes,
-            state: RefCell::new(state),
-            dirty: Cell::new(false),
-            stale: Cell::new(false),
-            table,
-            io,
-        }
-    }
+/// The context of one invocation: its key, its state, and calls to other lambdas.
+///
+/// A handler that takes `&Ctx<Self>` reads; one that takes `&mut Ctx<Self>` may also write
+/// ([`Ctx::state_mut`], [`Ctx::set_state`], [`Ctx::delete`]). A write guard cannot be held
+/// across a call (the borrow checker says so), so a call always sees the state written so far.
+pub struct Ctx<L: Lambda> {
+    core: Rc<Core<L>>,
+}
 
-    /// The key of this instance.
-    pub fn key(&self) -> &L::Key {
-        &self.key
-    }
-
-    pub(crate) fn key_bytes(&self) -> &[u8] {
-        &self.key_bytes
-    }
-
+impl<L: Lambda> Core<L> {
     fn refresh(&self) {
         if self.stale.get()
             && let Ok(mut s) = self.state.try_borrow_mut()
@@ -66,25 +49,6 @@ impl<L: Lambda> Ctx<L> {
             *s = self.table.load(&self.key_bytes);
             self.stale.set(false);
         }
-    }
-
-    /// This instance's state (its default if it was never written).
-    pub fn state(&self) -> Ref<'_, L::State> {
-        self.refresh();
-        self.state.borrow()
-    }
-
-    /// Mutable access to this instance's state. Changes become visible to other invocations
-    /// when this handler next calls out or finishes.
-    pub fn state_mut(&self) -> RefMut<'_, L::State> {
-        self.refresh();
-        self.dirty.set(true);
-        self.state.borrow_mut()
-    }
-
-    /// Replaces this instance's state.
-    pub fn set_state(&self, value: L::State) {
-        *self.state_mut() = value;
     }
 
     /// Writes pending changes to the instance table (before a call, at block ends, at the
@@ -111,20 +75,84 @@ impl<L: Lambda> Ctx<L> {
                     L::NAME,
                     self.key
                 )));
-                self.mark_stale();
+                self.stale.set(true);
             }
         }
     }
 
-    /// Drops pending changes (after a rollback re-reads the table).
+    /// Drops pending changes (after a rollback the table holds the restored value).
     pub(crate) fn discard(&self) {
         self.dirty.set(false);
-        self.mark_stale();
+        self.stale.set(true);
+    }
+
+    pub(crate) fn key_bytes(&self) -> &[u8] {
+        &self.key_bytes
+    }
+
+    pub(crate) fn io(&self) -> &Rc<Io> {
+        &self.io
+    }
+}
+
+impl<L: Lambda> Ctx<L> {
+    pub(crate) fn new(
+        key: L::Key,
+        key_bytes: Vec<u8>,
+        table: Rc<dyn StateAccess<L::State>>,
+        io: Rc<Io>,
+    ) -> Self {
+        let state = table.load(&key_bytes);
+        Ctx {
+            core: Rc::new(Core {
+                key,
+                key_bytes,
+                state: RefCell::new(state),
+                dirty: Cell::new(false),
+                stale: Cell::new(false),
+                table,
+                io,
+            }),
+        }
+    }
+
+    /// The key of this instance.
+    pub fn key(&self) -> &L::Key {
+        &self.core.key
+    }
+
+    /// This instance's state (its default if it was never written).
+    pub fn state(&self) -> Ref<'_, L::State> {
+        self.core.refresh();
+        self.core.state.borrow()
+    }
+
+    /// Mutable access to this instance's state. Changes become visible to other invocations
+    /// when this handler next calls out or finishes; if the handler fails, they are undone.
+    pub fn state_mut(&mut self) -> RefMut<'_, L::State> {
+        self.core.refresh();
+        self.core.dirty.set(true);
+        self.core.state.borrow_mut()
+    }
+
+    /// Replaces this instance's state.
+    pub fn set_state(&mut self, value: L::State) {
+        *self.state_mut() = value;
+    }
+
+    /// Writes pending changes to the instance table.
+    pub(crate) fn flush(&self) {
+        self.core.flush();
     }
 
     /// After a rollback or a re-entrant call the table may hold a newer value.
     pub(crate) fn mark_stale(&self) {
-        self.stale.set(true);
+        self.core.stale.set(true);
+    }
+
+    /// What a `transaction!` block of this handler holds on to while its body runs.
+    pub(crate) fn core(&self) -> Rc<Core<L>> {
+        self.core.clone()
     }
 
     /// A typed call to handler `h` of the instance `key` of lambda `T`:
@@ -135,7 +163,7 @@ impl<L: Lambda> Ctx<L> {
     {
         T::client(RawCall::new(
             self,
-            &self.io,
+            &self.core.io,
             T::ID,
             wire::encode("the key", key),
         ))
@@ -147,19 +175,14 @@ impl<L: Lambda> Ctx<L> {
         L: Calls<T>,
     {
         let key = wire::encode("the event's key", event.key());
-        super::call::CallBackend::call(RawCall::new(self, &self.io, T::ID, key), 0, &(event,))
-    }
-
-    /// The invocation's exchange area (for the engine and `transaction!`).
-    pub(crate) fn io(&self) -> &Rc<Io> {
-        &self.io
+        super::call::CallBackend::call(RawCall::new(self, &self.core.io, T::ID, key), 0, &(event,))
     }
 }
 
 impl<L: Lambda> Drop for Ctx<L> {
     fn drop(&mut self) {
         // The handler finished: its last changes become visible (unless it panicked).
-        if !self.io.failed.get() && !std::thread::panicking() {
+        if !self.core.io.failed.get() && !std::thread::panicking() {
             self.flush();
         }
     }
@@ -169,7 +192,7 @@ impl<L: Lambda> Debug for Ctx<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ctx")
             .field("lambda", &L::NAME)
-            .field("key", &self.key)
+            .field("key", &self.core.key)
             .finish_non_exhaustive()
     }
 }

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::contract::Lambda;
-use super::ctx::Ctx;
+use super::ctx::Core;
 use super::io::{Addr, Block, Io, RollbackRequest};
 
 /// Waits for the answer to a rollback request.
@@ -36,7 +36,11 @@ impl Future for RollbackWait<'_> {
 
 /// Runs `body` as an atomic block: on `Err`, every state change made inside it (here and in
 /// every instance its calls reached) is undone before the error is returned.
-pub(crate) async fn run_transaction<L: Lambda, T, E, F>(ctx: &Ctx<L>, body: F) -> Result<T, E>
+/// `ctx` is the handler context's shared part: the body borrows the context itself.
+pub(crate) async fn run_transaction<L: Lambda, T, E, F>(
+    ctx: std::rc::Rc<Core<L>>,
+    body: F,
+) -> Result<T, E>
 where
     F: Future<Output = Result<T, E>>,
 {

@@ -237,12 +237,22 @@ impl<L: Lambda> Shard<L> {
         let epoch = self.env().epoch.get();
         self.roots.aborted.insert(txn.age(), epoch);
         self.invs.abort(txn);
-        for q in self.locks.remove_waiters_of(txn) {
+        let (removed, granted) = self.locks.remove_waiters_of(txn);
+        for q in removed {
             fx.woken.push((
                 q.epoch,
                 q.caps,
                 super::Work::Fail(q.call, CallError::Aborted),
             ));
+        }
+        let worker = self.env().worker;
+        for q in granted {
+            let msg = Msg {
+                worker,
+                lambda: L::ID,
+                body: Body::Call(q.call),
+            };
+            fx.woken.push((q.epoch, q.caps, super::Work::Msg(msg)));
         }
     }
 }

@@ -159,12 +159,23 @@ pub(crate) struct Queued {
     epoch: u64,
     caps: Vec<CapabilitySet<Time>>,
     call: Call,
+    /// Its handler writes (needs the lock alone).
+    exclusive: bool,
 }
 
 impl Waiter for Queued {
     fn txn(&self) -> Txn {
         self.call.txn
     }
+    fn exclusive(&self) -> bool {
+        self.exclusive
+    }
+}
+
+/// Whether handler `h` of `L` writes (an unknown handler is treated as writing: it fails
+/// when it starts).
+fn writes<L: Lambda>(h: u16) -> bool {
+    L::HANDLERS.get(usize::from(h)).is_none_or(|m| m.writes)
 }
 
 /// The shard of lambda `L` on one worker.
@@ -246,28 +257,36 @@ impl<L: Lambda> Shard<L> {
             self.reply(&call.reply, txn, Err(e), Vec::new(), None, fx);
             return;
         }
-        match self.locks.acquire(&call.key, txn) {
+        let exclusive = writes::<L>(call.handler);
+        match self.locks.acquire(&call.key, txn, exclusive) {
             Acquire::Granted | Acquire::Reentrant => self.start(call, fx),
-            Acquire::Busy { holder } => self.wait(call, holder, cap, fx),
+            Acquire::Busy { .. } => self.wait(call, exclusive, cap, fx),
         }
+        self.send_wounds(fx);
     }
 
-    /// Queues a call behind the holder of its lock; wounds the holder if the caller is older.
-    fn wait(&mut self, call: Call, holder: Txn, cap: &Cap<'_>, fx: &mut Effects) {
-        let txn = call.txn;
+    /// Queues a call behind the holders of its lock (the lock table names the younger
+    /// holders to wound).
+    fn wait(&mut self, call: Call, exclusive: bool, cap: &Cap<'_>, fx: &mut Effects) {
         let key = call.key.clone();
         let queued = Queued {
             epoch: self.env().epoch.get(),
             caps: cap.retain(),
             call,
+            exclusive,
         };
         self.locks.enqueue(&key, queued);
         self.env().metrics.lock_waits.fetch_add(1, Relaxed);
         if let Some(m) = self.env().op_metrics() {
             m.lock_waits.fetch_add(1, Relaxed);
         }
-        if holder.root != txn.root && txn.root < holder.root {
-            // Wound-wait: an older request never waits for a younger one.
+        self.send_wounds(fx);
+    }
+
+    /// Wound-wait: an older request never waits for a younger one, so the lock table's
+    /// younger holders are aborted (their roots retry).
+    fn send_wounds(&mut self, fx: &mut Effects) {
+        for holder in self.locks.take_wounds() {
             fx.out.push(Msg {
                 worker: holder.worker,
                 lambda: holder.lambda,
@@ -277,17 +296,21 @@ impl<L: Lambda> Shard<L> {
     }
 
     fn on_release(&mut self, txn: Txn, key: Vec<u8>, commit: bool, fx: &mut Effects) {
-        if self.locks.holder(&key) != Some(txn) {
+        if !self.locks.holds(&key, txn) {
             return;
         }
-        if !commit {
-            self.table.undo(&key, &[], txn.root.0);
+        // Only a writer has writes to undo or keep; a reader just leaves.
+        if self.locks.holds_exclusive(&key, txn) {
+            if !commit {
+                self.table.undo(&key, &[], txn.root.0);
+            }
+            self.table.release(&key);
         }
-        self.table.release(&key);
         let roots = &self.roots;
         let released = self
             .locks
             .release(&key, txn, |age| roots.is_aborted_age(age));
+        self.send_wounds(fx);
         let worker = self.env().worker;
         for q in released.failed {
             fx.woken
@@ -304,7 +327,7 @@ impl<L: Lambda> Shard<L> {
     }
 
     fn on_rollback(&mut self, txn: Txn, key: &[u8], scope: &[u64]) {
-        if self.locks.holder(key) == Some(txn) {
+        if self.locks.holds_exclusive(key, txn) {
             self.table.undo(key, scope, txn.root.0);
         }
     }
@@ -358,13 +381,21 @@ impl<L: Lambda> ShardRuntime for Shard<L> {
     fn describe(&self) -> String {
         let mut out = String::new();
         for l in self.locks.describe() {
+            let holders: Vec<String> = l
+                .holders
+                .iter()
+                .map(|h| {
+                    format!(
+                        "root {} attempt {} (coordinator w{})",
+                        h.root.0, h.attempt, h.worker
+                    )
+                })
+                .collect();
             out.push_str(&format!(
-                "lock {}:{} held by root {} attempt {} (coordinator w{}); waiters {:?}; ",
+                "lock {}:{} held by {}; waiters {:?}; ",
                 L::ID,
                 String::from_utf8_lossy(&l.key),
-                l.holder.root.0,
-                l.holder.attempt,
-                l.holder.worker,
+                holders.join(", "),
                 l.waiters
             ));
         }

@@ -1,6 +1,6 @@
 //! Invoking handlers over HTTP: `POST /invoke/{lambda}/{key}/{handler}` with a JSON body of
-//! arguments, and the routes the app declares with `#[route]` (path parameters by name, then
-//! the body's fields).
+//! arguments (public handlers only: those with a route or `#[public]`), and the routes the
+//! app declares with `#[route]` (path parameters by name, then the body's fields).
 
 // Handlers build answers early; a `Response` as the error type is the natural shape here.
 #![allow(clippy::result_large_err)]
@@ -112,8 +112,22 @@ pub(super) async fn generic(
     };
     match gw.json.prepare(&lambda, &key, &handler, args) {
         Err(e) => invoke_error(e),
+        // Internal handlers (no route, no `#[public]`) are not there from outside: the same
+        // answer as a handler that does not exist.
+        Ok((l, h, ..)) if !is_public(&gw, l, h) => {
+            invoke_error(InvokeError::UnknownHandler { lambda, handler })
+        }
         Ok((l, h, key, args)) => run(&gw, l, h, key, args, idem).await,
     }
+}
+
+/// Whether handler `h` of lambda `l` is callable from outside.
+fn is_public(gw: &Gw, l: u16, h: u16) -> bool {
+    gw.app
+        .program()
+        .lambda(l)
+        .and_then(|d| d.handlers.get(usize::from(h)))
+        .is_some_and(|m| m.public)
 }
 
 /// A route's target.
