@@ -107,6 +107,8 @@ impl Server {
         // The port is free when picked but could be taken before the child binds it: retry.
         for _ in 0..3 {
             let port = free_port();
+            // stdout (the start-up lines) and stderr (logs) go to one file.
+            let log_file = File::create(log).expect("log file");
             let child = Command::new(bin)
                 .args([
                     "serve",
@@ -119,8 +121,8 @@ impl Server {
                 ])
                 .args(extra)
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(File::create(log).expect("log file"))
+                .stdout(log_file.try_clone().expect("log file"))
+                .stderr(log_file)
                 .spawn()
                 .expect("spawn the service");
             let mut server = Server {
@@ -167,7 +169,7 @@ impl Server {
         &self.client
     }
 
-    /// What the service wrote to stderr so far.
+    /// What the service wrote to stdout and stderr so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

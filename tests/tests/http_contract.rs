@@ -393,9 +393,12 @@ fn malformed_requests_get_the_right_status_and_change_nothing() {
         .err(404);
     assert!(msg.contains("steal"), "{msg}");
     s.get(&format!("/state/Wallet/{acct}")).err(404);
-    // A route called with the wrong method is not served.
-    let r = s.get(&format!("/accounts/{acct}/deposit/5"));
-    assert_eq!(r.status, 405, "{}", r.body);
+    // A route called with the wrong method is not served: 405, as JSON like every error.
+    let msg = s.get(&format!("/accounts/{acct}/deposit/5")).err(405);
+    assert!(msg.contains("method"), "{msg}");
+    // A path segment that is not UTF-8: 400 as JSON.
+    let msg = s.get("/accounts/%FF%FE").err(400);
+    assert!(!msg.is_empty(), "{msg}");
     // Bad Idempotency-Key headers: too long, not visible ASCII.
     let long = vec![b'k'; 257];
     let msg = s
@@ -434,6 +437,33 @@ fn idempotency_key_applies_a_post_once_and_repeats_its_answer() {
     s.post(&format!("/accounts/{acct}/deposit/10")).ok();
     s.post_idem(&withdraw, b"pay-1").err(400);
     assert_eq!(s.balance(&acct), 60);
+}
+
+#[test]
+fn an_idempotency_key_is_bound_to_its_request() {
+    let (_dir, s) = fixture();
+    let acct = s.create_account(0);
+    assert_eq!(
+        s.post_idem(&format!("/accounts/{acct}/deposit/5"), b"k1")
+            .ok(),
+        json!(5)
+    );
+    // The same key with another amount, handler or account: 422, and nothing runs.
+    for other in [
+        format!("/accounts/{acct}/deposit/6"),
+        format!("/accounts/{acct}/withdraw/5"),
+        format!("/accounts/{}/deposit/5", s.create_account(0)),
+    ] {
+        let msg = s.post_idem(&other, b"k1").err(422);
+        assert!(msg.contains("already used for another request"), "{msg}");
+    }
+    assert_eq!(s.balance(&acct), 5);
+    // The request it belongs to still gets its answer.
+    assert_eq!(
+        s.post_idem(&format!("/accounts/{acct}/deposit/5"), b"k1")
+            .ok(),
+        json!(5)
+    );
 }
 
 #[test]

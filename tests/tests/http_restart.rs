@@ -86,6 +86,7 @@ fn graceful_restart_keeps_everything_and_inspect_reads_the_stopped_dir() {
 fn sigkill_right_after_acknowledged_writes_loses_nothing() {
     let mut dir = TestDir::new(FIXTURE);
     let s = dir.start();
+    assert!(s.log_text().contains("a new data dir"), "{}", s.log_text());
     let acct = s.create_account(0);
     let other = s.create_account(50);
     for i in 0..20 {
@@ -98,6 +99,11 @@ fn sigkill_right_after_acknowledged_writes_loses_nothing() {
     s.kill9();
 
     let s = dir.start();
+    // One line says what recovery found, without RUST_LOG: the commit log held the epochs
+    // the store had not checkpointed yet (it checkpoints once a second).
+    let log = s.log_text();
+    assert!(log.contains("recovered epoch"), "{log}");
+    assert!(log.contains("epochs from the commit log"), "{log}");
     assert_eq!(s.balance(&acct), 210 - 4);
     assert_eq!(s.balance(&other), 50 + 4 + 100);
     assert_eq!(s.transfer_view("t1")["done"], json!(true));

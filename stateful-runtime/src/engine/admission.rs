@@ -5,6 +5,7 @@
 //! ```text
 //! submit ─ stopping? ─ known target? ─ idempotency ─ in-flight < max ─ seq ─ channel + wake
 //!          503          404             wait/answer   503 (Overloaded)        503 (full)
+//!                                       422 (the key names another request)
 //! ```
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use tokio::sync::oneshot;
 use super::clock::EpochClock;
 use super::config::InvokeError;
 use super::handle::{Handle, Response};
-use super::idempotency::{Idempotency, Join};
+use super::idempotency::{Fingerprint, Idempotency, Join};
 
 /// A request on its way to a worker.
 pub(crate) struct Request {
@@ -82,10 +83,11 @@ impl Handle {
             self.admit(lambda, key, handler, args, None, tx)?;
             return Ok(rx);
         };
+        let request = Fingerprint::of(lambda, &key, handler, &args);
         match shared
             .admission
             .idempotency
-            .join(k, tx, shared.store.as_ref())?
+            .join(k, request, tx, shared.store.as_ref())?
         {
             Join::Waiting => Ok(rx),
             Join::Answered(tx, resp) => {

@@ -147,6 +147,12 @@ pub enum InvokeError {
     /// The engine is stopping or stopped.
     #[error("the runtime is shutting down")]
     ShuttingDown,
+    /// The idempotency key was used before with another request (target, handler or
+    /// arguments): refused rather than answered with the other request's answer.
+    #[error(
+        "Idempotency-Key `{0}` was already used for another request (a different target, handler or arguments); use a new key for a new request"
+    )]
+    IdempotencyKeyReused(String),
     /// The store could not be read (the idempotency lookup).
     #[error("the state store could not be read: {0}")]
     Storage(String),

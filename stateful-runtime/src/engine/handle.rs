@@ -94,6 +94,11 @@ impl Handle {
         }
     }
 
+    /// What start-up recovered.
+    pub fn recovered(&self) -> super::runtime::Recovered {
+        self.shared.recovered
+    }
+
     /// Key groups of the data dir.
     pub fn key_groups(&self) -> u16 {
         self.shared.placement.groups

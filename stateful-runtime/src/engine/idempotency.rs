@@ -1,10 +1,12 @@
 //! Idempotency keys: a request with a key that is running makes its duplicates wait for its
-//! answer; one that completed answers them with its answer; otherwise it runs.
+//! answer; one that completed answers them with its answer; otherwise it runs. A key is bound
+//! to its request (target, instance, handler, arguments): the same key with another request
+//! is refused, never answered with the first one's answer.
 //!
 //! ```text
-//! submit(key) ── running? ──▶ wait for its answer
+//! submit(key, request) ── running? ──▶ same request: wait for its answer | else: refused
 //!             ├─ answered, not yet in the store? ──▶ that answer (kept until the store has it)
-//!             ├─ completed in the store? ──▶ the stored answer
+//!             ├─ completed in the store? ──▶ the stored answer (if the same request)
 //!             └─ start it (the key counts as running until its answer is durable)
 //! ```
 
@@ -18,13 +20,28 @@ use super::handle::Response;
 use crate::sdk::{CallError, Outcome};
 use crate::storage::StateStore;
 
+/// What an idempotency key is bound to: a hash of the request's target, handler and
+/// arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fingerprint(u64);
+
+impl Fingerprint {
+    /// The fingerprint of handler `handler` of instance `key` of lambda `lambda` with `args`.
+    pub(crate) fn of(lambda: u16, key: &[u8], handler: u16, args: &[u8]) -> Fingerprint {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (lambda, key, handler, args).hash(&mut h);
+        Fingerprint(h.finish())
+    }
+}
+
 #[derive(Default)]
 struct Table {
     /// Requests running: later duplicates wait for them.
-    running: HashMap<String, Vec<oneshot::Sender<Response>>>,
+    running: HashMap<String, (Fingerprint, Vec<oneshot::Sender<Response>>)>,
     /// Answered requests whose completion the store may not have applied yet, with their
     /// epochs.
-    recent: HashMap<String, (u64, Response)>,
+    recent: HashMap<String, (u64, Fingerprint, Response)>,
 }
 
 /// The requests with an idempotency key that are running or just answered.
@@ -57,19 +74,31 @@ impl Idempotency {
     pub(crate) fn join(
         &self,
         key: &str,
+        request: Fingerprint,
         tx: oneshot::Sender<Response>,
         store: &dyn StateStore,
     ) -> Result<Join, InvokeError> {
+        let reused = || InvokeError::IdempotencyKeyReused(key.to_owned());
         let mut t = self.lock();
-        if let Some(waiters) = t.running.get_mut(key) {
+        if let Some((fp, waiters)) = t.running.get_mut(key) {
+            if *fp != request {
+                return Err(reused());
+            }
             waiters.push(tx);
             return Ok(Join::Waiting);
         }
-        if let Some((_, resp)) = t.recent.get(key) {
+        if let Some((_, fp, resp)) = t.recent.get(key) {
+            if *fp != request {
+                return Err(reused());
+            }
             return Ok(Join::Answered(tx, resp.clone()));
         }
         match store.completion_by_idempotency_key(key) {
             Ok(Some(done)) => {
+                let r = &done.request;
+                if Fingerprint::of(r.lambda, &r.key, r.handler, &r.args) != request {
+                    return Err(reused());
+                }
                 let result =
                     match postcard::from_bytes::<Result<Outcome, CallError>>(&done.response) {
                         Ok(r) => r,
@@ -79,7 +108,7 @@ impl Idempotency {
                 Ok(Join::Answered(tx, Response { seq, result }))
             }
             Ok(None) => {
-                t.running.insert(key.to_owned(), Vec::new());
+                t.running.insert(key.to_owned(), (request, Vec::new()));
                 Ok(Join::Start(tx))
             }
             Err(e) => Err(InvokeError::Storage(e.to_string())),
@@ -96,8 +125,12 @@ impl Idempotency {
     pub(crate) fn done(&self, key: &str, response: &Response, epoch: u64) {
         let waiters = {
             let mut t = self.lock();
-            t.recent.insert(key.to_owned(), (epoch, response.clone()));
-            t.running.remove(key).unwrap_or_default()
+            let Some((fp, waiters)) = t.running.remove(key) else {
+                return;
+            };
+            t.recent
+                .insert(key.to_owned(), (epoch, fp, response.clone()));
+            waiters
         };
         for w in waiters {
             let _ = w.send(response.clone());
@@ -108,7 +141,7 @@ impl Idempotency {
     pub(crate) fn applied(&self, epoch: u64) {
         let mut t = self.lock();
         if !t.recent.is_empty() {
-            t.recent.retain(|_, (e, _)| *e > epoch);
+            t.recent.retain(|_, (e, _, _)| *e > epoch);
         }
     }
 }

@@ -45,4 +45,4 @@ pub use config::{
 pub use handle::{ExternalCall, Handle, HandleCall, Response};
 pub use metrics::{Metrics, OperatorMetrics};
 pub use program::{LambdaDef, Program, register};
-pub use runtime::Runtime;
+pub use runtime::{Recovered, Runtime};

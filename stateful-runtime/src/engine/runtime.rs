@@ -49,6 +49,17 @@ pub(crate) struct Shared {
     /// In a cluster: the last epoch every operator of every process has made durable (what
     /// the materialiser may apply: recovery never rolls back below it).
     pub committed_everywhere: Arc<AtomicU64>,
+    /// What start-up recovered.
+    pub recovered: Recovered,
+}
+
+/// What a start recovered from the data dir.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// The last durable epoch found (0: a new data dir, or in memory).
+    pub epoch: u64,
+    /// Epochs applied from the commit log on top of the state store's checkpoint.
+    pub replayed_epochs: usize,
 }
 
 impl Shared {
@@ -228,6 +239,10 @@ fn assemble(
     let workers = placement.workers;
     let lambdas = program.lambdas().len();
     let durable = storage.durable_epoch;
+    let recovered = Recovered {
+        epoch: durable,
+        replayed_epochs: storage.replayed,
+    };
     let start = agreed.map_or_else(
         || crate::storage::unix_us().max(durable + 1),
         |a| a.start_epoch,
@@ -285,5 +300,6 @@ fn assemble(
         receivers: Mutex::new(receivers),
         order,
         committed_everywhere,
+        recovered,
     }
 }

@@ -74,6 +74,7 @@ pub(crate) fn serve(
         }
     };
     let handle = runtime.handle();
+    print_recovered(name, &handle, &config);
     let extra = routes.map(|f| f(handle.clone()));
     let router = crate::service::http::router(app, handle, extra);
     let served = tokio.block_on(listen(router, args.listen, &config, &data_dir, name));
@@ -93,6 +94,24 @@ pub(crate) fn serve(
             eprintln!("{name}: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// One line on what start-up found, without `RUST_LOG`.
+fn print_recovered(name: &str, handle: &crate::engine::Handle, config: &Config) {
+    if !config.durability.on_disk() {
+        return;
+    }
+    let r = handle.recovered();
+    if r.epoch == 0 {
+        println!("{name}: a new data dir");
+    } else {
+        println!(
+            "{name}: recovered epoch {} ({}): the state store's checkpoint plus {} epochs from the commit log",
+            r.epoch,
+            crate::storage::epoch_time(r.epoch),
+            r.replayed_epochs
+        );
     }
 }
 
@@ -119,7 +138,7 @@ async fn listen(
         format!("; process {} of a cluster of {}", c.process, c.processes())
     });
     println!(
-        "{name}: serving on http://{addr} ({durability}; {} workers; commit every {} ms{cluster})",
+        "{name}: serving on http://{addr} ({durability}; {} workers; epochs close by group commit, within {} ms{cluster})",
         config.workers, config.commit_interval_ms
     );
     tracing::info!(%addr, "serving");

@@ -197,11 +197,7 @@ pub(super) async fn route(
     };
     let key_str = match params.get("key") {
         Some(k) => k.clone(),
-        // Distinct across the processes of a cluster too.
-        None => match gw.process {
-            Some(p) => format!("{:x}p{p}", gw.ids.fetch_add(1, Ordering::Relaxed)),
-            None => format!("{:x}", gw.ids.fetch_add(1, Ordering::Relaxed)),
-        },
+        None => fresh_key(&gw, idem.as_deref()),
     };
     let key = match codec.key_from_str(&key_str) {
         Ok(k) => k,
@@ -212,6 +208,26 @@ pub(super) async fn route(
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     run(&gw, target.lambda, target.handler, key, args, idem).await
+}
+
+/// The key of a `key = new` route: fresh for every request, or, for a request with an
+/// idempotency key, derived from it (a retry names the same new instance, so it is the same
+/// request); distinct across the processes of a cluster too.
+fn fresh_key(gw: &Gw, idem: Option<&str>) -> String {
+    let id = match idem {
+        Some(k) => {
+            // FNV-1a, then the framework's mixer: stable across runs and builds.
+            let h = k.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            format!("i{:x}", stateful_core::mix::finalize(h))
+        }
+        None => format!("{:x}", gw.ids.fetch_add(1, Ordering::Relaxed)),
+    };
+    match gw.process {
+        Some(p) => format!("{id}p{p}"),
+        None => id,
+    }
 }
 
 /// A path segment as a JSON argument: strings stay strings, anything else parses as JSON.

@@ -126,5 +126,5 @@ pub fn router(app: App, handle: Handle, extra: Option<Router>) -> Router {
     if let Some(extra) = extra {
         router = router.merge(extra);
     }
-    router
+    router.layer(axum::middleware::map_response(status::json_errors))
 }

@@ -17,6 +17,46 @@ pub(crate) fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response
     (status, axum::Json(json!({ "error": msg.to_string() }))).into_response()
 }
 
+/// Every error the gateway sends is JSON: an answer of 400 and up that is not (axum's own
+/// rejections: a path segment that does not decode, a method the route does not take) is
+/// rewritten to `{"error": its text}` with the same status and headers.
+pub(crate) async fn json_errors(r: Response) -> Response {
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if r.status().as_u16() < 400 || is_json {
+        return r;
+    }
+    let (mut parts, body) = r.into_parts();
+    let text = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).trim().to_owned(),
+        _ if parts.status == StatusCode::METHOD_NOT_ALLOWED => {
+            match parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(allow) => format!("method not allowed on this path; it takes {allow}"),
+                None => "method not allowed: this path takes another HTTP method".to_owned(),
+            }
+        }
+        _ => parts
+            .status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_lowercase(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::to_vec(&json!({ "error": text })).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
 /// A 503 that says when to retry.
 fn unavailable(msg: impl std::fmt::Display, retry_after: &'static str) -> Response {
     let mut r = error(StatusCode::SERVICE_UNAVAILABLE, msg);
@@ -32,6 +72,7 @@ pub(crate) fn invoke_error(e: InvokeError) -> Response {
             error(StatusCode::NOT_FOUND, e)
         }
         InvokeError::BadRequest(_) => error(StatusCode::BAD_REQUEST, e),
+        InvokeError::IdempotencyKeyReused(_) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
         InvokeError::Overloaded(_) => unavailable(e, "1"),
         InvokeError::Storage(_) => unavailable(e, "1"),
         InvokeError::ShuttingDown | InvokeError::ClusterFailed => unavailable(e, "5"),
