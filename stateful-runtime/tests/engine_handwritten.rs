@@ -47,6 +47,7 @@ impl Lambda for Counter {
             route: None,
             writes: true,
             public: true,
+            needs_existing: false,
         },
         HandlerMeta {
             name: "boom",
@@ -55,6 +56,7 @@ impl Lambda for Counter {
             route: None,
             writes: true,
             public: true,
+            needs_existing: false,
         },
     ];
     fn client<B: CallBackend>(b: B) -> CounterClient<B> {
@@ -140,6 +142,7 @@ impl Lambda for Mover {
             route: None,
             writes: true,
             public: true,
+            needs_existing: false,
         },
         HandlerMeta {
             name: "credit_then_fail",
@@ -148,6 +151,7 @@ impl Lambda for Mover {
             route: None,
             writes: true,
             public: true,
+            needs_existing: false,
         },
     ];
     fn client<B: CallBackend>(b: B) -> MoverClient<B> {

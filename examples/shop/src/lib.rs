@@ -17,9 +17,6 @@ pub mod shop {
     /// Why a shop operation was rejected.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
     pub enum ShopError {
-        /// The item does not exist.
-        #[error("item `{0}` does not exist")]
-        NoSuchItem(String),
         /// Not enough stock.
         #[error("not enough stock of `{item}`: {available} left, {wanted} wanted")]
         OutOfStock {
@@ -30,30 +27,69 @@ pub mod shop {
             /// Amount asked for.
             wanted: i64,
         },
-        /// The user does not exist.
-        #[error("user `{0}` does not exist")]
-        NoSuchUser(String),
         /// The user's credit would go below zero.
         #[error("user `{0}` has not enough credit")]
         NotEnoughCredit(String),
-        /// The order does not exist.
-        #[error("order `{0}` does not exist")]
-        NoSuchOrder(String),
         /// The order was paid already.
         #[error("order `{0}` is already paid")]
         AlreadyPaid(String),
         /// The checkout transaction failed and was rolled back.
         #[error("checkout of order `{0}` failed; nothing was charged")]
         CheckoutFailed(String),
-        /// A call failed in the runtime.
+        /// An amount, quantity, price or credit out of its range.
+        #[error("{what} must be {rule}, not {value}")]
+        Invalid {
+            /// What was given.
+            what: String,
+            /// The rule it breaks.
+            rule: String,
+            /// The value given.
+            value: i64,
+        },
+        /// The result does not fit an `i64`.
+        #[error("{0} would overflow")]
+        Overflow(String),
+        /// A call failed in the runtime (a callee that does not exist, for one).
         #[error(transparent)]
         Call(#[from] CallError),
+    }
+
+    impl ShopError {
+        /// `value` must be more than zero.
+        fn positive(what: &str, value: i64) -> Result<i64, ShopError> {
+            if value > 0 {
+                Ok(value)
+            } else {
+                Err(ShopError::Invalid {
+                    what: what.into(),
+                    rule: "positive".into(),
+                    value,
+                })
+            }
+        }
+
+        /// `value` must not be below zero.
+        fn not_negative(what: &str, value: i64) -> Result<i64, ShopError> {
+            if value >= 0 {
+                Ok(value)
+            } else {
+                Err(ShopError::Invalid {
+                    what: what.into(),
+                    rule: "zero or more".into(),
+                    value,
+                })
+            }
+        }
+    }
+
+    /// Checked arithmetic: an overflow is a rejection, never a wrapped number.
+    fn checked(what: &str, v: Option<i64>) -> Result<i64, ShopError> {
+        v.ok_or_else(|| ShopError::Overflow(what.into()))
     }
 
     /// The state of one stock item.
     #[derive(Debug, Clone, Default, Serialize, Deserialize)]
     pub struct StockState {
-        exists: bool,
         stock: i64,
         price: i64,
     }
@@ -74,49 +110,39 @@ pub mod shop {
         pub item_id: String,
     }
 
-    #[lambda(key = String, state = StockState)]
+    /// An item that was never created answers 404 (`missing = not_found`).
+    #[lambda(key = String, state = StockState, missing = not_found)]
     impl Stock {
         #[route(post, "/stock/item/create/{price}", key = new)]
         async fn create(ctx: &mut Ctx<Self>, price: i64) -> Result<ItemCreated, ShopError> {
-            ctx.set_state(StockState {
-                exists: true,
-                stock: 0,
-                price,
-            });
+            let price = ShopError::not_negative("the price", price)?;
+            ctx.set_state(StockState { stock: 0, price });
             Ok(ItemCreated {
                 item_id: ctx.key().clone(),
             })
         }
 
         /// Sets stock and price (batch initialisation).
+        #[create]
         async fn init(ctx: &mut Ctx<Self>, stock: i64, price: i64) -> Result<(), ShopError> {
-            ctx.set_state(StockState {
-                exists: true,
-                stock,
-                price,
-            });
+            let stock = ShopError::not_negative("the stock", stock)?;
+            let price = ShopError::not_negative("the price", price)?;
+            ctx.set_state(StockState { stock, price });
             Ok(())
         }
 
         #[route(post, "/stock/add/{key}/{amount}")]
         async fn add(ctx: &mut Ctx<Self>, amount: i64) -> Result<(), ShopError> {
-            let item = ctx.key().clone();
-            // Check before `state_mut`: a rejection must not write the instance.
-            if !ctx.state().exists {
-                return Err(ShopError::NoSuchItem(item));
-            }
+            let amount = ShopError::positive("the amount", amount)?;
             let mut s = ctx.state_mut();
-            s.stock += amount;
+            s.stock = checked("the stock", s.stock.checked_add(amount))?;
             Ok(())
         }
 
         #[route(post, "/stock/subtract/{key}/{amount}")]
         async fn subtract(ctx: &mut Ctx<Self>, amount: i64) -> Result<(), ShopError> {
+            let amount = ShopError::positive("the amount", amount)?;
             let item = ctx.key().clone();
-            // Check before `state_mut`: a rejection must not write the instance.
-            if !ctx.state().exists {
-                return Err(ShopError::NoSuchItem(item));
-            }
             let mut s = ctx.state_mut();
             if s.stock < amount {
                 return Err(ShopError::OutOfStock {
@@ -132,9 +158,6 @@ pub mod shop {
         #[route(get, "/stock/find/{key}")]
         async fn find(ctx: &Ctx<Self>) -> Result<ItemView, ShopError> {
             let s = ctx.state();
-            if !s.exists {
-                return Err(ShopError::NoSuchItem(ctx.key().clone()));
-            }
             Ok(ItemView {
                 stock: s.stock,
                 price: s.price,
@@ -145,7 +168,6 @@ pub mod shop {
     /// The state of one user's wallet.
     #[derive(Debug, Clone, Default, Serialize, Deserialize)]
     pub struct PaymentState {
-        exists: bool,
         credit: i64,
     }
 
@@ -165,47 +187,38 @@ pub mod shop {
         pub user_id: String,
     }
 
-    #[lambda(key = String, state = PaymentState)]
+    /// A user who was never created answers 404.
+    #[lambda(key = String, state = PaymentState, missing = not_found)]
     impl Payment {
         #[route(post, "/payment/create_user", key = new)]
         async fn create(ctx: &mut Ctx<Self>) -> Result<UserCreated, ShopError> {
-            ctx.set_state(PaymentState {
-                exists: true,
-                credit: 0,
-            });
+            ctx.set_state(PaymentState { credit: 0 });
             Ok(UserCreated {
                 user_id: ctx.key().clone(),
             })
         }
 
         /// Creates the user with some credit (batch initialisation).
+        #[create]
         async fn init(ctx: &mut Ctx<Self>, credit: i64) -> Result<(), ShopError> {
-            ctx.set_state(PaymentState {
-                exists: true,
-                credit,
-            });
+            let credit = ShopError::not_negative("the credit", credit)?;
+            ctx.set_state(PaymentState { credit });
             Ok(())
         }
 
         #[route(post, "/payment/add_funds/{key}/{amount}")]
         async fn add_funds(ctx: &mut Ctx<Self>, amount: i64) -> Result<(), ShopError> {
-            let user = ctx.key().clone();
-            // Check before `state_mut`: a rejection must not write the instance.
-            if !ctx.state().exists {
-                return Err(ShopError::NoSuchUser(user));
-            }
+            let amount = ShopError::positive("the amount", amount)?;
             let mut s = ctx.state_mut();
-            s.credit += amount;
+            s.credit = checked("the credit", s.credit.checked_add(amount))?;
             Ok(())
         }
 
+        /// Takes `amount` (zero for an empty order) from the credit.
         #[route(post, "/payment/pay/{key}/{amount}")]
         async fn pay(ctx: &mut Ctx<Self>, amount: i64) -> Result<(), ShopError> {
+            let amount = ShopError::not_negative("the amount", amount)?;
             let user = ctx.key().clone();
-            // Check before `state_mut`: a rejection must not write the instance.
-            if !ctx.state().exists {
-                return Err(ShopError::NoSuchUser(user));
-            }
             let mut s = ctx.state_mut();
             if s.credit < amount {
                 return Err(ShopError::NotEnoughCredit(user));
@@ -216,13 +229,9 @@ pub mod shop {
 
         #[route(get, "/payment/find_user/{key}")]
         async fn find(ctx: &Ctx<Self>) -> Result<UserView, ShopError> {
-            let s = ctx.state();
-            if !s.exists {
-                return Err(ShopError::NoSuchUser(ctx.key().clone()));
-            }
             Ok(UserView {
                 user_id: ctx.key().clone(),
-                credit: s.credit,
+                credit: ctx.state().credit,
             })
         }
     }
@@ -230,7 +239,6 @@ pub mod shop {
     /// The state of one order.
     #[derive(Debug, Clone, Default, Serialize, Deserialize)]
     pub struct OrderState {
-        exists: bool,
         user_id: String,
         items: Vec<(String, i64)>,
         paid: bool,
@@ -259,14 +267,14 @@ pub mod shop {
         pub order_id: String,
     }
 
-    #[lambda(key = String, state = OrderState)]
+    /// An order that was never created answers 404.
+    #[lambda(key = String, state = OrderState, missing = not_found)]
     impl Order {
         #[route(post, "/orders/create/{user_id}", key = new)]
         async fn create(ctx: &mut Ctx<Self>, user_id: String) -> Result<OrderCreated, ShopError> {
             // The user must exist (an unknown id is a 4xx, and nothing is created).
             ctx.call::<Payment>(&user_id).find().await?;
             ctx.set_state(OrderState {
-                exists: true,
                 user_id,
                 ..OrderState::default()
             });
@@ -276,14 +284,18 @@ pub mod shop {
         }
 
         /// Creates a complete order (batch initialisation).
+        #[create]
         async fn init(
             ctx: &mut Ctx<Self>,
             user_id: String,
             items: Vec<(String, i64)>,
             total_cost: i64,
         ) -> Result<(), ShopError> {
+            let total_cost = ShopError::not_negative("the total cost", total_cost)?;
+            for (_, qty) in &items {
+                ShopError::positive("a quantity", *qty)?;
+            }
             ctx.set_state(OrderState {
-                exists: true,
                 user_id,
                 items,
                 paid: false,
@@ -298,22 +310,18 @@ pub mod shop {
             item_id: String,
             quantity: i64,
         ) -> Result<(), ShopError> {
-            if !ctx.state().exists {
-                return Err(ShopError::NoSuchOrder(ctx.key().clone()));
-            }
+            let quantity = ShopError::positive("the quantity", quantity)?;
             let item = ctx.call::<Stock>(&item_id).find().await?;
+            let cost = checked("the order's cost", item.price.checked_mul(quantity))?;
             let mut s = ctx.state_mut();
+            s.total_cost = checked("the order's cost", s.total_cost.checked_add(cost))?;
             s.items.push((item_id, quantity));
-            s.total_cost += item.price * quantity;
             Ok(())
         }
 
         #[route(get, "/orders/find/{key}")]
         async fn find(ctx: &Ctx<Self>) -> Result<OrderView, ShopError> {
             let s = ctx.state();
-            if !s.exists {
-                return Err(ShopError::NoSuchOrder(ctx.key().clone()));
-            }
             Ok(OrderView {
                 order_id: ctx.key().clone(),
                 paid: s.paid,
@@ -328,9 +336,6 @@ pub mod shop {
         async fn checkout(ctx: &mut Ctx<Self>) -> Result<(), ShopError> {
             let order = ctx.state().clone();
             let id = ctx.key().clone();
-            if !order.exists {
-                return Err(ShopError::NoSuchOrder(id));
-            }
             if order.paid {
                 return Err(ShopError::AlreadyPaid(id));
             }

@@ -16,6 +16,10 @@ use stateful_runtime::mix::SplitMix;
 /// Instances submitted at once by a batch route.
 const CHUNK: u64 = 5_000;
 
+/// The most instances one batch route creates (400 beyond): a bound on the work one request
+/// can start.
+pub const MAX_BATCH: u64 = 10_000_000;
+
 /// `POST /payment/batch_init/{n}/{starting_money}`, `POST /stock/batch_init/{n}/{starting_stock}/{item_price}`,
 /// `POST /orders/batch_init/{n}/{n_items}/{n_users}/{item_price}`.
 pub fn batch_routes(handle: Handle) -> Router {
@@ -29,6 +33,12 @@ pub fn batch_routes(handle: Handle) -> Router {
                         Ok(p) => p,
                         Err(e) => return bad_path(e),
                     };
+                    if money < 0 {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "starting_money must not be negative",
+                        );
+                    }
                     batch(&h1, n, "Payment", |h, key, _| {
                         h.call::<Payment>(&key).init(money)
                     })
@@ -44,6 +54,12 @@ pub fn batch_routes(handle: Handle) -> Router {
                         Ok(p) => p,
                         Err(e) => return bad_path(e),
                     };
+                    if stock < 0 || price < 0 {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "starting_stock and item_price must not be negative",
+                        );
+                    }
                     batch(&h2, n, "Stock", |h, key, _| {
                         h.call::<Stock>(&key).init(stock, price)
                     })
@@ -65,14 +81,19 @@ pub fn batch_routes(handle: Handle) -> Router {
                             "n_items and n_users must be positive",
                         );
                     }
+                    let Some(total) = price.checked_mul(2).filter(|t| *t >= 0) else {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "item_price must be zero or more, and twice it must fit an i64",
+                        );
+                    };
                     batch(&h3, n, "Order", |h, key, i| {
                         let mut r = SplitMix::new(i);
                         let a = r.next_u64() % n_items;
                         let b = r.next_u64() % n_items;
                         let user = r.next_u64() % n_users;
                         let items = vec![(a.to_string(), 1), (b.to_string(), 1)];
-                        h.call::<Order>(&key)
-                            .init(user.to_string(), items, 2 * price)
+                        h.call::<Order>(&key).init(user.to_string(), items, total)
                     })
                     .await
                 },
@@ -97,6 +118,12 @@ async fn batch(
     lambda: &str,
     call: impl Fn(&Handle, String, u64) -> ExternalCall<Result<(), ShopError>>,
 ) -> Response {
+    if n > MAX_BATCH {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("a batch creates at most {MAX_BATCH} instances, not {n}: split it"),
+        );
+    }
     let mut start = 0;
     while start < n {
         let end = (start + CHUNK).min(n);

@@ -112,7 +112,7 @@ fn payment_routes_happy_path() {
             json!({ "user_id": u, "credit": 100 })
         );
     }
-    s.get("/payment/find_user/3").err(400);
+    s.get("/payment/find_user/3").err(404);
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn stock_routes_happy_path() {
             json!({ "stock": 20, "price": 3 })
         );
     }
-    s.get("/stock/find/4").err(400);
+    s.get("/stock/find/4").err(404);
 }
 
 #[test]
@@ -206,7 +206,7 @@ fn orders_batch_init_builds_checkoutable_orders() {
             .expect("numeric");
         assert!(user < 3, "{v}");
     }
-    s.get("/orders/find/10").err(400);
+    s.get("/orders/find/10").err(404);
     // The batch orders reference the batch items and users: checking them all out debits
     // exactly two units and 4 credit each.
     for o in 0..10 {
@@ -237,25 +237,27 @@ fn unknown_ids_are_rejected_with_a_message_and_change_nothing() {
         ("Order", order.as_str()),
     ];
     let before = snapshot(&s, &known);
-    let cases: &[(&str, &str)] = &[
-        ("GET", "/payment/find_user/ghost"),
-        ("POST", "/payment/add_funds/ghost/5"),
-        ("POST", "/payment/pay/ghost/5"),
-        ("GET", "/stock/find/ghost"),
-        ("POST", "/stock/add/ghost/5"),
-        ("POST", "/stock/subtract/ghost/5"),
-        ("GET", "/orders/find/ghost"),
-        ("POST", &format!("/orders/addItem/ghost/{item}/1")),
-        ("POST", "/orders/checkout/ghost"),
-        ("POST", "/orders/create/ghost"),
+    // An instance that was never created is a 404 (the lambdas say `missing = not_found`);
+    // creating an order for a user who does not exist is the order's rejection, a 400.
+    let cases: &[(&str, &str, u16)] = &[
+        ("GET", "/payment/find_user/ghost", 404),
+        ("POST", "/payment/add_funds/ghost/5", 404),
+        ("POST", "/payment/pay/ghost/5", 404),
+        ("GET", "/stock/find/ghost", 404),
+        ("POST", "/stock/add/ghost/5", 404),
+        ("POST", "/stock/subtract/ghost/5", 404),
+        ("GET", "/orders/find/ghost", 404),
+        ("POST", &format!("/orders/addItem/ghost/{item}/1"), 404),
+        ("POST", "/orders/checkout/ghost", 404),
+        ("POST", "/orders/create/ghost", 400),
     ];
-    for (method, path) in cases {
+    for (method, path, status) in cases {
         let r = if *method == "GET" {
             s.get(path)
         } else {
             s.post(path)
         };
-        let msg = r.err(400);
+        let msg = r.err(*status);
         assert!(
             msg.contains("ghost") && msg.contains("does not exist"),
             "{path}: {msg}"
@@ -285,6 +287,48 @@ fn going_below_zero_is_rejected_and_changes_nothing() {
         json!({ "OutOfStock": { "item": item, "available": 3, "wanted": 4 } })
     );
     assert_eq!(s.stock(&item), 3);
+}
+
+#[test]
+fn amounts_must_be_positive_and_arithmetic_never_wraps() {
+    let (_dir, s) = shop();
+    let user = s.user(10);
+    let item = s.item(3, 2);
+    let order = s.order(&user, &[(&item, 1)]);
+    let known = [
+        ("Payment", user.as_str()),
+        ("Stock", item.as_str()),
+        ("Order", order.as_str()),
+    ];
+    let before = snapshot(&s, &known);
+    for path in [
+        format!("/stock/subtract/{item}/-1"),
+        format!("/stock/add/{item}/0"),
+        format!("/stock/add/{item}/-5"),
+        format!("/payment/add_funds/{user}/-100"),
+        format!("/payment/pay/{user}/-1"),
+        format!("/orders/addItem/{order}/{item}/0"),
+        "/stock/item/create/-3".to_owned(),
+    ] {
+        let msg = s.post(&path).err(400);
+        assert!(msg.contains("must be"), "{path}: {msg}");
+    }
+    // Near i64::MAX an addition is refused, not wrapped to a negative number.
+    let rich = s.user(i64::MAX - 1);
+    let msg = s.post(&format!("/payment/add_funds/{rich}/2")).err(400);
+    assert!(msg.contains("overflow"), "{msg}");
+    assert_eq!(s.credit(&rich), i64::MAX - 1);
+    let pricey = s.item(1, i64::MAX / 2 + 1);
+    let msg = s
+        .post(&format!("/orders/addItem/{order}/{pricey}/2"))
+        .err(400);
+    assert!(msg.contains("overflow"), "{msg}");
+    assert_eq!(snapshot(&s, &known), before);
+    // A batch has an upper bound; beyond it nothing is created.
+    let msg = s.post("/payment/batch_init/1000000000000/1").err(400);
+    assert!(msg.contains("at most"), "{msg}");
+    s.post("/payment/batch_init/2/-1").err(400);
+    assert_eq!(s.state("Payment", "0"), json!(null));
 }
 
 #[test]

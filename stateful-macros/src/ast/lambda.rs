@@ -15,6 +15,7 @@ struct LambdaArgs {
     key: Option<Type>,
     state: Option<Type>,
     name: Option<Ident>,
+    missing_not_found: bool,
 }
 
 fn lambda_args(attr: &Attribute, d: &mut Diagnostics) -> LambdaArgs {
@@ -30,13 +31,24 @@ fn lambda_args(attr: &Attribute, d: &mut Diagnostics) -> LambdaArgs {
                 "key" => args.key = Some(input.parse()?),
                 "state" => args.state = Some(input.parse()?),
                 "name" => args.name = Some(input.parse()?),
+                "missing" => {
+                    let v: Ident = input.parse()?;
+                    if v != "not_found" {
+                        return Err(syn::Error::new(
+                            v.span(),
+                            "`missing = not_found` is the only rule: handlers that do not \
+                             `#[create]` answer \"not found\" for an instance never written",
+                        ));
+                    }
+                    args.missing_not_found = true;
+                }
                 other => {
                     return Err(syn::Error::new(
                         id.span(),
                         format!(
-                            "unknown `#[lambda]` argument `{other}`{}; expected `key`, `state` \
-                             or `name`",
-                            did_you_mean(other, ["key", "state", "name"])
+                            "unknown `#[lambda]` argument `{other}`{}; expected `key`, `state`, \
+                             `missing` or `name`",
+                            did_you_mean(other, ["key", "state", "missing", "name"])
                         ),
                     ));
                 }
@@ -72,6 +84,7 @@ fn impl_fn(name: &Ident, mut f: syn::ImplItemFn, d: &mut Diagnostics) -> Option<
     }
     let route_attr = take_attr(&mut f.attrs, "route");
     let public_attr = take_attr(&mut f.attrs, "public");
+    let create_attr = take_attr(&mut f.attrs, "create");
     let ctx = ctx_param(&f.sig);
     let is_async = f.sig.asyncness.is_some();
     match (is_async, ctx) {
@@ -80,6 +93,7 @@ fn impl_fn(name: &Ident, mut f: syn::ImplItemFn, d: &mut Diagnostics) -> Option<
             let ret = return_type(&f.sig, d);
             let route = route_attr.and_then(|a| route(&a, &params, d));
             let public = public_attr.is_some() || route.is_some();
+            let creates = create_attr.is_some() || route.as_ref().is_some_and(|r| r.new_key);
             Some(ImplFn::Handler(Box::new(Handler {
                 attrs: f.attrs,
                 vis: f.vis,
@@ -91,6 +105,7 @@ fn impl_fn(name: &Ident, mut f: syn::ImplItemFn, d: &mut Diagnostics) -> Option<
                 ret,
                 route,
                 public,
+                creates,
             })))
         }
         (true, None) => {
@@ -125,11 +140,13 @@ fn impl_fn(name: &Ident, mut f: syn::ImplItemFn, d: &mut Diagnostics) -> Option<
                     "`#[route]` goes on a handler (an `async fn` taking ctx)",
                 );
             }
-            if let Some(a) = public_attr {
-                d.spanned(
-                    &a,
-                    "`#[public]` goes on a handler (an `async fn` taking ctx)",
-                );
+            for (a, what) in [(public_attr, "public"), (create_attr, "create")] {
+                if let Some(a) = a {
+                    d.spanned(
+                        &a,
+                        format!("`#[{what}]` goes on a handler (an `async fn` taking ctx)"),
+                    );
+                }
             }
             Some(ImplFn::Helper(Box::new(f)))
         }
@@ -198,6 +215,7 @@ pub(super) fn entity(attr: &Attribute, mut imp: ItemImpl, d: &mut Diagnostics) -
         state: state.unwrap_or_else(|| syn::parse_quote!(())),
         event: None,
         handlers,
+        missing_not_found: args.missing_not_found,
         helpers,
         attrs: imp.attrs,
     })
@@ -260,6 +278,8 @@ pub(super) fn function(attr: &Attribute, mut f: ItemFn, d: &mut Diagnostics) -> 
     let ret = return_type(&f.sig, d);
     let route_attr = take_attr(&mut f.attrs, "route");
     let public_attr = take_attr(&mut f.attrs, "public");
+    // A function-form lambda runs on any instance: its one handler always creates.
+    let _ = take_attr(&mut f.attrs, "create");
     let route = route_attr.and_then(|a| route(&a, &params, d));
     let public = public_attr.is_some() || route.is_some();
     let name = args
@@ -284,7 +304,9 @@ pub(super) fn function(attr: &Attribute, mut f: ItemFn, d: &mut Diagnostics) -> 
             ret,
             route,
             public,
+            creates: true,
         }],
+        missing_not_found: args.missing_not_found,
         helpers: Vec::new(),
         attrs: Vec::new(),
     })

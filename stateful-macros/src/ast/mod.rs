@@ -78,6 +78,8 @@ pub struct Handler {
     pub route: Option<Route>,
     /// Callable from outside: it has a route or `#[public]`.
     pub public: bool,
+    /// May run on an instance that does not exist (`#[create]`, or a `key = new` route).
+    pub creates: bool,
 }
 
 impl Handler {
@@ -101,6 +103,9 @@ pub struct Lambda {
     pub event: Option<Type>,
     /// Handlers in index order.
     pub handlers: Vec<Handler>,
+    /// `missing = not_found`: a handler that does not create answers "not found" on an
+    /// instance that does not exist, without running.
+    pub missing_not_found: bool,
     /// Other items of the entity form's impl block (plain helper functions, constants).
     pub helpers: Vec<ImplItem>,
     /// Attributes of the impl block (entity form) other than `#[lambda]`.

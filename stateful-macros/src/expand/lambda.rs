@@ -20,7 +20,7 @@ fn handler_fn(h: &Handler) -> TokenStream {
     quote!(#(#attrs)* #vis #sig #block)
 }
 
-fn handler_meta(h: &Handler) -> TokenStream {
+fn handler_meta(h: &Handler, missing_not_found: bool) -> TokenStream {
     let p = private();
     let name = h.name().to_string();
     let params = h.params.iter().map(|(n, t)| {
@@ -38,6 +38,7 @@ fn handler_meta(h: &Handler) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let (writes, public) = (h.ctx_mut, h.public);
+    let needs_existing = missing_not_found && !h.creates;
     quote!(#p::HandlerMeta {
         name: #name,
         params: &[#(#params),*],
@@ -45,6 +46,7 @@ fn handler_meta(h: &Handler) -> TokenStream {
         route: #route,
         writes: #writes,
         public: #public,
+        needs_existing: #needs_existing,
     })
 }
 
@@ -167,7 +169,10 @@ pub(super) fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStr
         }
         (None, None) => quote!(()),
     };
-    let metas = l.handlers.iter().map(handler_meta);
+    let metas = l
+        .handlers
+        .iter()
+        .map(|h| handler_meta(h, l.missing_not_found));
     let parts: Vec<HandlerParts> = l
         .handlers
         .iter()

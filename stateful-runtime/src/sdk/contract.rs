@@ -103,6 +103,9 @@ pub struct HandlerMeta {
     /// Whether it is callable from outside (a route or `#[public]`): `/invoke` serves only
     /// these.
     pub public: bool,
+    /// Of a `missing = not_found` lambda, and not `#[create]`: on an instance that does not
+    /// exist it answers [`CallError::NotFound`](super::CallError::NotFound) without running.
+    pub needs_existing: bool,
 }
 
 /// The encoded result of one invocation: postcard bytes of the handler's `Result`.

@@ -14,10 +14,12 @@ use super::wire;
 
 /// Access of a context to its lambda's state table on this worker (the engine implements it).
 pub(crate) trait StateAccess<S> {
-    /// The current value (default when absent).
-    fn load(&self, key: &[u8]) -> S;
+    /// The current value (`None`: the instance does not exist).
+    fn load(&self, key: &[u8]) -> Option<S>;
     /// Stores a new value (and its encoding) written under `scope` by request `root`.
     fn store(&self, key: &[u8], value: S, encoded: Vec<u8>, scope: &[u64], root: u64);
+    /// Deletes the instance, under `scope`, for request `root`.
+    fn remove(&self, key: &[u8], scope: &[u64], root: u64);
 }
 
 /// What a context shares with the `transaction!` blocks of its handler: the instance's state
@@ -26,7 +28,11 @@ pub(crate) struct Core<L: Lambda> {
     key: L::Key,
     key_bytes: Vec<u8>,
     state: RefCell<L::State>,
+    /// Whether the instance exists as this handler sees it.
+    exists: Cell<bool>,
     dirty: Cell<bool>,
+    /// A delete not yet written to the table.
+    deleted: Cell<bool>,
     stale: Cell<bool>,
     table: Rc<dyn StateAccess<L::State>>,
     io: Rc<Io>,
@@ -35,7 +41,9 @@ pub(crate) struct Core<L: Lambda> {
 /// The context of one invocation: its key, its state, and calls to other lambdas.
 ///
 /// A handler that takes `&Ctx<Self>` reads; one that takes `&mut Ctx<Self>` may also write
-/// ([`Ctx::state_mut`], [`Ctx::set_state`], [`Ctx::delete`]). A write guard cannot be held
+/// ([`Ctx::state_mut`], [`Ctx::set_state`], [`Ctx::delete`]). An instance exists once a
+/// handler wrote it and until one deletes it ([`Ctx::exists`]); one that does not reads as
+/// its state's default. A write guard cannot be held
 /// across a call (the borrow checker says so), so a call always sees the state written so far.
 pub struct Ctx<L: Lambda> {
     core: Rc<Core<L>>,
@@ -46,7 +54,9 @@ impl<L: Lambda> Core<L> {
         if self.stale.get()
             && let Ok(mut s) = self.state.try_borrow_mut()
         {
-            *s = self.table.load(&self.key_bytes);
+            let loaded = self.table.load(&self.key_bytes);
+            self.exists.set(loaded.is_some());
+            *s = loaded.unwrap_or_default();
             self.stale.set(false);
         }
     }
@@ -54,6 +64,10 @@ impl<L: Lambda> Core<L> {
     /// Writes pending changes to the instance table (before a call, at block ends, at the
     /// end). A value that does not encode is not written: the invocation fails instead.
     pub(crate) fn flush(&self) {
+        if self.deleted.replace(false) {
+            self.table
+                .remove(&self.key_bytes, &self.io.scope(), self.io.root);
+        }
         if !self.dirty.get() {
             return;
         }
@@ -83,6 +97,7 @@ impl<L: Lambda> Core<L> {
     /// Drops pending changes (after a rollback the table holds the restored value).
     pub(crate) fn discard(&self) {
         self.dirty.set(false);
+        self.deleted.set(false);
         self.stale.set(true);
     }
 
@@ -107,8 +122,10 @@ impl<L: Lambda> Ctx<L> {
             core: Rc::new(Core {
                 key,
                 key_bytes,
-                state: RefCell::new(state),
+                exists: Cell::new(state.is_some()),
+                state: RefCell::new(state.unwrap_or_default()),
                 dirty: Cell::new(false),
+                deleted: Cell::new(false),
                 stale: Cell::new(false),
                 table,
                 io,
@@ -127,12 +144,34 @@ impl<L: Lambda> Ctx<L> {
         self.core.state.borrow()
     }
 
-    /// Mutable access to this instance's state. Changes become visible to other invocations
-    /// when this handler next calls out or finishes; if the handler fails, they are undone.
+    /// Whether this instance exists: a handler wrote it (this one included) and none deleted
+    /// it since.
+    pub fn exists(&self) -> bool {
+        self.core.refresh();
+        self.core.exists.get()
+    }
+
+    /// Mutable access to this instance's state (the instance exists from now on). Changes
+    /// become visible to other invocations when this handler next calls out or finishes; if
+    /// the handler fails, they are undone.
     pub fn state_mut(&mut self) -> RefMut<'_, L::State> {
         self.core.refresh();
         self.core.dirty.set(true);
+        self.core.deleted.set(false);
+        self.core.exists.set(true);
         self.core.state.borrow_mut()
+    }
+
+    /// Deletes this instance: it no longer exists, and reads as its state's default (undone
+    /// like any write if the handler fails).
+    pub fn delete(&mut self) {
+        self.core.refresh();
+        if let Ok(mut s) = self.core.state.try_borrow_mut() {
+            *s = L::State::default();
+        }
+        self.core.dirty.set(false);
+        self.core.deleted.set(true);
+        self.core.exists.set(false);
     }
 
     /// Replaces this instance's state.

@@ -23,6 +23,10 @@ pub enum CallError {
     /// The target lambda or handler does not exist.
     #[error("no such lambda or handler: {0}")]
     NoSuchTarget(String),
+    /// The instance does not exist (a `missing = not_found` lambda's handler that does not
+    /// create).
+    #[error("{0}")]
+    NotFound(String),
     /// The state store could not be read.
     #[error("the state store could not be read: {0}")]
     Storage(String),

@@ -97,6 +97,14 @@ impl<L: Lambda> Shard<L> {
                 return self.reply(&call.reply, call.txn, Err(e), me, None, fx);
             }
         };
+        let needs_existing = L::HANDLERS
+            .get(usize::from(call.handler))
+            .is_some_and(|m| m.needs_existing);
+        if needs_existing && self.table.get(&call.key).is_none() {
+            let e = CallError::NotFound(format!("{} {key:?} does not exist", L::NAME));
+            let me = vec![self.addr(&call.key)];
+            return self.reply(&call.reply, call.txn, Err(e), me, None, fx);
+        }
         self.invs.next += 1;
         let id = self.invs.next;
         self.env().metrics.invocations.fetch_add(1, Relaxed);

@@ -97,6 +97,22 @@ impl<S: Clone + serde::Serialize> StateTable<S> {
         }
     }
 
+    /// Records a delete by `writer` under `scope`: the instance is absent from now on.
+    pub(crate) fn write_absent(&self, key: &[u8], scope: &[u64], writer: u64) {
+        let mut t = self.inner.borrow_mut();
+        let t = &mut *t;
+        let before = t.values.insert(key.to_vec(), None).flatten();
+        t.undo.entry(key.to_vec()).or_default().push(UndoEntry {
+            scope: scope.to_vec(),
+            before,
+        });
+        let d = t.dirty.entry(key.to_vec()).or_default();
+        d.encoded = None;
+        if !d.writers.contains(&writer) {
+            d.writers.push(writer);
+        }
+    }
+
     /// Undoes, newest first, every write of the holder of `key` made under `scope` (every
     /// write when `scope` is empty). Once all of its writes are undone, `writer` is no longer
     /// a writer of the key in this epoch.
@@ -160,12 +176,16 @@ impl<S: Clone + serde::Serialize> StateTable<S> {
 }
 
 impl<S: Clone + Default + serde::Serialize> StateAccess<S> for StateTable<S> {
-    fn load(&self, key: &[u8]) -> S {
-        self.get(key).unwrap_or_default()
+    fn load(&self, key: &[u8]) -> Option<S> {
+        self.get(key)
     }
 
     fn store(&self, key: &[u8], value: S, encoded: Vec<u8>, scope: &[u64], root: u64) {
         self.write(key, value, encoded, scope, root);
+    }
+
+    fn remove(&self, key: &[u8], scope: &[u64], root: u64) {
+        self.write_absent(key, scope, root);
     }
 }
 
@@ -234,10 +254,11 @@ mod tests {
             Some(2),
             "a released holder's writes cannot be undone"
         );
-        assert_eq!(
-            StateAccess::load(&t, b"missing"),
-            0,
-            "absent reads as the default"
-        );
+        assert_eq!(StateAccess::load(&t, b"missing"), None, "absent");
+        t.load(b"d", Some(5));
+        t.write_absent(b"d", &[], 6);
+        assert_eq!(t.get(b"d"), None);
+        t.undo(b"d", &[], 6);
+        assert_eq!(t.get(b"d"), Some(5), "a delete is undone like a write");
     }
 }

@@ -99,7 +99,7 @@ fn failure(e: CallError) -> Response {
             unavailable(e, "1")
         }
         CallError::Stopped => unavailable(e, "5"),
-        CallError::NoSuchTarget(_) => error(StatusCode::NOT_FOUND, e),
+        CallError::NoSuchTarget(_) | CallError::NotFound(_) => error(StatusCode::NOT_FOUND, e),
         other => error(StatusCode::INTERNAL_SERVER_ERROR, other),
     }
 }
