@@ -13,6 +13,7 @@ mod check;
 mod diag;
 mod expand;
 mod keyed;
+mod schema;
 
 /// Marks the module that holds an app's lambdas: `#[app] mod shop { .. }`.
 ///

@@ -16,6 +16,8 @@ pub use crate::service::{App, AppBuilder, serve_main};
 pub use postcard;
 pub use serde;
 pub use serde_json;
+pub use stateful_core::records::RecordError;
+pub use stateful_core::records::state::decode_state;
 
 /// Decodes the postcard-encoded argument tuple of a handler.
 pub fn decode_args<A: DeserializeOwned>(bytes: &[u8]) -> Result<A, DispatchError> {

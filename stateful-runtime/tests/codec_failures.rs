@@ -1,5 +1,6 @@
 //! A value that does not encode fails its invocation with a clear error and writes nothing:
-//! a state type postcard cannot write (`#[serde(flatten)]`), a result type it cannot write.
+//! a state type whose `Serialize` fails, a result type postcard cannot write
+//! (`#[serde(flatten)]`).
 #![allow(missing_docs)]
 
 use serde_json::json;
@@ -21,12 +22,27 @@ pub mod flat {
         pub inner: Inner,
     }
 
+    /// A state whose `Serialize` fails once it holds a value (a type serde cannot write).
+    #[derive(Debug, Default, Clone, Deserialize)]
+    pub struct Refuses {
+        pub inner: Inner,
+    }
+
+    impl Serialize for Refuses {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            if self.inner.a != 0 {
+                return Err(serde::ser::Error::custom("this value cannot be written"));
+            }
+            s.serialize_unit_struct("Refuses")
+        }
+    }
+
     #[derive(Debug, Default, Clone, Serialize, Deserialize)]
     pub struct Plain {
         pub n: i64,
     }
 
-    #[lambda(key = String, state = Flat)]
+    #[lambda(key = String, state = Refuses)]
     impl Broken {
         async fn set(ctx: &mut Ctx<Self>, a: i64) -> Result<(), Rejection> {
             ctx.state_mut().inner.a = a;

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Workloads: `counter` (one lambda, one key per request out of 10k), `callreply` (a lambda
-//! calling another and awaiting the reply), `checkout` (the shop's transaction: order → 2 stock
+//! calling another and awaiting the reply), `hotread` (one hot key: 90% reads that hold it
+//! across a call to another lambda, 10% writes), `checkout` (the shop's transaction: order → 2 stock
 //! items + payment) with uniform keys and with a hot item. `ok/s` counts successful requests
 //! only; `rejected` counts answers that were errors (for checkouts: an order drawn again after it
 //! was paid, once the `ORDERS` prepared orders run out).
@@ -38,6 +39,25 @@ pub mod micro {
     #[lambda(key = u64, state = Count)]
     impl Counter {
         async fn incr(ctx: &mut Ctx<Self>) -> Result<u64, Rejection> {
+            ctx.state_mut().n += 1;
+            Ok(ctx.state().n)
+        }
+
+        async fn read(ctx: &Ctx<Self>) -> Result<u64, Rejection> {
+            Ok(ctx.state().n)
+        }
+    }
+
+    #[lambda(key = u64, state = Count)]
+    impl Catalog {
+        /// A read that holds its instance across a call (a page that shows a flight and its
+        /// airline): readers of one hot key share its lock.
+        async fn peek(ctx: &Ctx<Self>, target: u64) -> Result<u64, Rejection> {
+            let other = ctx.call::<Counter>(&target).read().await?;
+            Ok(ctx.state().n + other)
+        }
+
+        async fn bump(ctx: &mut Ctx<Self>) -> Result<u64, Rejection> {
             ctx.state_mut().n += 1;
             Ok(ctx.state().n)
         }
@@ -227,6 +247,23 @@ fn drive(
     }
 }
 
+/// The `hotread` workload: of every 10 requests to `Catalog` 0, 9 read it while calling a
+/// counter, 1 writes it.
+fn hot_read(h: &Handle, j: &JsonClient, secs: f64, conc: usize) -> Outcome {
+    let keys = 10_000u64;
+    let peeks: Vec<Prepared> = (0..keys)
+        .map(|k| prepared(j, "Catalog", "0", "peek", json!(k)))
+        .collect();
+    let bump = prepared(j, "Catalog", "0", "bump", serde_json::Value::Null);
+    drive(h, secs, conc, &|i| {
+        if i % 10 == 9 {
+            bump.clone()
+        } else {
+            peeks[(i % keys) as usize].clone()
+        }
+    })
+}
+
 fn start(app: &App, run: &Run, dir: &tempfile::TempDir) -> Runtime {
     let mut config = if run.durable {
         Config::durable(dir.path(), run.workers)
@@ -301,7 +338,13 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(64);
     println!("# in-process engine benchmark: {secs} s per run after warm-up, closed loop");
-    for name in ["counter", "callreply", "checkout-uniform", "checkout-hot"] {
+    for name in [
+        "counter",
+        "callreply",
+        "hotread",
+        "checkout-uniform",
+        "checkout-hot",
+    ] {
         for workers in [1, 2] {
             for durable in [true, false] {
                 let run = Run {
@@ -324,6 +367,14 @@ fn main() {
                 }
                 let dir = tempfile::tempdir().expect("tempdir");
                 let outcome = match name {
+                    "hotread" => {
+                        let rt = start(&micro::app(), &run, &dir);
+                        let h = rt.handle();
+                        let o = hot_read(&h, &micro::app().json(h.clone()), secs, conc);
+                        drop(h);
+                        rt.shutdown();
+                        o
+                    }
                     "counter" | "callreply" => {
                         let rt = start(&micro::app(), &run, &dir);
                         let h = rt.handle();

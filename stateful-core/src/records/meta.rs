@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// The on-disk format this build reads and writes. A data dir of another format is refused
 /// when it is opened.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 
 /// What a data dir records about itself: fixed at creation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

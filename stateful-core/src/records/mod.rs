@@ -2,9 +2,11 @@
 //!
 //! ```text
 //! binary records:  [version: u8][postcard(record)]
-//!   state values (state), requests (ingress), completions (completion), call trees (trace),
-//!   epoch index entries (index), one epoch's commit in the commit log (commit)
+//!   requests (ingress), completions (completion), call trees (trace), epoch index entries
+//!   (index), one epoch's commit in the commit log (commit)
+//! state values:    [version: u8][schema: u32][MessagePack with field names] (state)
 //! data-dir meta:   meta.json, {"format": N, ..}  (JSON, so that a person can read it)
+//! lambda schemas:  schema.json, {"lambdas": [..]} (JSON)
 //! ```
 //!
 //! A reader checks the version before it decodes: a record written by another version of the
@@ -16,6 +18,7 @@ pub mod completion;
 pub mod index;
 pub mod ingress;
 pub mod meta;
+pub mod schema;
 pub mod state;
 pub mod trace;
 

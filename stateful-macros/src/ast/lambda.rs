@@ -16,6 +16,7 @@ struct LambdaArgs {
     state: Option<Type>,
     name: Option<Ident>,
     missing_not_found: bool,
+    migrate: Option<syn::Path>,
 }
 
 fn lambda_args(attr: &Attribute, d: &mut Diagnostics) -> LambdaArgs {
@@ -31,6 +32,7 @@ fn lambda_args(attr: &Attribute, d: &mut Diagnostics) -> LambdaArgs {
                 "key" => args.key = Some(input.parse()?),
                 "state" => args.state = Some(input.parse()?),
                 "name" => args.name = Some(input.parse()?),
+                "migrate" => args.migrate = Some(input.parse()?),
                 "missing" => {
                     let v: Ident = input.parse()?;
                     if v != "not_found" {
@@ -47,8 +49,8 @@ fn lambda_args(attr: &Attribute, d: &mut Diagnostics) -> LambdaArgs {
                         id.span(),
                         format!(
                             "unknown `#[lambda]` argument `{other}`{}; expected `key`, `state`, \
-                             `missing` or `name`",
-                            did_you_mean(other, ["key", "state", "missing", "name"])
+                             `missing`, `migrate` or `name`",
+                            did_you_mean(other, ["key", "state", "missing", "migrate", "name"])
                         ),
                     ));
                 }
@@ -216,6 +218,8 @@ pub(super) fn entity(attr: &Attribute, mut imp: ItemImpl, d: &mut Diagnostics) -
         event: None,
         handlers,
         missing_not_found: args.missing_not_found,
+        migrate: args.migrate,
+        schema: 0,
         helpers,
         attrs: imp.attrs,
     })
@@ -307,6 +311,8 @@ pub(super) fn function(attr: &Attribute, mut f: ItemFn, d: &mut Diagnostics) -> 
             creates: true,
         }],
         missing_not_found: args.missing_not_found,
+        migrate: args.migrate,
+        schema: 0,
         helpers: Vec::new(),
         attrs: Vec::new(),
     })

@@ -106,6 +106,10 @@ pub struct Lambda {
     /// `missing = not_found`: a handler that does not create answers "not found" on an
     /// instance that does not exist, without running.
     pub missing_not_found: bool,
+    /// `migrate = f`: `f(Old) -> State` converts values an older schema of the state wrote.
+    pub migrate: Option<syn::Path>,
+    /// Fingerprint of the state type's definition (set by `#[app]` from the module's items).
+    pub schema: u32,
     /// Other items of the entity form's impl block (plain helper functions, constants).
     pub helpers: Vec<ImplItem>,
     /// Attributes of the impl block (entity form) other than `#[lambda]`.

@@ -193,6 +193,19 @@ pub(super) fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStr
             }
         }
     });
+    let schema = l.schema;
+    let migrate = l.migrate.as_ref().map(|f| {
+        // The conversion is typed on the user's path: a wrong signature is one error there.
+        let convert = quote_spanned!(f.span()=> let convert: fn(_) -> #state = #f;);
+        quote! {
+            fn migrate(
+                bytes: &[u8],
+            ) -> ::core::option::Option<::core::result::Result<Self::State, #p::RecordError>> {
+                #convert
+                ::core::option::Option::Some(#p::decode_state(bytes).map(convert))
+            }
+        }
+    });
     let user = user_items(l, define_struct);
     let client_items = client_items(l, &methods);
     quote! {
@@ -208,6 +221,8 @@ pub(super) fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStr
                 const NAME: &'static str = #name_str;
                 const ID: u16 = #id;
                 const HANDLERS: &'static [#p::HandlerMeta] = &[#(#metas),*];
+                const SCHEMA: u32 = #schema;
+                #migrate
                 fn client<B: #p::CallBackend>(backend: B) -> Self::Client<B> {
                     #client(backend)
                 }

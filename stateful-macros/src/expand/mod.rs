@@ -103,6 +103,9 @@ fn app_inner(attr: TokenStream, item: TokenStream) -> TokenStream {
     let Some(mut app) = parse_module(module, &mut d) else {
         return d.to_compile_errors();
     };
+    for l in &mut app.lambdas {
+        l.schema = crate::schema::fingerprint(&l.state, &app.items);
+    }
     let findings = analyse(&mut app, &mut d);
     let graph = check(&app, &findings, &mut d);
     let p = private();

@@ -121,6 +121,9 @@ pub enum StartError {
     /// timely did not start.
     #[error("the dataflow engine did not start: {0}")]
     Engine(String),
+    /// The stored state does not fit the build's lambdas.
+    #[error(transparent)]
+    Schema(#[from] super::schema_check::SchemaError),
 }
 
 /// Why a request was not accepted or not answered.

@@ -36,6 +36,7 @@ mod program;
 pub(crate) mod protocol;
 pub(crate) mod recovery;
 mod runtime;
+mod schema_check;
 pub(crate) mod shard;
 
 pub use config::{
@@ -46,3 +47,4 @@ pub use handle::{ExternalCall, Handle, HandleCall, Response};
 pub use metrics::{Metrics, OperatorMetrics};
 pub use program::{LambdaDef, Program, register};
 pub use runtime::{Recovered, Runtime};
+pub use schema_check::{SchemaError, SchemaReport};

@@ -15,7 +15,18 @@ pub struct LambdaDef {
     pub id: u16,
     /// Handlers in index order.
     pub handlers: &'static [HandlerMeta],
+    /// The key type's name.
+    pub key_type: &'static str,
+    /// The state type's name.
+    pub state_type: &'static str,
+    /// The state schema's fingerprint ([`Lambda::SCHEMA`]).
+    pub schema: u32,
     pub(crate) shard: fn() -> Box<dyn ShardRuntime>,
+    /// Reads a stored state value: the fingerprint of the schema that wrote it, or why the
+    /// current type (with its migration) cannot read it.
+    pub(crate) read_state: fn(&[u8]) -> Result<u32, String>,
+    /// A stored key, for messages.
+    pub(crate) key_text: fn(&[u8]) -> String,
 }
 
 impl std::fmt::Debug for LambdaDef {
@@ -31,13 +42,31 @@ fn new_shard<L: Lambda>() -> Box<dyn ShardRuntime> {
     Box::new(Shard::<L>::new())
 }
 
+fn read_state<L: Lambda>(bytes: &[u8]) -> Result<u32, String> {
+    let schema = stateful_core::records::state::state_schema(bytes).map_err(|e| e.to_string())?;
+    crate::sdk::schema::decode::<L>(bytes).map_err(|e| e.to_string())?;
+    Ok(schema)
+}
+
+fn key_text<L: Lambda>(bytes: &[u8]) -> String {
+    match crate::sdk::wire::decode::<L::Key>("a key", bytes) {
+        Ok(k) => format!("{k:?}"),
+        Err(_) => format!("{bytes:?}"),
+    }
+}
+
 /// The engine's view of lambda `L`.
 pub fn register<L: Lambda>() -> LambdaDef {
     LambdaDef {
         name: L::NAME,
         id: L::ID,
         handlers: L::HANDLERS,
+        key_type: std::any::type_name::<L::Key>(),
+        state_type: std::any::type_name::<L::State>(),
+        schema: L::SCHEMA,
         shard: new_shard::<L>,
+        read_state: read_state::<L>,
+        key_text: key_text::<L>,
     }
 }
 

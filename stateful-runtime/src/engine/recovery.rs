@@ -6,6 +6,7 @@
 //! data dir ── meta check ── store (checkpoint C) ── log: records after C (torn tail cut)
 //!   cluster: agree on the ceiling (min over processes of their last durable epoch), cut
 //!   apply the records ≤ ceiling ── flush ── cut the log behind the checkpoint
+//!   check the stored state against the build's lambdas (schema_check)
 //! ```
 //!
 //! Nothing is run again: every request in the log completed in its epoch, and a request that
@@ -15,6 +16,8 @@ use std::sync::{Arc, Mutex};
 
 use super::cluster::Agreed;
 use super::config::{Config, Durability, StartError};
+use super::program::Program;
+use super::schema_check::SchemaReport;
 use crate::storage::log::fs::LogFs;
 use crate::storage::log::{CommitLog, SyncMode};
 use crate::storage::{DataDir, MemoryStore, OpenError, StateStore};
@@ -32,13 +35,15 @@ pub(crate) struct Storage {
     pub next_order: u64,
     /// Epochs applied from the log at start.
     pub replayed: usize,
+    /// What the schema check read.
+    pub schema: SchemaReport,
 }
 
-/// Opens (or creates) the data dir of `config` for app `app` (or memory), its log on `fs`, and
-/// recovers; in a
-/// cluster `agree` turns this process's last durable epoch into the agreement of all.
+/// Opens (or creates) the data dir of `config` for `program` (or memory), its log on `fs`,
+/// recovers, and checks the stored state against the program's lambdas; in a cluster `agree`
+/// turns this process's last durable epoch into the agreement of all.
 pub(crate) fn open(
-    app: &str,
+    program: &Program,
     config: &Config,
     fs: Arc<dyn LogFs>,
     agree: impl FnOnce(Option<u64>) -> Result<Option<Agreed>, StartError>,
@@ -63,6 +68,7 @@ pub(crate) fn open(
             process: c.process,
             workers: config.workers,
         });
+    let app = program.name();
     let dir = DataDir::open_or_create(&root, app, config.key_groups, layout)?;
     let store = dir.open_store()?;
     store.check_app(app)?;
@@ -95,6 +101,14 @@ pub(crate) fn open(
         .map_or(cp.next_order, |r| r.next_order.max(cp.next_order));
     let store = Arc::new(store);
     crate::storage::apply_tail(store.as_ref(), &mut log, after)?;
+    let schema = super::schema_check::check(&dir, store.as_ref(), program.lambdas())?;
+    for (lambda, n) in &schema.scanned {
+        tracing::info!(
+            lambda,
+            instances = n,
+            "read the stored state of a changed schema"
+        );
+    }
     let storage = Storage {
         store,
         log: Some(Arc::new(Mutex::new(log))),
@@ -103,6 +117,7 @@ pub(crate) fn open(
         next_seq: next_seq.max(1),
         next_order,
         replayed,
+        schema,
     };
     Ok((storage, agreed))
 }
@@ -116,5 +131,6 @@ fn in_memory(config: &Config) -> Storage {
         next_seq: 1,
         next_order: 0,
         replayed: 0,
+        schema: SchemaReport::default(),
     }
 }

@@ -60,6 +60,8 @@ pub struct Recovered {
     pub epoch: u64,
     /// Epochs applied from the commit log on top of the state store's checkpoint.
     pub replayed_epochs: usize,
+    /// Stored instances read through at start-up because their lambda's state schema changed.
+    pub schema_checked: usize,
 }
 
 impl Shared {
@@ -115,7 +117,7 @@ fn open_storage(
     fs: Arc<dyn LogFs>,
 ) -> Result<(Storage, Option<Agreed>), StartError> {
     let cluster = config.cluster.clone();
-    super::recovery::open(program.name(), config, fs, |last| match &cluster {
+    super::recovery::open(program, config, fs, |last| match &cluster {
         None => Ok(None),
         Some(c) => {
             super::cluster::watch_connections();
@@ -242,6 +244,7 @@ fn assemble(
     let recovered = Recovered {
         epoch: durable,
         replayed_epochs: storage.replayed,
+        schema_checked: storage.schema.scanned.iter().map(|(_, n)| n).sum(),
     };
     let start = agreed.map_or_else(
         || crate::storage::unix_us().max(durable + 1),

@@ -12,6 +12,8 @@ use std::pin::Pin;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use stateful_core::records::RecordError;
+
 use super::call::CallBackend;
 use super::ctx::Ctx;
 use super::error::{CallError, DispatchError};
@@ -141,6 +143,15 @@ pub trait Lambda: Sized + 'static {
     const ID: u16;
     /// The handlers, in index order.
     const HANDLERS: &'static [HandlerMeta];
+    /// Fingerprint of the state type's definition, stored with every value (`#[app]` hashes
+    /// the definition as written; 0: not fingerprinted, for hand-written impls).
+    const SCHEMA: u32 = 0;
+    /// Reads a value that an older schema wrote, through the lambda's `migrate` function
+    /// (`#[lambda(.., migrate = f)]`); `None` when it has none.
+    fn migrate(bytes: &[u8]) -> Option<Result<Self::State, RecordError>> {
+        let _ = bytes;
+        None
+    }
     /// Wraps a call target into the typed client.
     fn client<B: CallBackend>(backend: B) -> Self::Client<B>;
     /// Starts handler `handler` with postcard-encoded arguments (a tuple of the parameters).

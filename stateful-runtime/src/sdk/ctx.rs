@@ -4,8 +4,6 @@ use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::fmt::Debug;
 use std::rc::Rc;
 
-use stateful_core::records::state::encode_state;
-
 use super::call::{Flush, RawCall};
 use super::contract::{Calls, EventLambda, Keyed, Lambda};
 use super::error::CallError;
@@ -73,7 +71,7 @@ impl<L: Lambda> Core<L> {
         }
         self.dirty.set(false);
         let value = self.state.borrow().clone();
-        match encode_state(&value) {
+        match super::schema::encode::<L>(&value) {
             Ok(encoded) => {
                 self.table.store(
                     &self.key_bytes,

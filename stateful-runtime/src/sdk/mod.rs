@@ -17,6 +17,7 @@ pub mod contract;
 pub mod ctx;
 pub mod error;
 pub(crate) mod io;
+pub mod schema;
 pub(crate) mod transaction;
 pub mod wire;
 

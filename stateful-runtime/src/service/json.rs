@@ -9,7 +9,6 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use stateful_core::records::state::decode_state;
 
 use crate::sdk::{
     CallError, HandlerArgs, HandlerMeta, HandlerResult, HandlerVisitor, Lambda, Outcome, wire,
@@ -85,7 +84,7 @@ pub fn register<L: Lambda>() -> LambdaCodec {
         name: L::NAME,
         key_from_str: key_from_str::<L::Key>,
         key_to_json: key_to_json::<L::Key>,
-        state_to_json: state_to_json::<L::State>,
+        state_to_json: state_to_json::<L>,
         handlers: handlers.0,
     }
 }
@@ -103,8 +102,9 @@ fn key_to_json<K: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<Value, C
     serde_json::to_value(k).map_err(|e| CodecError::Decode(e.to_string()))
 }
 
-fn state_to_json<S: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<Value, CodecError> {
-    let s: S = decode_state(bytes).map_err(|e| CodecError::Decode(e.to_string()))?;
+fn state_to_json<L: Lambda>(bytes: &[u8]) -> Result<Value, CodecError> {
+    let s =
+        crate::sdk::schema::decode::<L>(bytes).map_err(|e| CodecError::Decode(e.to_string()))?;
     serde_json::to_value(s).map_err(|e| CodecError::Decode(e.to_string()))
 }
 

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! <dir>/meta.json     app, key groups, on-disk format, cluster layout (fixed at creation)
+//! <dir>/schema.json   per lambda: position, key type, state schema (rewritten at start-up)
 //! <dir>/state/        the sled store
 //! <dir>/log/          the commit log
 //! ```
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use stateful_core::records::meta::{self, DataDirMeta, FORMAT, Layout};
+use stateful_core::records::schema::StoredSchemas;
 
 use super::error::OpenError;
 use super::log::fs::{LogFs, OsFs};
@@ -134,6 +136,33 @@ impl DataDir {
     /// Where the commit log is.
     pub fn log_dir(&self) -> PathBuf {
         self.root.join("log")
+    }
+
+    /// The lambda schemas the last start recorded (`None`: never recorded).
+    pub fn read_schemas(&self) -> Result<Option<StoredSchemas>, OpenError> {
+        match std::fs::read(self.root.join(StoredSchemas::FILE)) {
+            Ok(bytes) => StoredSchemas::from_json(&bytes)
+                .map(Some)
+                .map_err(|e| OpenError::Corrupt(format!("{}: {e}", StoredSchemas::FILE))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records the lambda schemas durably (a temporary file, fsync'ed, renamed into place).
+    pub fn write_schemas(&self, schemas: &StoredSchemas) -> Result<(), OpenError> {
+        let bytes = schemas
+            .to_json()
+            .map_err(|e| OpenError::Corrupt(e.to_string()))?;
+        let tmp = self.root.join("schema.json.tmp");
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &bytes)?;
+            f.sync_data()?;
+        }
+        std::fs::rename(&tmp, self.root.join(StoredSchemas::FILE))?;
+        std::fs::File::open(&self.root)?.sync_all()?;
+        Ok(())
     }
 
     fn state_path(&self) -> PathBuf {

@@ -31,7 +31,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use stateful_core::keys::{KeyGroup, key_group, worker_of};
-use stateful_core::records::state::decode_state;
 use timely::dataflow::operators::{CapabilitySet, InputCapability};
 use timely::order::Product;
 
@@ -193,7 +192,7 @@ impl<L: Lambda> Shard<L> {
     pub(crate) fn new() -> Self {
         Shard {
             env: None,
-            table: Rc::new(StateTable::new()),
+            table: Rc::new(StateTable::new(L::SCHEMA)),
             locks: LockTable::new(),
             invs: Invocations::default(),
             roots: Roots::default(),
@@ -226,7 +225,7 @@ impl<L: Lambda> Shard<L> {
         let group: KeyGroup = key_group(key, env.groups);
         let value = match env.store.get(L::ID, group, key) {
             Ok(Some(bytes)) => Some(
-                decode_state::<L::State>(&bytes)
+                crate::sdk::schema::decode::<L>(&bytes)
                     .map_err(|e| CallError::Codec(format!("stored state of {}: {e}", L::NAME)))?,
             ),
             Ok(None) => None,

@@ -53,11 +53,15 @@ pub(crate) struct Change {
 /// The state table (shared with the contexts of the invocations on this worker).
 pub(crate) struct StateTable<S> {
     inner: RefCell<Inner<S>>,
+    /// The schema fingerprint values are encoded under.
+    schema: u32,
 }
 
 impl<S: Clone + serde::Serialize> StateTable<S> {
-    pub(crate) fn new() -> Self {
+    /// An empty table whose values encode under schema fingerprint `schema`.
+    pub(crate) fn new(schema: u32) -> Self {
         StateTable {
+            schema,
             inner: RefCell::new(Inner {
                 values: HashMap::new(),
                 undo: HashMap::new(),
@@ -156,7 +160,9 @@ impl<S: Clone + serde::Serialize> StateTable<S> {
         for (key, d) in t.dirty.drain() {
             let value = match (d.encoded, t.values.get(&key)) {
                 (Some(bytes), _) => Some(bytes),
-                (None, Some(Some(v))) => Some(encode_state(v).map_err(|e| e.to_string())?),
+                (None, Some(Some(v))) => {
+                    Some(encode_state(self.schema, v).map_err(|e| e.to_string())?)
+                }
                 (None, _) => None,
             };
             out.push(Change {
@@ -194,13 +200,19 @@ mod tests {
     use super::*;
 
     fn table() -> StateTable<i64> {
-        let t = StateTable::new();
+        let t = StateTable::new(0);
         t.load(b"k", Some(10));
         t
     }
 
     fn put(t: &StateTable<i64>, v: i64, scope: &[u64], writer: u64) {
-        t.write(b"k", v, encode_state(&v).expect("encodes"), scope, writer);
+        t.write(
+            b"k",
+            v,
+            encode_state(0, &v).expect("encodes"),
+            scope,
+            writer,
+        );
     }
 
     #[test]
@@ -231,7 +243,7 @@ mod tests {
             changes,
             [Change {
                 key: b"k".to_vec(),
-                value: Some(encode_state(&11i64).expect("encodes")),
+                value: Some(encode_state(0, &11i64).expect("encodes")),
                 writers: vec![1],
             }]
         );
@@ -240,13 +252,13 @@ mod tests {
 
     #[test]
     fn undo_to_absent_takes_a_tombstone_and_release_keeps_the_writes() {
-        let t: StateTable<i64> = StateTable::new();
+        let t: StateTable<i64> = StateTable::new(0);
         t.load(b"n", None);
-        t.write(b"n", 1, encode_state(&1i64).expect("encodes"), &[], 3);
+        t.write(b"n", 1, encode_state(0, &1i64).expect("encodes"), &[], 3);
         t.undo(b"n", &[], 3);
         assert_eq!(t.get(b"n"), None);
         assert_eq!(t.take_dirty().expect("takes")[0].value, None);
-        t.write(b"n", 2, encode_state(&2i64).expect("encodes"), &[], 4);
+        t.write(b"n", 2, encode_state(0, &2i64).expect("encodes"), &[], 4);
         t.release(b"n");
         t.undo(b"n", &[], 4);
         assert_eq!(

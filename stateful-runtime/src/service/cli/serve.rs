@@ -113,6 +113,12 @@ fn print_recovered(name: &str, handle: &crate::engine::Handle, config: &Config) 
             r.replayed_epochs
         );
     }
+    if r.schema_checked > 0 {
+        println!(
+            "{name}: read {} stored instances through: their state type changed, and every one still reads",
+            r.schema_checked
+        );
+    }
 }
 
 async fn listen(
