@@ -129,6 +129,26 @@ pub fn to_graph(g: &AppGraph) -> Graph {
                 }
                 v
             }
+            Edge::Send {
+                sender,
+                receiver,
+                args,
+                delayed,
+            } => {
+                let what = if *delayed { "timer" } else { "send" };
+                vec![
+                    attr(
+                        "label",
+                        quoted(&format!(
+                            "{what}: {sender} ⇢ {receiver}({})",
+                            args.join(", ")
+                        )),
+                    ),
+                    attr("style", plain("dashed")),
+                    attr("color", quoted("#1f6fb4")),
+                    attr("fontcolor", quoted("#1f6fb4")),
+                ]
+            }
             Edge::Reply { ty, .. } => {
                 vec![attr("label", quoted(ty)), attr("style", plain("dashed"))]
             }

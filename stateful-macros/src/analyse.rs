@@ -49,6 +49,9 @@ pub struct CallSite {
     pub block: Option<usize>,
     /// Whether some enclosing block is a transaction.
     pub in_transaction: bool,
+    /// A message after commit (`ctx.send`: `Some(false)`; a timer, `ctx.send_after` or
+    /// `ctx.send_at`: `Some(true)`), not a call (`None`).
+    pub send: Option<bool>,
 }
 
 /// What a function body contains.
@@ -237,9 +240,15 @@ impl<'d> Walker<'d> {
     }
 
     fn record_call(&mut self, mc: &ExprMethodCall) {
-        // ctx.call::<T>(key).h(args)
+        // ctx.call::<T>(key).h(args), ctx.send::<T>(key).h(args), ctx.send_after::<T>(d, key)..
+        let send = |m: &Ident| match m.to_string().as_str() {
+            "send" => Some(Some(false)),
+            "send_after" | "send_at" => Some(Some(true)),
+            "call" => Some(None),
+            _ => None,
+        };
         if let Expr::MethodCall(inner) = &*mc.receiver
-            && inner.method == "call"
+            && let Some(kind) = send(&inner.method)
             && let Some(tf) = &inner.turbofish
             && tf.args.len() == 1
             && let Some(syn::GenericArgument::Type(t)) = tf.args.first()
@@ -251,6 +260,7 @@ impl<'d> Walker<'d> {
                 args_span: mc.paren_token.span.join(),
                 block: self.stack.last().copied(),
                 in_transaction: self.in_transaction(),
+                send: kind,
             });
         }
         // ctx.invoke::<T>(event)
@@ -265,9 +275,24 @@ impl<'d> Walker<'d> {
                 args_span: mc.args.span(),
                 block: self.stack.last().copied(),
                 in_transaction: self.in_transaction(),
+                send: None,
             });
         }
         let method = mc.method.to_string();
+        if ["send", "send_after", "send_at"].contains(&method.as_str())
+            && let Expr::Path(p) = &*mc.receiver
+            && p.path.is_ident("ctx")
+            && let Scope::Handler { ctx_mut: false, .. } = &self.scope
+        {
+            self.d.spanned(
+                &mc.method,
+                format!(
+                    "`ctx.{method}()` records a message, an effect of this request like a write, \
+                     but this handler takes `&Ctx<Self>`, which only reads: take \
+                     `ctx: &mut Ctx<Self>` to send"
+                ),
+            );
+        }
         if ["state", "state_mut", "set_state", "delete", "exists"].contains(&method.as_str())
             && let Expr::Path(p) = &*mc.receiver
             && p.path.is_ident("ctx")

@@ -2,7 +2,7 @@
 //! IR graph ([`stateful_core::ir::AppGraph`]). Every problem is reported on the user's token.
 
 use petgraph::stable_graph::NodeIndex;
-use stateful_core::ir::{self, AppGraph, CallSpec, IrError};
+use stateful_core::ir::{self, AppGraph, CallSpec, IrError, SendSpec};
 use syn::Type;
 
 use crate::analyse::{BlockKind, CallSite, Findings};
@@ -90,15 +90,26 @@ pub fn check(app: &AppModule, findings: &[Vec<Findings>], d: &mut Diagnostics) -
             for c in &f.calls {
                 let callee = callee_name(&c.callee);
                 let handler = c.handler.as_ref().map(ToString::to_string);
-                let res = g.add_call(CallSpec {
-                    caller: *node,
-                    from: c.block.map_or(*node, |b| blocks[b]),
-                    caller_handler: &caller_handler,
-                    callee: &callee,
-                    handler: handler.as_deref(),
-                    given: c.args,
-                    in_transaction: c.in_transaction,
-                });
+                let from = c.block.map_or(*node, |b| blocks[b]);
+                let res = match c.send {
+                    Some(delayed) => g.add_send(SendSpec {
+                        from,
+                        sender: &caller_handler,
+                        receiver: &callee,
+                        handler: handler.as_deref(),
+                        given: c.args,
+                        delayed,
+                    }),
+                    None => g.add_call(CallSpec {
+                        caller: *node,
+                        from,
+                        caller_handler: &caller_handler,
+                        callee: &callee,
+                        handler: handler.as_deref(),
+                        given: c.args,
+                        in_transaction: c.in_transaction,
+                    }),
+                };
                 if let Err(e) = res {
                     report_call_error(d, c, e);
                 }

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! service (HTTP gateway, CLI, launcher)      tools (inspect, history, log, trace, replay, diff, rescale)
+//! testing (TestApp: the engine in memory for tests, beside the service)
 //!       │                                          │
 //!       ▼                                          ▼
 //! engine (protocol, shards, operators, dataflow from the IR, commit, recovery, cluster)
@@ -15,7 +16,7 @@
 //!
 //! Imports point down only (a test reads the `use crate::` lines to keep it so). The public API
 //! is this facade: the prelude and macros, [`App`], [`Service`], [`Runtime`], [`Handle`], the
-//! [`storage`] and [`tools`] layers for offline use; generated code goes through a hidden
+//! [`storage`] and [`tools`] layers for offline use, [`testing`] for tests; generated code goes through a hidden
 //! `__private` module. See `docs/architecture.md` for the path of one request.
 
 // The crate's own unit tests use `#[app]`, whose code names `::stateful_runtime`.
@@ -29,6 +30,7 @@ pub(crate) mod engine;
 pub mod sdk;
 pub(crate) mod service;
 pub mod storage;
+pub mod testing;
 pub mod tools;
 
 pub use engine::cluster::ClusterConfig;

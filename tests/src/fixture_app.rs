@@ -5,7 +5,8 @@
 //! with `{key}` and typed parameters and one without `{key}` (a fresh id), a handler without a
 //! route (reached through `/invoke` and in-process), calls inside `transaction! { .. }`
 //! within one lambda ([`Account::transfer`](fixture::Account)) and across two
-//! ([`fixture::Transfer`]), and a handler that panics halfway through a transaction.
+//! ([`fixture::Transfer`]), a handler that panics halfway through a transaction, and deposits
+//! that tell the account's [`fixture::Mailbox`] by a message after commit (or a timer).
 
 /// Accounts and transfers.
 #[stateful_runtime::app]
@@ -192,6 +193,36 @@ pub mod fixture {
             panic!("pay_then_panic: a bug after paying `{to}`");
         }
 
+        /// Deposits `amount` and tells this account's mailbox by a message after commit: once
+        /// everything is delivered, every mailbox holds its account's notified deposits.
+        #[route(post, "/accounts/{key}/deposit_notify/{amount}")]
+        async fn deposit_notify(ctx: &mut Ctx<Self>, amount: i64) -> Result<i64, LedgerError> {
+            let me = ctx.key().clone();
+            if !ctx.state().exists {
+                return Err(LedgerError::NoSuchAccount(me));
+            }
+            ctx.state_mut().balance += amount;
+            ctx.send::<Mailbox>(&me).receive(amount);
+            Ok(ctx.state().balance)
+        }
+
+        /// [`deposit_notify`](Self::deposit_notify) by a timer, `ms` milliseconds later.
+        #[route(post, "/accounts/{key}/deposit_notify_later/{amount}/{ms}")]
+        async fn deposit_notify_later(
+            ctx: &mut Ctx<Self>,
+            amount: i64,
+            ms: u64,
+        ) -> Result<i64, LedgerError> {
+            let me = ctx.key().clone();
+            if !ctx.state().exists {
+                return Err(LedgerError::NoSuchAccount(me));
+            }
+            ctx.state_mut().balance += amount;
+            ctx.send_after::<Mailbox>(std::time::Duration::from_millis(ms), &me)
+                .receive(amount);
+            Ok(ctx.state().balance)
+        }
+
         /// A bug: inside a transaction it deposits 1 into `to` and adds 1 here, then panics
         /// (when `to` is not empty, which it never is on this route).
         #[route(post, "/accounts/{key}/explode/{to}")]
@@ -255,6 +286,22 @@ pub mod fixture {
         #[route(get, "/transfers/{key}")]
         async fn find(ctx: &Ctx<Self>) -> Result<TransferState, LedgerError> {
             Ok(ctx.state().clone())
+        }
+    }
+
+    /// What an account's deposits told it, by messages after commit.
+    #[lambda(key = String, state = i64)]
+    impl Mailbox {
+        /// Internal: only messages reach it.
+        async fn receive(ctx: &mut Ctx<Self>, amount: i64) -> Result<(), LedgerError> {
+            *ctx.state_mut() += amount;
+            Ok(())
+        }
+
+        /// The sum of the deposits received.
+        #[route(get, "/mailbox/{key}")]
+        async fn total(ctx: &Ctx<Self>) -> Result<i64, LedgerError> {
+            Ok(*ctx.state())
         }
     }
 }

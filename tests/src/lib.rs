@@ -52,7 +52,7 @@ mod tests {
         use stateful_runtime::Lambda;
         let app = fixture::app();
         let names: Vec<&str> = app.lambdas().iter().map(|l| l.name).collect();
-        assert_eq!(names, ["Account", "Transfer"]);
+        assert_eq!(names, ["Account", "Transfer", "Mailbox"]);
         let handlers: Vec<&str> = fixture::Account::HANDLERS.iter().map(|h| h.name).collect();
         assert_eq!(
             handlers,
@@ -66,6 +66,8 @@ mod tests {
                 "set_balance",
                 "careless_withdraw",
                 "pay_then_panic",
+                "deposit_notify",
+                "deposit_notify_later",
                 "explode"
             ]
         );

@@ -145,6 +145,19 @@ pub enum Edge {
         /// Whether the call is inside a `transaction!` block.
         in_transaction: bool,
     },
+    /// A message after commit (`ctx.send`, or a timer: `ctx.send_after` / `ctx.send_at`):
+    /// sender handler (directly or through its AND-node) → receiving handler. No reply
+    /// comes back, and no channel of the dataflow carries it: it enters as a request.
+    Send {
+        /// Sending handler.
+        sender: String,
+        /// Receiving handler.
+        receiver: String,
+        /// Argument types, in order.
+        args: Vec<String>,
+        /// A timer (delivered later), not a message at once.
+        delayed: bool,
+    },
     /// Callee → caller: the reply, labelled with the result type.
     Reply {
         /// Called handler.
@@ -173,6 +186,23 @@ pub struct CallSpec<'a> {
     pub given: usize,
     /// Whether the call is inside a `transaction!` block.
     pub in_transaction: bool,
+}
+
+/// A message site, as [`AppGraph::add_send`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct SendSpec<'a> {
+    /// Where the message leaves from: the sending lambda or its innermost AND-node.
+    pub from: NodeIndex,
+    /// The sending handler.
+    pub sender: &'a str,
+    /// The receiving lambda.
+    pub receiver: &'a str,
+    /// The receiving handler.
+    pub handler: Option<&'a str>,
+    /// How many arguments the message passes.
+    pub given: usize,
+    /// A timer.
+    pub delayed: bool,
 }
 
 /// The IR of one app.
@@ -283,6 +313,27 @@ impl AppGraph {
                 ty,
             },
         );
+        Ok(())
+    }
+
+    /// Adds a message edge, after checking it against the receiver as a call is checked.
+    pub fn add_send(&mut self, send: SendSpec<'_>) -> Result<(), IrError> {
+        let names: Vec<&str> = self.lambdas().map(|l| l.name.as_str()).collect();
+        let Some((to, lambda)) = self.lambda(send.receiver) else {
+            return Err(IrError::UnknownLambda {
+                name: send.receiver.to_owned(),
+                app: self.name.clone(),
+                suggestion: did_you_mean(send.receiver, names),
+            });
+        };
+        let h = rules::check_call(lambda, send.handler, send.given)?;
+        let edge = Edge::Send {
+            sender: send.sender.to_owned(),
+            receiver: h.name.clone(),
+            args: h.params.iter().map(|p| p.ty.clone()).collect(),
+            delayed: send.delayed,
+        };
+        self.graph.add_edge(send.from, to, edge);
         Ok(())
     }
 

@@ -193,7 +193,12 @@ pub(super) fn validate(g: &AppGraph) -> Vec<IrError> {
         errors.extend(check_lambda(lambdas[..i].iter().copied(), l));
     }
     for e in g.graph.edge_references() {
-        if let Edge::Call { callee, args, .. } = e.weight()
+        let called = match e.weight() {
+            Edge::Call { callee, args, .. } => Some((callee, args)),
+            Edge::Send { receiver, args, .. } => Some((receiver, args)),
+            _ => None,
+        };
+        if let Some((callee, args)) = called
             && let Node::Lambda(l) = &g.graph[e.target()]
         {
             let handler = (l.form == Form::Entity).then_some(callee.as_str());

@@ -1,11 +1,13 @@
-//! One epoch's commit, as the commit log holds it: every state change of the epoch and every
+//! One epoch's commit, as the commit log holds it: every state change of the epoch, every
 //! request that completed in it (with the request itself, its answer, its place in the commit
-//! order and its call tree). It is all that recovery needs to reproduce the epoch.
+//! order and its call tree) and the messages its requests sent. It is all that recovery needs
+//! to reproduce the epoch.
 
 use serde::{Deserialize, Serialize};
 
 use super::Record;
 use super::ingress::IngressRecord;
+use super::message::MessageRecord;
 
 /// One state change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +52,8 @@ pub struct CommitRecord {
     pub writes: Vec<WriteRecord>,
     /// Requests that completed in the epoch.
     pub completions: Vec<CompletionEntry>,
+    /// Messages the epoch's requests sent (delivered once the epoch is durable, or when due).
+    pub messages: Vec<MessageRecord>,
     /// Larger than every request sequence number handed out so far.
     pub next_seq: u64,
     /// Larger than every completion order handed out so far.

@@ -17,6 +17,7 @@ pub mod commit;
 pub mod completion;
 pub mod index;
 pub mod ingress;
+pub mod message;
 pub mod meta;
 pub mod schema;
 pub mod state;

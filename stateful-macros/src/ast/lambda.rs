@@ -17,6 +17,7 @@ struct LambdaArgs {
     name: Option<Ident>,
     missing_not_found: bool,
     migrate: Option<syn::Path>,
+    ttl_us: Option<u64>,
 }
 
 fn lambda_args(attr: &Attribute, d: &mut Diagnostics) -> LambdaArgs {
@@ -33,6 +34,12 @@ fn lambda_args(attr: &Attribute, d: &mut Diagnostics) -> LambdaArgs {
                 "state" => args.state = Some(input.parse()?),
                 "name" => args.name = Some(input.parse()?),
                 "migrate" => args.migrate = Some(input.parse()?),
+                "ttl" => {
+                    let lit: syn::LitStr = input.parse()?;
+                    let us = duration_us(&lit.value())
+                        .ok_or_else(|| syn::Error::new(lit.span(), TTL_HELP))?;
+                    args.ttl_us = Some(us);
+                }
                 "missing" => {
                     let v: Ident = input.parse()?;
                     if v != "not_found" {
@@ -49,8 +56,11 @@ fn lambda_args(attr: &Attribute, d: &mut Diagnostics) -> LambdaArgs {
                         id.span(),
                         format!(
                             "unknown `#[lambda]` argument `{other}`{}; expected `key`, `state`, \
-                             `missing`, `migrate` or `name`",
-                            did_you_mean(other, ["key", "state", "missing", "migrate", "name"])
+                             `missing`, `migrate`, `ttl` or `name`",
+                            did_you_mean(
+                                other,
+                                ["key", "state", "missing", "migrate", "ttl", "name"]
+                            )
                         ),
                     ));
                 }
@@ -65,6 +75,27 @@ fn lambda_args(attr: &Attribute, d: &mut Diagnostics) -> LambdaArgs {
         d.push(e);
     }
     args
+}
+
+const TTL_HELP: &str = "`ttl` is how long an instance lives after its last write: a \
+                        positive number and a unit, as in \"30d\", \"12h\", \"15m\", \"90s\" \
+                        or \"500ms\"";
+
+/// `"30d"`, `"12h"`, `"15m"`, `"90s"`, `"500ms"` in microseconds (`None`: not a duration).
+fn duration_us(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
+    let per: u64 = match unit.trim() {
+        "ms" => 1_000,
+        "s" => 1_000_000,
+        "m" | "min" => 60_000_000,
+        "h" => 3_600_000_000,
+        "d" => 86_400_000_000,
+        _ => return None,
+    };
+    n.checked_mul(per)
 }
 
 /// A function of an entity lambda's impl block: a handler, or a plain helper.
@@ -219,6 +250,7 @@ pub(super) fn entity(attr: &Attribute, mut imp: ItemImpl, d: &mut Diagnostics) -
         handlers,
         missing_not_found: args.missing_not_found,
         migrate: args.migrate,
+        ttl_us: args.ttl_us,
         schema: 0,
         helpers,
         attrs: imp.attrs,
@@ -312,6 +344,7 @@ pub(super) fn function(attr: &Attribute, mut f: ItemFn, d: &mut Diagnostics) -> 
         }],
         missing_not_found: args.missing_not_found,
         migrate: args.migrate,
+        ttl_us: args.ttl_us,
         schema: 0,
         helpers: Vec::new(),
         attrs: Vec::new(),

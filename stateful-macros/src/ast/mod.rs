@@ -108,6 +108,8 @@ pub struct Lambda {
     pub missing_not_found: bool,
     /// `migrate = f`: `f(Old) -> State` converts values an older schema of the state wrote.
     pub migrate: Option<syn::Path>,
+    /// `ttl = "30d"`: instances not written for this long (µs) expire.
+    pub ttl_us: Option<u64>,
     /// Fingerprint of the state type's definition (set by `#[app]` from the module's items).
     pub schema: u32,
     /// Other items of the entity form's impl block (plain helper functions, constants).

@@ -194,6 +194,9 @@ pub(super) fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStr
         }
     });
     let schema = l.schema;
+    let ttl = l.ttl_us.map(
+        |us| quote!(const TTL_US: ::core::option::Option<u64> = ::core::option::Option::Some(#us);),
+    );
     let migrate = l.migrate.as_ref().map(|f| {
         // The conversion is typed on the user's path: a wrong signature is one error there.
         let convert = quote_spanned!(f.span()=> let convert: fn(_) -> #state = #f;);
@@ -222,6 +225,7 @@ pub(super) fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStr
                 const ID: u16 = #id;
                 const HANDLERS: &'static [#p::HandlerMeta] = &[#(#metas),*];
                 const SCHEMA: u32 = #schema;
+                #ttl
                 #migrate
                 fn client<B: #p::CallBackend>(backend: B) -> Self::Client<B> {
                     #client(backend)

@@ -11,6 +11,7 @@ use crate::check::check;
 use crate::diag::Diagnostics;
 
 mod lambda;
+mod onboarding;
 mod output;
 
 use lambda::lambda_items;
@@ -103,6 +104,7 @@ fn app_inner(attr: TokenStream, item: TokenStream) -> TokenStream {
     let Some(mut app) = parse_module(module, &mut d) else {
         return d.to_compile_errors();
     };
+    onboarding::serde_through_runtime(&mut app.items);
     for l in &mut app.lambdas {
         l.schema = crate::schema::fingerprint(&l.state, &app.items);
     }
@@ -141,11 +143,13 @@ fn app_inner(attr: TokenStream, item: TokenStream) -> TokenStream {
         quote!(.lambda::<#n>())
     });
     let calls = calls_impls(&graph);
+    let prelude = onboarding::prelude(items);
     let json = LitStr::new(&json, Span::call_site());
     let dot = LitStr::new(&dot, Span::call_site());
     quote! {
         #(#attrs)*
         #vis mod #name {
+            #prelude
             #(#items)*
             #(#generated)*
             #calls
@@ -182,6 +186,7 @@ fn fallback(app: &AppModule, d: &Diagnostics, crate_main: Option<TokenStream>) -
     } = app;
     let name_str = name.to_string();
     let errors = d.to_compile_errors();
+    let prelude = onboarding::prelude(items);
     let mut defined = types.clone();
     let structs = lambdas
         .iter()
@@ -195,6 +200,7 @@ fn fallback(app: &AppModule, d: &Diagnostics, crate_main: Option<TokenStream>) -
         #(#attrs)*
         #vis mod #name {
             #![allow(unused_imports, dead_code)]
+            #prelude
             #(#items)*
             #(#structs)*
             /// The app's IR graph as JSON (empty: the app did not compile).

@@ -9,7 +9,8 @@ use quote::{format_ident, quote};
 use super::private;
 
 /// `impl Calls<Callee> for Caller {}` for every pair of lambdas the graph's call edges
-/// connect: a typed call compiles only along an edge of the graph.
+/// connect, and `impl Sends<Receiver> for Sender {}` for its send edges: a typed call or
+/// message compiles only along an edge of the graph.
 pub(super) fn calls_impls(graph: &stateful_core::ir::AppGraph) -> TokenStream {
     use petgraph::visit::{EdgeRef, IntoEdgeReferences};
     use stateful_core::ir::{Edge, Node};
@@ -21,15 +22,22 @@ pub(super) fn calls_impls(graph: &stateful_core::ir::AppGraph) -> TokenStream {
     };
     let mut pairs = std::collections::BTreeSet::new();
     for e in graph.graph.edge_references() {
-        if let Edge::Call { .. } = e.weight()
-            && let (Some(a), Some(b)) = (owner(e.source()), owner(e.target()))
-        {
-            pairs.insert((a, b));
+        let kind = match e.weight() {
+            Edge::Call { .. } => quote!(Calls),
+            Edge::Send { .. } => quote!(Sends),
+            _ => continue,
+        };
+        if let (Some(a), Some(b)) = (owner(e.source()), owner(e.target())) {
+            pairs.insert((kind.to_string(), a, b));
         }
     }
-    let impls = pairs.into_iter().map(|(a, b)| {
-        let (a, b) = (format_ident!("{}", a), format_ident!("{}", b));
-        quote!(#[automatically_derived] impl #p::Calls<#b> for #a {})
+    let impls = pairs.into_iter().map(|(kind, a, b)| {
+        let (kind, a, b) = (
+            format_ident!("{}", kind),
+            format_ident!("{}", a),
+            format_ident!("{}", b),
+        );
+        quote!(#[automatically_derived] impl #p::#kind<#b> for #a {})
     });
     quote!(#(#impls)*)
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 
+use stateful_core::records::message::DELIVERY_PREFIX;
 use tokio::sync::oneshot;
 
 use super::clock::EpochClock;
@@ -55,8 +56,28 @@ impl Admission {
 
 impl Handle {
     /// Submits a request: handler `handler` of instance `key` (encoded) of lambda `lambda`
-    /// with encoded arguments. The receiver yields the response once it is durable.
+    /// with encoded arguments. The receiver yields the response once it is durable. An
+    /// idempotency key may not start with the prefix the engine's message deliveries use.
     pub fn submit(
+        &self,
+        lambda: u16,
+        key: Vec<u8>,
+        handler: u16,
+        args: Vec<u8>,
+        idempotency_key: Option<String>,
+    ) -> Result<oneshot::Receiver<Response>, InvokeError> {
+        if let Some(k) = &idempotency_key
+            && k.starts_with(DELIVERY_PREFIX)
+        {
+            return Err(InvokeError::BadRequest(format!(
+                "idempotency keys starting with `{DELIVERY_PREFIX}` are the engine's own"
+            )));
+        }
+        self.submit_internal(lambda, key, handler, args, idempotency_key)
+    }
+
+    /// [`Handle::submit`] with any idempotency key (the postman's deliveries).
+    pub(crate) fn submit_internal(
         &self,
         lambda: u16,
         key: Vec<u8>,

@@ -23,13 +23,15 @@ use super::materialize::Materializer;
 use super::metrics::Metrics;
 use super::protocol::RootId;
 use crate::storage::log::CommitLog;
-use crate::storage::{CommitRecord, CompletionEntry, WriteRecord};
+use crate::storage::{CommitRecord, CompletionEntry, MessageId, MessageRecord, WriteRecord};
 
 /// What one operator hands over for one epoch.
 pub(crate) struct Snapshot {
     pub epoch: u64,
     pub writes: Vec<WriteRecord>,
     pub completions: Vec<CompletionEntry>,
+    /// Messages sent, in order (numbered by the committer).
+    pub messages: Vec<MessageRecord>,
 }
 
 /// Where and how the committer writes.
@@ -46,6 +48,8 @@ pub(crate) struct CommitTarget {
     /// Larger than every seq / completion order handed out so far.
     pub next_seq: Arc<AtomicU64>,
     pub next_order: Arc<AtomicU64>,
+    /// Where the messages of durable epochs go (`None`: nowhere, in tests).
+    pub postman: Option<super::postman::Outbox>,
 }
 
 /// Handle of the committer thread, shared by the operators.
@@ -62,6 +66,7 @@ struct Parts {
     seen: usize,
     writes: Vec<WriteRecord>,
     completions: Vec<CompletionEntry>,
+    messages: Vec<MessageRecord>,
 }
 
 impl CommitPipeline {
@@ -155,6 +160,9 @@ impl CommitPipeline {
             }
             let requests: usize = records.iter().map(|r| r.completions.len()).sum();
             metrics.record_commit(t0.elapsed(), requests as u64);
+            // Posted first, so that once an answer is out, its messages are counted as
+            // outstanding (the postman still waits for the epoch to be acknowledged).
+            post(&target, &records, &metrics);
             self.clock.durable(newest);
             materializer.enqueue(records, newest);
             self.wake_operators();
@@ -170,11 +178,29 @@ impl CommitPipeline {
     }
 }
 
+/// Hands the messages of durable records to the postman.
+fn post(target: &CommitTarget, records: &[Arc<CommitRecord>], metrics: &Metrics) {
+    let bag: Vec<MessageRecord> = records
+        .iter()
+        .flat_map(|r| r.messages.iter().cloned())
+        .collect();
+    if bag.is_empty() {
+        return;
+    }
+    metrics
+        .messages_sent
+        .fetch_add(bag.len() as u64, Ordering::Relaxed);
+    if let Some(p) = &target.postman {
+        p.post(bag);
+    }
+}
+
 fn add(pending: &mut BTreeMap<u64, Parts>, s: Snapshot) {
     let p = pending.entry(s.epoch).or_default();
     p.seen += 1;
     p.writes.extend(s.writes);
     p.completions.extend(s.completions);
+    p.messages.extend(s.messages);
 }
 
 /// The oldest epochs that every operator has sent, in order.
@@ -201,11 +227,19 @@ fn build(
     let (process, processes) = target.process;
     let mut out = Vec::new();
     for (epoch, mut parts) in ready {
+        for (i, m) in parts.messages.iter_mut().enumerate() {
+            m.id = MessageId {
+                epoch,
+                index: u32::try_from(i).unwrap_or(u32::MAX),
+            };
+        }
         if !target.cluster {
+            // A request that sent a message wrote something too.
             let wrote: HashSet<u64> = parts
                 .writes
                 .iter()
                 .flat_map(|w| w.writers.iter().copied())
+                .chain(parts.messages.iter().map(|m| m.sender))
                 .collect();
             parts.completions.retain(|c| {
                 c.request.idempotency_key.is_some()
@@ -213,7 +247,11 @@ fn build(
                     || wrote.contains(&RootId::new(c.request.seq, process, processes).0)
             });
         }
-        if !target.cluster && parts.writes.is_empty() && parts.completions.is_empty() {
+        if !target.cluster
+            && parts.writes.is_empty()
+            && parts.completions.is_empty()
+            && parts.messages.is_empty()
+        {
             continue;
         }
         let record = CommitRecord {
@@ -221,6 +259,7 @@ fn build(
             prev_epoch: *last,
             writes: parts.writes,
             completions: parts.completions,
+            messages: parts.messages,
             next_seq: target.next_seq.load(Ordering::Acquire),
             next_order: target.next_order.load(Ordering::Acquire),
         };

@@ -81,6 +81,8 @@ impl WorkerParts {
             order: shared.order.clone(),
             traces: shared.config.record_traces,
             processes: shared.placement.processes,
+            faults: shared.faults.clone(),
+            now: shared.now.clone(),
         }
     }
 

@@ -118,12 +118,49 @@ impl Handle {
     /// `handle.call::<Stock>(&key).subtract(2).await` gives `Ok(the handler's result)`, or why
     /// the request was not accepted or answered.
     pub fn call<T: Lambda>(&self, key: &T::Key) -> T::Client<HandleCall<'_>> {
-        T::client(HandleCall {
-            handle: self,
+        T::client(HandleCall::of::<T>(self, key))
+    }
+
+    /// The next invocation of `T`'s handler `handler` fails with `fault` (tests).
+    pub(crate) fn inject<T: Lambda>(
+        &self,
+        handler: &str,
+        fault: super::Fault,
+    ) -> Result<(), InvokeError> {
+        let idx = T::HANDLERS
+            .iter()
+            .position(|h| h.name == handler)
+            .and_then(|i| u16::try_from(i).ok())
+            .ok_or_else(|| InvokeError::UnknownHandler {
+                lambda: T::NAME.to_owned(),
+                handler: handler.to_owned(),
+            })?;
+        self.shared.faults.inject(T::ID, idx, fault);
+        Ok(())
+    }
+
+    /// What the postman has to do (tests).
+    pub(crate) fn mail(&self) -> &super::postman::MailStatus {
+        &self.shared.mail
+    }
+
+    /// Moves the clock of timers and TTLs forward (tests).
+    pub(crate) fn advance_clock(&self, by: std::time::Duration) {
+        self.shared
+            .now
+            .advance(u64::try_from(by.as_micros()).unwrap_or(u64::MAX));
+    }
+}
+
+impl<'h> HandleCall<'h> {
+    /// The target of a call of instance `key` of lambda `T` (for other backends on `Handle`).
+    pub(crate) fn of<T: Lambda>(handle: &'h Handle, key: &T::Key) -> Self {
+        HandleCall {
+            handle,
             lambda: T::ID,
             name: T::NAME,
             key: wire::encode("the key", key),
-        })
+        }
     }
 }
 

@@ -22,6 +22,10 @@ pub struct Metrics {
     pub aborts: AtomicU64,
     /// `transaction!` blocks rolled back.
     pub rollbacks: AtomicU64,
+    /// Messages (and timers) committed.
+    pub messages_sent: AtomicU64,
+    /// Messages delivered (their delivery answered).
+    pub messages_delivered: AtomicU64,
     /// Per operator (one lambda on one worker), indexed `worker * lambdas + lambda`.
     pub operators: Vec<OperatorMetrics>,
 }

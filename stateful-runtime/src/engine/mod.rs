@@ -24,12 +24,15 @@ pub(crate) mod commit;
 mod config;
 pub(crate) mod dataflow;
 pub(crate) mod driver;
+pub(crate) mod faults;
 mod handle;
 pub(crate) mod idempotency;
 mod materialize;
 mod metrics;
+mod now;
 pub(crate) mod operator;
 pub(crate) mod placement;
+mod postman;
 #[cfg(test)]
 mod power_tests;
 mod program;
@@ -43,6 +46,7 @@ pub use config::{
     Config, DEFAULT_COMMIT_INTERVAL_MS, DEFAULT_MAX_IN_FLIGHT, Durability, InvokeError, StartError,
     default_workers,
 };
+pub use faults::Fault;
 pub use handle::{ExternalCall, Handle, HandleCall, Response};
 pub use metrics::{Metrics, OperatorMetrics};
 pub use program::{LambdaDef, Program, register};

@@ -55,14 +55,9 @@ pub(crate) struct Committer {
 impl Committer {
     /// Takes the snapshot of epoch `c` and queues it; returns at once.
     fn send(&self, rt: &mut dyn ShardRuntime, c: u64) {
-        let (writes, completions) = match rt.snapshot(c) {
+        let snapshot = match rt.snapshot(c) {
             Ok(s) => s,
             Err(e) => super::commit::fatal(&e),
-        };
-        let snapshot = Snapshot {
-            epoch: c,
-            writes,
-            completions,
         };
         let sent = self.sender.as_ref().map(|s| s.send((self.idx, snapshot)));
         if !matches!(sent, Some(Ok(()))) {

@@ -37,6 +37,8 @@ pub(crate) struct Storage {
     pub replayed: usize,
     /// What the schema check read.
     pub schema: SchemaReport,
+    /// Messages committed and not delivered yet.
+    pub pending_messages: Vec<crate::storage::MessageRecord>,
 }
 
 /// Opens (or creates) the data dir of `config` for `program` (or memory), its log on `fs`,
@@ -109,7 +111,9 @@ pub(crate) fn open(
             "read the stored state of a changed schema"
         );
     }
+    let pending_messages = store.pending_messages()?;
     let storage = Storage {
+        pending_messages,
         store,
         log: Some(Arc::new(Mutex::new(log))),
         groups: dir.key_groups(),
@@ -132,5 +136,6 @@ fn in_memory(config: &Config) -> Storage {
         next_order: 0,
         replayed: 0,
         schema: SchemaReport::default(),
+        pending_messages: Vec::new(),
     }
 }

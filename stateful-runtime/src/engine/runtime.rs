@@ -51,6 +51,12 @@ pub(crate) struct Shared {
     pub committed_everywhere: Arc<AtomicU64>,
     /// What start-up recovered.
     pub recovered: Recovered,
+    /// Failures injected by tests.
+    pub faults: Arc<super::faults::Faults>,
+    /// The postman's work.
+    pub mail: Arc<super::postman::MailStatus>,
+    /// The clock of timers and TTLs.
+    pub now: Arc<super::now::Now>,
 }
 
 /// What a start recovered from the data dir.
@@ -85,6 +91,7 @@ pub struct Runtime {
     handle: Handle,
     guards: Option<timely::communication::WorkerGuards<()>>,
     compactor: Option<Compactor>,
+    postman: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -141,7 +148,7 @@ impl Runtime {
         fs: Arc<dyn LogFs>,
     ) -> Result<Runtime, StartError> {
         let topology = check(&program, &config)?;
-        let (storage, agreed) = open_storage(&program, &config, fs)?;
+        let (mut storage, agreed) = open_storage(&program, &config, fs)?;
         config.key_groups = storage.groups;
         let (processes, process) = config
             .cluster
@@ -159,8 +166,11 @@ impl Runtime {
                 "recovered epochs from the commit log"
             );
         }
+        let mail = Arc::new(super::postman::MailStatus::default());
+        let (outbox, mailbags) = super::postman::channel(mail.clone());
+        let pending = std::mem::take(&mut storage.pending_messages);
         let shared = Arc::new(assemble(
-            program, config, placement, topology, storage, agreed,
+            program, config, placement, topology, storage, agreed, outbox,
         ));
         let compactor = Compactor::start(shared.store.clone(), shared.config.history.clone());
         let worker_shared = shared.clone();
@@ -180,10 +190,14 @@ impl Runtime {
                 shared.metrics.clone(),
             );
         }
+        let handle = Handle { shared };
+        let postman = super::postman::start(handle.clone(), pending, mailbags)
+            .map_err(|e| StartError::Engine(format!("the postman thread did not start: {e}")))?;
         Ok(Runtime {
-            handle: Handle { shared },
+            handle,
             guards: Some(guards),
             compactor,
+            postman: Some(postman),
         })
     }
 
@@ -209,6 +223,9 @@ impl Runtime {
             drop(g.join());
             shared.pipeline.close();
             shared.materializer.stop();
+        }
+        if let Some(p) = self.postman.take() {
+            let _ = p.join();
         }
     }
 }
@@ -237,7 +254,9 @@ fn assemble(
     topology: Topology,
     storage: Storage,
     agreed: Option<Agreed>,
+    postman: super::postman::Outbox,
 ) -> Shared {
+    let mail = postman.status();
     let workers = placement.workers;
     let lambdas = program.lambdas().len();
     let durable = storage.durable_epoch;
@@ -278,6 +297,7 @@ fn assemble(
         process: (placement.process, placement.processes),
         next_seq: next_seq.clone(),
         next_order: order.clone(),
+        postman: Some(postman),
     };
     let pipeline =
         CommitPipeline::start(target, clock.clone(), materializer.clone(), metrics.clone());
@@ -304,5 +324,8 @@ fn assemble(
         order,
         committed_everywhere,
         recovered,
+        faults: Arc::default(),
+        mail,
+        now: Arc::default(),
     }
 }

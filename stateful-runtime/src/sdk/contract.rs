@@ -146,6 +146,9 @@ pub trait Lambda: Sized + 'static {
     /// Fingerprint of the state type's definition, stored with every value (`#[app]` hashes
     /// the definition as written; 0: not fingerprinted, for hand-written impls).
     const SCHEMA: u32 = 0;
+    /// Instances not written for this long (µs) expire: they read as absent
+    /// (`#[lambda(.., ttl = "30d")]`; `None`: they never do).
+    const TTL_US: Option<u64> = None;
     /// Reads a value that an older schema wrote, through the lambda's `migrate` function
     /// (`#[lambda(.., migrate = f)]`); `None` when it has none.
     fn migrate(bytes: &[u8]) -> Option<Result<Self::State, RecordError>> {
@@ -176,3 +179,11 @@ pub trait EventLambda: Lambda {
     note = "calls are found in handler bodies: write `ctx.call::<{T}>(&key).handler(..)` (or `ctx.invoke::<{T}>(event)`) in a handler of `{Self}`, not in a helper function"
 )]
 pub trait Calls<T: Lambda> {}
+
+/// `Self` sends messages to `T`: the app's graph has a send edge from `Self` to `T`. The
+/// `#[app]` macro implements it for every pair its analysis finds, as it does [`Calls`].
+#[diagnostic::on_unimplemented(
+    message = "the app's graph has no message from `{Self}` to `{T}`",
+    note = "messages are found in handler bodies: write `ctx.send::<{T}>(&key).handler(..)` (or `ctx.send_after::<{T}>(delay, &key)..`) in a handler of `{Self}`, not in a helper function"
+)]
+pub trait Sends<T: Lambda> {}

@@ -5,9 +5,10 @@ use std::fmt::Debug;
 use std::rc::Rc;
 
 use super::call::{Flush, RawCall};
-use super::contract::{Calls, EventLambda, Keyed, Lambda};
+use super::contract::{Calls, EventLambda, Keyed, Lambda, Sends};
 use super::error::CallError;
 use super::io::Io;
+use super::send::{Outgoing, RawSend, SendSink};
 use super::wire;
 
 /// Access of a context to its lambda's state table on this worker (the engine implements it).
@@ -18,6 +19,8 @@ pub(crate) trait StateAccess<S> {
     fn store(&self, key: &[u8], value: S, encoded: Vec<u8>, scope: &[u64], root: u64);
     /// Deletes the instance, under `scope`, for request `root`.
     fn remove(&self, key: &[u8], scope: &[u64], root: u64);
+    /// Records a message sent from the instance, under `scope`, by request `root`.
+    fn send(&self, key: &[u8], message: Outgoing, scope: &[u64], root: u64);
 }
 
 /// What a context shares with the `transaction!` blocks of its handler: the instance's state
@@ -214,6 +217,44 @@ impl<L: Lambda> Ctx<L> {
         let key = wire::encode("the event's key", event.key());
         super::call::CallBackend::call(RawCall::new(self, &self.core.io, T::ID, key), 0, &(event,))
     }
+
+    /// A message to handler `h` of instance `key` of lambda `T`, delivered once this request
+    /// commits (never if it fails or its `transaction!` block rolls back), exactly once, in
+    /// order with this instance's other messages to the same instance:
+    /// `ctx.send::<Customer>(&id).add_points(5)`. No reply: the handler's result is logged.
+    pub fn send<T: Lambda>(&mut self, key: &T::Key) -> T::Client<RawSend<'_>>
+    where
+        L: Sends<T>,
+    {
+        T::client(RawSend::new(self, T::ID, wire::encode("the key", key), 0))
+    }
+
+    /// A timer: [`Ctx::send`], delivered `delay` after this handler sends it (it survives
+    /// restarts; after downtime it fires at once).
+    pub fn send_after<T: Lambda>(
+        &mut self,
+        delay: std::time::Duration,
+        key: &T::Key,
+    ) -> T::Client<RawSend<'_>>
+    where
+        L: Sends<T>,
+    {
+        let due = super::send::after(delay);
+        T::client(RawSend::new(self, T::ID, wire::encode("the key", key), due))
+    }
+
+    /// A timer: [`Ctx::send`], delivered at `at` (at once if that has passed).
+    pub fn send_at<T: Lambda>(
+        &mut self,
+        at: std::time::SystemTime,
+        key: &T::Key,
+    ) -> T::Client<RawSend<'_>>
+    where
+        L: Sends<T>,
+    {
+        let due = super::send::unix_us(at);
+        T::client(RawSend::new(self, T::ID, wire::encode("the key", key), due))
+    }
 }
 
 impl<L: Lambda> Drop for Ctx<L> {
@@ -231,6 +272,18 @@ impl<L: Lambda> Debug for Ctx<L> {
             .field("lambda", &L::NAME)
             .field("key", &self.core.key)
             .finish_non_exhaustive()
+    }
+}
+
+impl<L: Lambda> SendSink for Ctx<L> {
+    fn record_send(&self, message: Result<Outgoing, CallError>) {
+        let core = &self.core;
+        match message {
+            Ok(m) => core
+                .table
+                .send(&core.key_bytes, m, &core.io.scope(), core.io.root),
+            Err(e) => core.io.fail_with(e),
+        }
     }
 }
 

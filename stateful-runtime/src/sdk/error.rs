@@ -33,6 +33,9 @@ pub enum CallError {
     /// The runtime stopped before the request was answered; it may be retried.
     #[error("the runtime stopped before answering; retry")]
     Stopped,
+    /// A failure a test injected (`testing::TestApp::fail_next`).
+    #[error("injected failure: {0}")]
+    Injected(String),
 }
 
 /// A ready-made rejection type for handlers that need no error enum of their own.

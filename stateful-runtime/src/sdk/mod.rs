@@ -18,14 +18,16 @@ pub mod ctx;
 pub mod error;
 pub(crate) mod io;
 pub mod schema;
+pub mod send;
 pub(crate) mod transaction;
 pub mod wire;
 
 pub use call::{CallBackend, CallFuture, RawCall};
 pub use contract::{
     Calls, EventLambda, HandlerArgs, HandlerMeta, HandlerResult, HandlerVisitor, Invocation, Key,
-    Keyed, Lambda, Outcome, State,
+    Keyed, Lambda, Outcome, Sends, State,
 };
 pub use ctx::Ctx;
 pub use error::{CallError, DispatchError, Rejection};
 pub use io::Addr;
+pub use send::RawSend;

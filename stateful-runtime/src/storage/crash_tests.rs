@@ -21,6 +21,7 @@ fn record(epoch: u64) -> CommitRecord {
             })
             .collect(),
         completions: vec![],
+        messages: vec![],
         next_seq: epoch + 1,
         next_order: epoch,
     }

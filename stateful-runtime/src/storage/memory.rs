@@ -21,7 +21,10 @@ use stateful_core::keys::KeyGroup;
 use std::sync::Arc;
 
 use super::error::{CompactError, OpenError, ReadError, WriteError};
-use super::store::{Checkpoint, CommitRecord, Compacted, Completion, Horizon, StateStore, Version};
+use super::store::{
+    Checkpoint, CommitRecord, Compacted, Completion, Horizon, MessageId, MessageRecord, StateStore,
+    Version,
+};
 
 type VersionKey = (u16, KeyGroup, Vec<u8>, u64);
 
@@ -41,6 +44,7 @@ struct Inner {
     writers: BTreeMap<VersionKey, Vec<u64>>,
     horizon: Horizon,
     app: Option<String>,
+    messages: BTreeMap<MessageId, MessageRecord>,
 }
 
 /// [`StateStore`] in memory.
@@ -54,7 +58,7 @@ struct Inner {
 /// let store = MemoryStore::new();
 /// assert_eq!(store.checkpoint()?.epoch, 0);
 /// let epoch = CommitRecord {
-///     epoch: 3, prev_epoch: 0, writes: vec![], completions: vec![], next_seq: 1, next_order: 0,
+///     epoch: 3, prev_epoch: 0, writes: vec![], completions: vec![], messages: vec![], next_seq: 1, next_order: 0,
 /// };
 /// store.apply(&[Arc::new(epoch)])?;
 /// assert_eq!(store.checkpoint()?.epoch, 3);
@@ -128,6 +132,10 @@ impl StateStore for MemoryStore {
         Ok(self.lock().horizon)
     }
 
+    fn pending_messages(&self) -> Result<Vec<MessageRecord>, ReadError> {
+        Ok(self.lock().messages.values().cloned().collect())
+    }
+
     fn compact(&self, up_to: u64) -> Result<Compacted, CompactError> {
         let mut inner = self.lock();
         let inner = &mut *inner;
@@ -193,6 +201,20 @@ impl StateStore for MemoryStore {
         };
         done.horizon = inner.horizon;
         Ok(done)
+    }
+
+    fn get_stamped(
+        &self,
+        lambda: u16,
+        group: KeyGroup,
+        key: &[u8],
+    ) -> Result<Option<(u64, Vec<u8>)>, ReadError> {
+        let inner = self.lock();
+        Ok(inner
+            .versions
+            .range(instance_range(lambda, group, key, u64::MAX))
+            .next_back()
+            .and_then(|((.., epoch), v)| v.clone().map(|v| (*epoch, v))))
     }
 
     fn get_at(
@@ -309,10 +331,16 @@ fn apply_epoch(inner: &mut Inner, r: &CommitRecord) -> Result<(), WriteError> {
         inner.versions.insert(k.clone(), w.value.clone());
         entry.versions.push(k);
     }
+    for m in &r.messages {
+        inner.messages.insert(m.id, m.clone());
+    }
     for c in &r.completions {
         let req = &c.request;
         if let Some(idem) = &req.idempotency_key {
             inner.idempotency.entry(idem.clone()).or_insert(req.seq);
+            if let Some(id) = MessageId::from_idempotency_key(idem) {
+                inner.messages.remove(&id);
+            }
         }
         entry
             .completions

@@ -33,8 +33,8 @@ pub use error::{CompactError, OpenError, ReadError, WriteError};
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 pub use store::{
-    Checkpoint, CommitRecord, Compacted, Completion, CompletionEntry, Horizon, StateStore, Version,
-    WriteRecord,
+    Checkpoint, CommitRecord, Compacted, Completion, CompletionEntry, Horizon, MessageId,
+    MessageRecord, StateStore, Version, WriteRecord,
 };
 
 /// Milliseconds since the Unix epoch (request timestamps).

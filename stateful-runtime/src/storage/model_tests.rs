@@ -11,8 +11,8 @@ use stateful_core::records::ingress::IngressRecord;
 
 use super::error::{OpenError, ReadError, WriteError};
 use super::{
-    Checkpoint, CommitRecord, Completion, CompletionEntry, Horizon, MemoryStore, SledStore,
-    StateStore, WriteRecord,
+    Checkpoint, CommitRecord, Completion, CompletionEntry, Horizon, MemoryStore, MessageId,
+    MessageRecord, SledStore, StateStore, WriteRecord,
 };
 
 const LAMBDAS: u16 = 2;
@@ -122,6 +122,7 @@ impl Model {
             prev_epoch: 0,
             writes,
             completions,
+            messages: vec![],
             next_seq: self.next_seq + 1,
             next_order: self.next_seq + 1,
         }
@@ -432,6 +433,7 @@ fn contract_errors(store: &dyn StateStore) {
             prev_epoch: 0,
             writes: vec![],
             completions: vec![],
+            messages: vec![],
             next_seq: 1,
             next_order: 0,
         })
@@ -472,4 +474,79 @@ fn sled_store_rejects_replayed_epochs_and_other_apps() {
         Err(OpenError::WrongApp { .. })
     ));
     store.check_app("shop").expect("same app after reopen");
+}
+
+/// Messages are pending from their epoch until a completion with their delivery key, also
+/// when both are applied in one call.
+fn messages_pending_until_delivered(store: &dyn StateStore) {
+    let msg = |epoch: u64, index: u32| MessageRecord {
+        id: MessageId { epoch, index },
+        sender: 1,
+        from_lambda: 0,
+        from_key: vec![1],
+        lambda: 1,
+        key: vec![2],
+        handler: 0,
+        args: vec![],
+        due_us: 0,
+    };
+    let delivery = |seq: u64, id: MessageId| CompletionEntry {
+        request: IngressRecord {
+            seq,
+            timestamp_ms: 0,
+            lambda: 1,
+            key: vec![2],
+            handler: 0,
+            args: vec![],
+            idempotency_key: Some(id.idempotency_key()),
+        },
+        ok: true,
+        response: vec![],
+        order: seq,
+        trace: vec![],
+    };
+    let record = |epoch: u64, messages: Vec<MessageRecord>, completions: Vec<CompletionEntry>| {
+        Arc::new(CommitRecord {
+            epoch,
+            prev_epoch: 0,
+            writes: vec![],
+            completions,
+            messages,
+            next_seq: 10,
+            next_order: 10,
+        })
+    };
+    store
+        .apply(&[record(5, vec![msg(5, 0), msg(5, 1)], vec![])])
+        .expect("applies");
+    let ids = |s: &dyn StateStore| -> Vec<MessageId> {
+        s.pending_messages()
+            .expect("reads")
+            .iter()
+            .map(|m| m.id)
+            .collect()
+    };
+    assert_eq!(ids(store), vec![msg(5, 0).id, msg(5, 1).id]);
+    store
+        .apply(&[
+            record(6, vec![msg(6, 0)], vec![delivery(1, msg(5, 1).id)]),
+            record(7, vec![], vec![delivery(2, msg(6, 0).id)]),
+        ])
+        .expect("applies");
+    assert_eq!(ids(store), vec![msg(5, 0).id], "delivered ones are gone");
+}
+
+#[test]
+fn memory_store_keeps_messages_pending_until_delivered() {
+    messages_pending_until_delivered(&MemoryStore::new());
+}
+
+#[test]
+fn sled_store_keeps_messages_pending_until_delivered_across_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    messages_pending_until_delivered(&SledStore::open(dir.path()).expect("opens"));
+    let store = reopen(dir.path()).expect("reopens");
+    let pending = store.pending_messages().expect("reads");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, MessageId { epoch: 5, index: 0 });
 }

@@ -18,6 +18,7 @@ use super::error::{CompactError, OpenError, ReadError, WriteError};
 pub use stateful_core::records::commit::{CommitRecord, CompletionEntry, WriteRecord};
 /// A completed request as the store gives it back (with the epoch it committed in).
 pub use stateful_core::records::completion::CompletionRecord as Completion;
+pub use stateful_core::records::message::{MessageId, MessageRecord};
 
 /// What the store holds: the last epoch applied to it, and the counters a run resumes from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -79,6 +80,13 @@ pub trait StateStore: Send + Sync + 'static {
     fn flush(&self) -> Result<(), WriteError>;
     /// The latest committed value of an instance.
     fn get(&self, lambda: u16, group: KeyGroup, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError>;
+    /// The current value with the epoch that wrote it (`None`: absent).
+    fn get_stamped(
+        &self,
+        lambda: u16,
+        group: KeyGroup,
+        key: &[u8],
+    ) -> Result<Option<(u64, Vec<u8>)>, ReadError>;
     /// The value of an instance as of epoch `epoch` (latest version at or before it).
     fn get_at(
         &self,
@@ -97,6 +105,9 @@ pub trait StateStore: Send + Sync + 'static {
     fn completions_from(&self, from_seq: u64, limit: usize) -> Result<Vec<Completion>, ReadError>;
     /// Every key of one lambda whose latest version is not a delete: `(group, key)`, sorted.
     fn keys(&self, lambda: u16) -> Result<Vec<(KeyGroup, Vec<u8>)>, ReadError>;
+    /// Messages committed and not yet delivered (a delivery's completion removes its message),
+    /// in id order.
+    fn pending_messages(&self) -> Result<Vec<MessageRecord>, ReadError>;
     /// The requests (root ids) that wrote the version of an instance committed at `epoch`
     /// (empty when unknown: before the horizon).
     fn writers(

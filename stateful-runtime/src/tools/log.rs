@@ -153,6 +153,7 @@ mod tests {
             prev_epoch: 0,
             writes: vec![],
             completions,
+            messages: vec![],
             next_seq: 11,
             next_order: 11,
         };

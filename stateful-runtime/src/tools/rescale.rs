@@ -185,6 +185,7 @@ fn write_target(
         prev_epoch: 0,
         writes,
         completions: Vec::new(),
+        messages: Vec::new(),
         next_seq: 1,
         next_order: 0,
     };

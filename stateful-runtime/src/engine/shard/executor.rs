@@ -22,6 +22,7 @@ use std::task::{Context, Poll, Waker};
 use stateful_core::records::trace::TraceNode;
 
 use super::{Effects, Shard};
+use crate::engine::faults::Fault;
 use crate::engine::protocol::{Addr, Body, Call, Msg, ReplyTo, Txn};
 use crate::sdk::ctx::StateAccess;
 use crate::sdk::io::{Io, Reply};
@@ -135,6 +136,10 @@ impl<L: Lambda> Shard<L> {
                 self.reply(&call.reply, call.txn, Err(err), me, None, fx);
             }
             Ok(fut) => {
+                let fut = match self.env().faults.take(L::ID, call.handler) {
+                    None => fut,
+                    Some(f) => injected(f),
+                };
                 let inv = Inv {
                     fut: Some(fut),
                     io,
@@ -384,4 +389,14 @@ impl<L: Lambda> Shard<L> {
         i.io.replies.borrow_mut().insert(slot, reply);
         self.poll(inv, fx);
     }
+}
+
+/// The invocation of an injected fault: it fails or panics without running the handler.
+fn injected(fault: Fault) -> Invocation {
+    Box::pin(async move {
+        match fault {
+            Fault::Reject(message) => Err(CallError::Injected(message)),
+            Fault::Panic(message) => panic!("{message}"),
+        }
+    })
 }

@@ -34,10 +34,11 @@ use stateful_core::keys::{KeyGroup, key_group, worker_of};
 use timely::dataflow::operators::{CapabilitySet, InputCapability};
 use timely::order::Product;
 
+use super::commit::Snapshot;
 use super::metrics::{Metrics, OperatorMetrics};
 use super::protocol::{Body, Call, Msg, Txn};
 use crate::sdk::{CallError, Lambda, Outcome};
-use crate::storage::{CompletionEntry, StateStore, WriteRecord};
+use crate::storage::{CompletionEntry, MessageId, MessageRecord, StateStore, WriteRecord};
 use coordinator::Roots;
 use executor::Invocations;
 use locks::{Acquire, LockTable, Waiter};
@@ -125,6 +126,10 @@ pub struct Env {
     pub traces: bool,
     /// Processes of the cluster (1 alone).
     pub processes: usize,
+    /// Failures injected by tests.
+    pub faults: Arc<super::faults::Faults>,
+    /// The clock of TTLs.
+    pub now: Arc<super::now::Now>,
 }
 
 impl Env {
@@ -146,7 +151,7 @@ pub trait ShardRuntime {
     /// Handles one unit of work; `cap` is the capability it arrived with.
     fn handle(&mut self, work: Work, cap: &Cap<'_>, fx: &mut Effects);
     /// Takes the changes since the last snapshot (all of them belong to ended roots).
-    fn snapshot(&mut self, epoch: u64) -> Result<(Vec<WriteRecord>, Vec<CompletionEntry>), String>;
+    fn snapshot(&mut self, epoch: u64) -> Result<Snapshot, String>;
     /// Calls waiting in lock queues now.
     fn waiting(&self) -> usize;
     /// The lock table and the roots coordinated here, for a stall report.
@@ -192,7 +197,7 @@ impl<L: Lambda> Shard<L> {
     pub(crate) fn new() -> Self {
         Shard {
             env: None,
-            table: Rc::new(StateTable::new(L::SCHEMA)),
+            table: Rc::new(StateTable::with_stamps(L::SCHEMA, L::TTL_US.is_some())),
             locks: LockTable::new(),
             invs: Invocations::default(),
             roots: Roots::default(),
@@ -218,20 +223,33 @@ impl<L: Lambda> Shard<L> {
 
     /// Makes sure the value of `key` is in the table (loading it from the store).
     fn ensure_loaded(&self, key: &[u8]) -> Result<(), CallError> {
-        if self.table.is_loaded(key) {
-            return Ok(());
+        if !self.table.is_loaded(key) {
+            self.load(key)?;
         }
+        if let Some(ttl) = L::TTL_US
+            && self.table.expired(key, self.env().now.us(), ttl)
+        {
+            self.table.expire(key);
+        }
+        Ok(())
+    }
+
+    /// Loads the value of `key` from the store (with its write time, for a TTL).
+    fn load(&self, key: &[u8]) -> Result<(), CallError> {
         let env = self.env();
         let group: KeyGroup = key_group(key, env.groups);
-        let value = match env.store.get(L::ID, group, key) {
-            Ok(Some(bytes)) => Some(
-                crate::sdk::schema::decode::<L>(&bytes)
-                    .map_err(|e| CallError::Codec(format!("stored state of {}: {e}", L::NAME)))?,
-            ),
-            Ok(None) => None,
-            Err(e) => return Err(CallError::Storage(format!("state of {}: {e}", L::NAME))),
-        };
-        self.table.load(key, value);
+        let (value, stamp) =
+            match env.store.get_stamped(L::ID, group, key) {
+                Ok(Some((epoch, bytes))) => (
+                    Some(crate::sdk::schema::decode::<L>(&bytes).map_err(|e| {
+                        CallError::Codec(format!("stored state of {}: {e}", L::NAME))
+                    })?),
+                    Some(epoch),
+                ),
+                Ok(None) => (None, None),
+                Err(e) => return Err(CallError::Storage(format!("state of {}: {e}", L::NAME))),
+            };
+        self.table.load_stamped(key, value, stamp);
         Ok(())
     }
 
@@ -407,11 +425,11 @@ impl<L: Lambda> ShardRuntime for Shard<L> {
         self.locks.waiting()
     }
 
-    fn snapshot(&mut self, epoch: u64) -> Result<(Vec<WriteRecord>, Vec<CompletionEntry>), String> {
+    fn snapshot(&mut self, epoch: u64) -> Result<Snapshot, String> {
         let groups = self.env().groups;
         let writes = self
             .table
-            .take_dirty()
+            .take_dirty(self.env().now.us())
             .map_err(|e| format!("the state of {} no longer encodes: {e}", L::NAME))?
             .into_iter()
             .map(|c| WriteRecord {
@@ -422,8 +440,30 @@ impl<L: Lambda> ShardRuntime for Shard<L> {
                 writers: c.writers,
             })
             .collect();
+        let messages = self
+            .table
+            .take_outbox()
+            .into_iter()
+            .map(|m| MessageRecord {
+                // The committer numbers the epoch's messages.
+                id: MessageId { epoch, index: 0 },
+                sender: m.sender,
+                from_lambda: L::ID,
+                from_key: m.from_key,
+                lambda: m.message.lambda,
+                key: m.message.key,
+                handler: m.message.handler,
+                args: m.message.args,
+                due_us: m.message.due_us,
+            })
+            .collect();
         self.roots.forget_aborted_up_to(epoch);
-        Ok((writes, std::mem::take(&mut self.completions)))
+        Ok(Snapshot {
+            epoch,
+            writes,
+            completions: std::mem::take(&mut self.completions),
+            messages,
+        })
     }
 }
 
@@ -491,6 +531,17 @@ mod tests {
         fn keys(&self, _: u16) -> Result<Vec<(KeyGroup, Vec<u8>)>, ReadError> {
             Err(bad())
         }
+        fn pending_messages(&self) -> Result<Vec<crate::storage::MessageRecord>, ReadError> {
+            Err(bad())
+        }
+        fn get_stamped(
+            &self,
+            _: u16,
+            _: KeyGroup,
+            _: &[u8],
+        ) -> Result<Option<(u64, Vec<u8>)>, ReadError> {
+            Err(bad())
+        }
         fn writers(&self, _: u16, _: KeyGroup, _: &[u8], _: u64) -> Result<Vec<u64>, ReadError> {
             Err(bad())
         }
@@ -521,6 +572,8 @@ mod tests {
             order: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             traces: false,
             processes: 1,
+            faults: Arc::default(),
+            now: Arc::default(),
         });
         match shard.ensure_loaded(b"k") {
             Err(CallError::Storage(m)) => {

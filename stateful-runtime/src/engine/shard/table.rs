@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use stateful_core::records::state::encode_state;
 
 use crate::sdk::ctx::StateAccess;
+use crate::sdk::send::Outgoing;
 
 /// One write of the current holder: the scope path it was made under and the value before.
 struct UndoEntry<S> {
@@ -39,6 +40,29 @@ struct Inner<S> {
     values: HashMap<Vec<u8>, Option<S>>,
     undo: HashMap<Vec<u8>, Vec<UndoEntry<S>>>,
     dirty: HashMap<Vec<u8>, Dirty>,
+    /// Messages sent in the open epoch, in order.
+    outbox: Vec<Sent>,
+    /// When each instance was last written, unix µs (lambdas with a TTL only): from the
+    /// commit that took the change, or the epoch of the version loaded from the store.
+    stamps: HashMap<Vec<u8>, u64>,
+}
+
+/// A message sent from an instance, undone with the sender's writes.
+struct Sent {
+    key: Vec<u8>,
+    scope: Vec<u64>,
+    writer: u64,
+    message: Outgoing,
+}
+
+/// A message of the open epoch, as the commit takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SentMessage {
+    /// The sending instance's key.
+    pub from_key: Vec<u8>,
+    /// The sending request (root id).
+    pub sender: u64,
+    pub message: Outgoing,
 }
 
 /// One epoch's change of one key, as the commit takes it.
@@ -55,17 +79,28 @@ pub(crate) struct StateTable<S> {
     inner: RefCell<Inner<S>>,
     /// The schema fingerprint values are encoded under.
     schema: u32,
+    /// Whether write times are kept (the lambda has a TTL).
+    stamped: bool,
 }
 
 impl<S: Clone + serde::Serialize> StateTable<S> {
     /// An empty table whose values encode under schema fingerprint `schema`.
+    #[cfg(test)]
     pub(crate) fn new(schema: u32) -> Self {
+        Self::with_stamps(schema, false)
+    }
+
+    /// An empty table that also keeps each instance's last write time when `stamped`.
+    pub(crate) fn with_stamps(schema: u32, stamped: bool) -> Self {
         StateTable {
             schema,
+            stamped,
             inner: RefCell::new(Inner {
                 values: HashMap::new(),
                 undo: HashMap::new(),
                 dirty: HashMap::new(),
+                outbox: Vec::new(),
+                stamps: HashMap::new(),
             }),
         }
     }
@@ -76,8 +111,38 @@ impl<S: Clone + serde::Serialize> StateTable<S> {
     }
 
     /// Caches a value read from the store.
+    #[cfg(test)]
     pub(crate) fn load(&self, key: &[u8], value: Option<S>) {
         self.inner.borrow_mut().values.insert(key.to_vec(), value);
+    }
+
+    /// Caches a value read from the store, written at epoch `stamp`.
+    pub(crate) fn load_stamped(&self, key: &[u8], value: Option<S>, stamp: Option<u64>) {
+        let mut t = self.inner.borrow_mut();
+        t.values.insert(key.to_vec(), value);
+        if let Some(e) = stamp.filter(|_| self.stamped) {
+            t.stamps.insert(key.to_vec(), e);
+        }
+    }
+
+    /// Whether `key` is present, unchanged in the open epoch, unheld, and last written more
+    /// than `ttl_us` before `now_us`.
+    pub(crate) fn expired(&self, key: &[u8], now_us: u64, ttl_us: u64) -> bool {
+        let t = self.inner.borrow();
+        matches!(t.values.get(key), Some(Some(_)))
+            && !t.dirty.contains_key(key)
+            && t.undo.get(key).is_none_or(Vec::is_empty)
+            && t.stamps
+                .get(key)
+                .is_some_and(|s| s.saturating_add(ttl_us) <= now_us)
+    }
+
+    /// Forgets an expired instance: it reads as absent from now on (the store's copy is
+    /// expired too, by the same rule).
+    pub(crate) fn expire(&self, key: &[u8]) {
+        let mut t = self.inner.borrow_mut();
+        t.values.insert(key.to_vec(), None);
+        t.stamps.remove(key);
     }
 
     /// The current value (`None`: absent or not loaded).
@@ -123,6 +188,8 @@ impl<S: Clone + serde::Serialize> StateTable<S> {
     pub(crate) fn undo(&self, key: &[u8], scope: &[u64], writer: u64) {
         let mut t = self.inner.borrow_mut();
         let t = &mut *t;
+        t.outbox
+            .retain(|m| !(m.writer == writer && m.key == key && m.scope.starts_with(scope)));
         let Some(entries) = t.undo.get_mut(key) else {
             return;
         };
@@ -146,18 +213,44 @@ impl<S: Clone + serde::Serialize> StateTable<S> {
         }
     }
 
+    /// Records a message sent from `key` by `writer` under `scope`.
+    pub(crate) fn send(&self, key: &[u8], message: Outgoing, scope: &[u64], writer: u64) {
+        self.inner.borrow_mut().outbox.push(Sent {
+            key: key.to_vec(),
+            scope: scope.to_vec(),
+            writer,
+            message,
+        });
+    }
+
+    /// Takes the messages of the open epoch, in the order they were sent.
+    pub(crate) fn take_outbox(&self) -> Vec<SentMessage> {
+        std::mem::take(&mut self.inner.borrow_mut().outbox)
+            .into_iter()
+            .map(|m| SentMessage {
+                from_key: m.key,
+                sender: m.writer,
+                message: m.message,
+            })
+            .collect()
+    }
+
     /// The holder of `key` ended: its writes stay (they were committed or undone before).
     pub(crate) fn release(&self, key: &[u8]) {
         self.inner.borrow_mut().undo.remove(key);
     }
 
-    /// Takes the changes of the open epoch. Fails only if a value that encoded when it was
-    /// written (or came from the store) no longer encodes.
-    pub(crate) fn take_dirty(&self) -> Result<Vec<Change>, String> {
+    /// Takes the changes of the open epoch, stamping them written at `now_us` (for a TTL).
+    /// Fails only if a value that encoded when it was written (or came from the store) no
+    /// longer encodes.
+    pub(crate) fn take_dirty(&self, now_us: u64) -> Result<Vec<Change>, String> {
         let mut t = self.inner.borrow_mut();
         let t = &mut *t;
         let mut out = Vec::with_capacity(t.dirty.len());
         for (key, d) in t.dirty.drain() {
+            if self.stamped && !d.writers.is_empty() {
+                t.stamps.insert(key.clone(), now_us);
+            }
             let value = match (d.encoded, t.values.get(&key)) {
                 (Some(bytes), _) => Some(bytes),
                 (None, Some(Some(v))) => {
@@ -192,6 +285,10 @@ impl<S: Clone + Default + serde::Serialize> StateAccess<S> for StateTable<S> {
 
     fn remove(&self, key: &[u8], scope: &[u64], root: u64) {
         self.write_absent(key, scope, root);
+    }
+
+    fn send(&self, key: &[u8], message: Outgoing, scope: &[u64], root: u64) {
+        StateTable::send(self, key, message, scope, root);
     }
 }
 
@@ -238,7 +335,7 @@ mod tests {
         t.release(b"k");
         put(&t, 20, &[], 2);
         t.undo(b"k", &[], 2);
-        let changes = t.take_dirty().expect("takes");
+        let changes = t.take_dirty(1).expect("takes");
         assert_eq!(
             changes,
             [Change {
@@ -257,7 +354,7 @@ mod tests {
         t.write(b"n", 1, encode_state(0, &1i64).expect("encodes"), &[], 3);
         t.undo(b"n", &[], 3);
         assert_eq!(t.get(b"n"), None);
-        assert_eq!(t.take_dirty().expect("takes")[0].value, None);
+        assert_eq!(t.take_dirty(1).expect("takes")[0].value, None);
         t.write(b"n", 2, encode_state(0, &2i64).expect("encodes"), &[], 4);
         t.release(b"n");
         t.undo(b"n", &[], 4);

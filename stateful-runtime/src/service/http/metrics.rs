@@ -112,6 +112,16 @@ fn engine_totals(s: &mut String, m: &Metrics, in_flight: usize) {
             "transaction blocks rolled back",
             &m.rollbacks,
         ),
+        (
+            "stateful_messages_sent_total",
+            "messages and timers committed",
+            &m.messages_sent,
+        ),
+        (
+            "stateful_messages_delivered_total",
+            "messages delivered",
+            &m.messages_delivered,
+        ),
     ] {
         counter(s, name, Some(help), l(v));
     }

@@ -18,6 +18,7 @@ fn record(epoch: u64, prev: u64) -> CommitRecord {
             writers: vec![epoch],
         }],
         completions: vec![],
+        messages: vec![],
         next_seq: epoch + 1,
         next_order: epoch,
     }

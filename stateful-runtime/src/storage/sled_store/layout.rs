@@ -12,6 +12,7 @@ pub(super) const VERSION: u8 = b'v';
 pub(super) const INDEX: u8 = b'e';
 pub(super) const COMPLETION: u8 = b'c';
 pub(super) const IDEMPOTENCY: u8 = b'i';
+pub(super) const MESSAGE: u8 = b'm';
 pub(super) const HORIZON: &[u8] = b"h";
 pub(super) const CHECKPOINT: &[u8] = b"k";
 /// Index entries compacted per sled batch.
@@ -200,6 +201,13 @@ pub(super) fn decode_checkpoint(b: &[u8]) -> Result<Checkpoint, LayoutError> {
 pub(super) fn completion_key(seq: u64) -> Vec<u8> {
     let mut k = vec![COMPLETION];
     k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub(super) fn message_key(id: stateful_core::records::message::MessageId) -> Vec<u8> {
+    let mut k = vec![MESSAGE];
+    k.extend_from_slice(&id.epoch.to_be_bytes());
+    k.extend_from_slice(&id.index.to_be_bytes());
     k
 }
 

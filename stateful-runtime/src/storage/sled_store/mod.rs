@@ -36,7 +36,10 @@ use stateful_core::records::encode;
 use stateful_core::records::index::IndexEntry;
 
 use super::error::{CompactError, OpenError, ReadError, WriteError};
-use super::store::{Checkpoint, CommitRecord, Compacted, Completion, Horizon, StateStore, Version};
+use super::store::{
+    Checkpoint, CommitRecord, Compacted, Completion, Horizon, MessageId, MessageRecord, StateStore,
+    Version,
+};
 use layout::*;
 
 /// [`StateStore`] on a sled database in a data dir.
@@ -53,7 +56,7 @@ use layout::*;
 ///     lambda: 1, group: 7, key: b"k".to_vec(), value: Some(b"v".to_vec()), writers: vec![1],
 /// };
 /// let epoch = CommitRecord {
-///     epoch: 10, prev_epoch: 0, writes: vec![write], completions: vec![], next_seq: 1, next_order: 0,
+///     epoch: 10, prev_epoch: 0, writes: vec![write], completions: vec![], messages: vec![], next_seq: 1, next_order: 0,
 /// };
 /// store.apply(&[Arc::new(epoch)])?;
 /// store.flush()?;
@@ -103,12 +106,19 @@ impl SledStore {
             b.insert(k.clone(), encode_value(w.value.as_deref(), &w.writers));
             entry.versions.push(k);
         }
+        for m in &r.messages {
+            b.insert(message_key(m.id), encode(m)?);
+        }
         for c in &r.completions {
             let req = &c.request;
             if let Some(idem) = &req.idempotency_key {
                 let ik = idempotency_key(idem);
                 if claimed.insert(ik.clone()) && !self.db.contains_key(&ik)? {
                     b.insert(ik, &req.seq.to_be_bytes());
+                }
+                // A delivery's completion: its message is no longer pending.
+                if let Some(id) = MessageId::from_idempotency_key(idem) {
+                    b.remove(message_key(id));
                 }
             }
             let stored = CompletionRecord {
@@ -212,6 +222,15 @@ impl StateStore for SledStore {
         read::get(&self.db, lambda, group, key)
     }
 
+    fn get_stamped(
+        &self,
+        lambda: u16,
+        group: KeyGroup,
+        key: &[u8],
+    ) -> Result<Option<(u64, Vec<u8>)>, ReadError> {
+        read::get_stamped(&self.db, lambda, group, key)
+    }
+
     fn get_at(
         &self,
         lambda: u16,
@@ -266,6 +285,18 @@ impl StateStore for SledStore {
 
     fn keys(&self, lambda: u16) -> Result<Vec<(KeyGroup, Vec<u8>)>, ReadError> {
         read::keys(&self.db, lambda)
+    }
+
+    fn pending_messages(&self) -> Result<Vec<MessageRecord>, ReadError> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix([MESSAGE]) {
+            let (_, v) = item?;
+            out.push(
+                stateful_core::records::decode::<MessageRecord>(&v)
+                    .map_err(|e| ReadError::Corrupt(e.to_string()))?,
+            );
+        }
+        Ok(out)
     }
 
     fn check_app(&self, app_name: &str) -> Result<(), OpenError> {

@@ -24,6 +24,26 @@ pub(super) fn get(
     }
 }
 
+/// See [`super::super::store::StateStore::get_stamped`].
+pub(super) fn get_stamped(
+    db: &sled::Db,
+    lambda: u16,
+    group: KeyGroup,
+    key: &[u8],
+) -> Result<Option<(u64, Vec<u8>)>, ReadError> {
+    match db
+        .scan_prefix(instance_prefix(lambda, group, key)?)
+        .next_back()
+    {
+        Some(item) => {
+            let (k, v) = item?;
+            let (_, _, epoch) = parse_version_key(&k)?;
+            Ok(decode_value(&v)?.map(|v| (epoch, v)))
+        }
+        None => Ok(None),
+    }
+}
+
 /// See [`super::super::store::StateStore::get_at`].
 pub(super) fn get_at(
     db: &sled::Db,
