@@ -57,6 +57,18 @@ pub(super) fn params(sig: &Signature, d: &mut Diagnostics) -> Vec<(Ident, Type)>
 
 pub(super) fn return_type(sig: &Signature, d: &mut Diagnostics) -> Type {
     match &sig.output {
+        ReturnType::Type(_, ty) if surely_not_result(ty) => {
+            let shown = crate::diag::type_string(ty);
+            d.spanned(
+                ty,
+                format!(
+                    "handler `{}` must return `Result<T, E>`, not `{shown}`: write \
+                     `Result<{shown}, Rejection>` (or your own error type)",
+                    sig.ident
+                ),
+            );
+            syn::parse_quote!(::core::result::Result<(), ::stateful_runtime::__private::Rejection>)
+        }
         ReturnType::Type(_, ty) => (**ty).clone(),
         ReturnType::Default => {
             d.spanned(
@@ -162,4 +174,23 @@ pub(super) fn route(
         rest = &rest[open + close + 1..];
     }
     Some(r)
+}
+
+/// A return type that cannot be a `Result` (an alias of one could be anything else): a
+/// primitive, a common std type, a tuple, a reference, an array or a slice.
+fn surely_not_result(ty: &Type) -> bool {
+    const NOT: &[&str] = &[
+        "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize",
+        "f32", "f64", "bool", "char", "str", "String", "Vec", "Option", "HashMap", "BTreeMap",
+        "HashSet", "BTreeSet", "Box",
+    ];
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| NOT.contains(&s.ident.to_string().as_str())),
+        Type::Tuple(_) | Type::Reference(_) | Type::Array(_) | Type::Slice(_) => true,
+        _ => false,
+    }
 }
