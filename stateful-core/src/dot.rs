@@ -2,7 +2,9 @@
 //!
 //! Lambdas are boxes whose label lists their handlers, AND-nodes are diamonds, call edges are
 //! labelled with their argument types, reply edges are dashed and labelled with the result
-//! type (so the request/response cycles are visible).
+//! type (so the request/response cycles are visible), messages are dashed blue `send` /
+//! `timer` edges. One ingress edge per lambda lists its public handlers, and equal edges
+//! between the same two nodes are drawn once with `×N`.
 
 use graphviz_rust::dot_structures::{
     Attribute, Edge as DotEdge, EdgeTy, Graph, Id, Node as DotNode, NodeId, Stmt, Vertex,
@@ -105,58 +107,11 @@ pub fn to_graph(g: &AppGraph) -> Graph {
         };
         stmts.push(Stmt::Node(DotNode::new(NodeId(node_id(g, i), None), attrs)));
     }
-    for e in g.graph.edge_references() {
-        let attrs = match e.weight() {
-            Edge::Ingress { handler } => {
-                vec![
-                    attr("label", quoted(handler)),
-                    attr("style", plain("dotted")),
-                ]
-            }
-            Edge::Enter { handler } => vec![attr("label", quoted(&format!("{handler}: enter")))],
-            Edge::Call {
-                caller,
-                callee,
-                args,
-                in_transaction,
-            } => {
-                let mut v = vec![attr(
-                    "label",
-                    quoted(&format!("{caller} → {callee}({})", args.join(", "))),
-                )];
-                if *in_transaction {
-                    v.push(attr("penwidth", plain("2")));
-                }
-                v
-            }
-            Edge::Send {
-                sender,
-                receiver,
-                args,
-                delayed,
-            } => {
-                let what = if *delayed { "timer" } else { "send" };
-                vec![
-                    attr(
-                        "label",
-                        quoted(&format!(
-                            "{what}: {sender} ⇢ {receiver}({})",
-                            args.join(", ")
-                        )),
-                    ),
-                    attr("style", plain("dashed")),
-                    attr("color", quoted("#1f6fb4")),
-                    attr("fontcolor", quoted("#1f6fb4")),
-                ]
-            }
-            Edge::Reply { ty, .. } => {
-                vec![attr("label", quoted(ty)), attr("style", plain("dashed"))]
-            }
-        };
+    for (from, to, attrs) in merged_edges(g) {
         stmts.push(Stmt::Edge(DotEdge {
             ty: EdgeTy::Pair(
-                Vertex::N(NodeId(node_id(g, e.source()), None)),
-                Vertex::N(NodeId(node_id(g, e.target()), None)),
+                Vertex::N(NodeId(node_id(g, from), None)),
+                Vertex::N(NodeId(node_id(g, to), None)),
             ),
             attributes: attrs,
         }));
@@ -165,6 +120,92 @@ pub fn to_graph(g: &AppGraph) -> Graph {
         id: quoted(&g.name),
         strict: false,
         stmts,
+    }
+}
+
+/// The edges as drawn: one ingress edge per lambda (labelled with its public handlers), and
+/// equal edges between the same two nodes (the same call written twice) once, with `×N`.
+fn merged_edges(g: &AppGraph) -> Vec<(NodeIndex, NodeIndex, Vec<Attribute>)> {
+    let mut ingress: Vec<(NodeIndex, NodeIndex, Vec<String>)> = Vec::new();
+    let mut others: Vec<(NodeIndex, NodeIndex, &Edge, usize)> = Vec::new();
+    for e in g.graph.edge_references() {
+        let (from, to) = (e.source(), e.target());
+        match e.weight() {
+            Edge::Ingress { handler } => match ingress.iter_mut().find(|x| x.1 == to) {
+                Some(x) => x.2.push(handler.clone()),
+                None => ingress.push((from, to, vec![handler.clone()])),
+            },
+            w => match others
+                .iter_mut()
+                .find(|x| x.0 == from && x.1 == to && x.2 == w)
+            {
+                Some(x) => x.3 += 1,
+                None => others.push((from, to, w, 1)),
+            },
+        }
+    }
+    let mut out: Vec<_> = ingress
+        .into_iter()
+        .map(|(from, to, handlers)| {
+            // Three names a line keeps the edge narrow (`\n`: a DOT line break).
+            let lines: Vec<String> = handlers.chunks(3).map(|c| esc(&c.join(", "))).collect();
+            let label = Id::Escaped(format!("\"{}\"", lines.join("\\n")));
+            let attrs = vec![attr("label", label), attr("style", plain("dotted"))];
+            (from, to, attrs)
+        })
+        .collect();
+    out.extend(
+        others
+            .into_iter()
+            .map(|(from, to, w, n)| (from, to, edge_attrs(w, n))),
+    );
+    out
+}
+
+/// The attributes of an edge drawn for `n` equal edges.
+fn edge_attrs(e: &Edge, n: usize) -> Vec<Attribute> {
+    let times = if n > 1 {
+        format!(" ×{n}")
+    } else {
+        String::new()
+    };
+    match e {
+        Edge::Ingress { handler } => vec![attr("label", quoted(handler))],
+        Edge::Enter { handler } => vec![attr("label", quoted(&format!("{handler}: enter")))],
+        Edge::Call {
+            caller,
+            callee,
+            args,
+            in_transaction,
+        } => {
+            let label = format!("{caller} → {callee}({}){times}", args.join(", "));
+            let mut v = vec![attr("label", quoted(&label))];
+            if *in_transaction {
+                v.push(attr("penwidth", plain("2")));
+            }
+            v
+        }
+        Edge::Send {
+            sender,
+            receiver,
+            args,
+            delayed,
+        } => {
+            let what = if *delayed { "timer" } else { "send" };
+            let label = format!("{what}: {sender} ⇢ {receiver}({}){times}", args.join(", "));
+            vec![
+                attr("label", quoted(&label)),
+                attr("style", plain("dashed")),
+                attr("color", quoted("#1f6fb4")),
+                attr("fontcolor", quoted("#1f6fb4")),
+            ]
+        }
+        Edge::Reply { ty, .. } => {
+            vec![
+                attr("label", quoted(&format!("{ty}{times}"))),
+                attr("style", plain("dashed")),
+            ]
+        }
     }
 }
 

@@ -203,7 +203,11 @@ pub mod booking {
                 ctx.state_mut().status = Status::Paid;
                 Ok(())
             }
-            .on_failure(|e| Err(Rejection::new(format!("payment failed, the seats stay held: {e}"))));
+            .on_failure(|e| {
+                Err(Rejection::new(format!(
+                    "payment failed, the seats stay held: {e}"
+                )))
+            });
             paid?;
             let points = u64::try_from(b.cost / 10).unwrap_or(0);
             ctx.send::<Customer>(&b.customer).add_loyalty(points);

@@ -105,17 +105,19 @@ fn a_failed_payment_charges_nothing_and_the_seats_stay_held() {
 #[test]
 fn seats_that_are_not_there_cannot_be_held() {
     let t = app();
-    assert!(t
-        .call::<Booking>("b1")
-        .hold("F1".into(), "ann".into(), 11)
-        .wait()
-        .is_err());
+    assert!(
+        t.call::<Booking>("b1")
+            .hold("F1".into(), "ann".into(), 11)
+            .wait()
+            .is_err()
+    );
     assert_eq!(t.state::<Booking>("b1"), None, "nothing was created");
-    assert!(t
-        .call::<Booking>("b2")
-        .hold("NOPE".into(), "ann".into(), 1)
-        .wait()
-        .is_err());
+    assert!(
+        t.call::<Booking>("b2")
+            .hold("NOPE".into(), "ann".into(), 1)
+            .wait()
+            .is_err()
+    );
     assert_eq!(seats(&t).free, 10);
 }
 

@@ -334,3 +334,43 @@ fn topology_follows_chains_transitively() {
     assert_eq!(t.links(3), [3], "D talks only to itself");
     assert_eq!(t.participants(0), [0, 1, 2]);
 }
+
+#[test]
+fn the_drawing_has_one_ingress_edge_per_lambda_and_merges_equal_calls() {
+    let mut g = shop();
+    let (order, _) = g.lambda("Order").expect("order");
+    // The same call written twice more (outside the block).
+    for _ in 0..2 {
+        g.add_call(CallSpec {
+            caller: order,
+            from: order,
+            caller_handler: "checkout",
+            callee: "Payment",
+            handler: Some("pay"),
+            given: 1,
+            in_transaction: false,
+        })
+        .expect("valid call");
+    }
+    g.add_lambda(LambdaNode {
+        name: "Catalog".into(),
+        form: Form::Entity,
+        key: "String".into(),
+        state: "CatalogState".into(),
+        handlers: vec![
+            handler("list", &[], "Result<(), E>"),
+            handler("find", &[], "Result<(), E>"),
+            handler("count", &[], "Result<(), E>"),
+        ],
+    });
+    let dot = crate::dot::render(&g);
+    let from_ingress = dot.matches("\"ingress\" -> ").count();
+    assert_eq!(from_ingress, 4, "one per lambda: {dot}");
+    assert!(dot.contains("list, find, count"), "{dot}");
+    assert!(dot.contains("checkout → pay(i64) ×2"), "{dot}");
+    assert_eq!(
+        dot.matches("checkout → pay(i64)").count(),
+        2,
+        "in the block and outside"
+    );
+}
