@@ -105,3 +105,42 @@ fn the_last_write_time_survives_a_restart() {
         "expired while down"
     );
 }
+
+#[test]
+fn the_compactor_deletes_expired_instances_from_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::durable(dir.path(), 1);
+    config.history = stateful_runtime::HistoryRetention {
+        keep_for_ms: None,
+        max_bytes: None,
+        check_every_ms: 50,
+    };
+    let t = TestApp::start(sessions::app(), config).expect("starts");
+    t.call::<Flash>("old").set(1).wait().expect("sets");
+    let stored = |key: &str| {
+        let h = t.handle();
+        stateful_runtime::views::state(
+            t.app(),
+            h.store().as_ref(),
+            h.key_groups(),
+            "Flash",
+            key,
+            None,
+        )
+        .expect("readable")
+    };
+    assert_eq!(stored("old"), serde_json::json!(1));
+    std::thread::sleep(Duration::from_millis(1000));
+    t.call::<Flash>("new").set(2).wait().expect("sets");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        stored("old"),
+        serde_json::Value::Null,
+        "deleted by the compactor"
+    );
+    assert_eq!(
+        stored("new"),
+        serde_json::json!(2),
+        "written 0.8 s ago: kept"
+    );
+}

@@ -21,6 +21,8 @@ pub struct LambdaDef {
     pub state_type: &'static str,
     /// The state schema's fingerprint ([`Lambda::SCHEMA`]).
     pub schema: u32,
+    /// Instances not written for this long expire ([`Lambda::TTL_US`]).
+    pub ttl_us: Option<u64>,
     pub(crate) shard: fn() -> Box<dyn ShardRuntime>,
     /// Reads a stored state value: the fingerprint of the schema that wrote it, or why the
     /// current type (with its migration) cannot read it.
@@ -64,6 +66,7 @@ pub fn register<L: Lambda>() -> LambdaDef {
         key_type: std::any::type_name::<L::Key>(),
         state_type: std::any::type_name::<L::State>(),
         schema: L::SCHEMA,
+        ttl_us: L::TTL_US,
         shard: new_shard::<L>,
         read_state: read_state::<L>,
         key_text: key_text::<L>,

@@ -172,7 +172,18 @@ impl Runtime {
         let shared = Arc::new(assemble(
             program, config, placement, topology, storage, agreed, outbox,
         ));
-        let compactor = Compactor::start(shared.store.clone(), shared.config.history.clone());
+        let now = shared.now.clone();
+        let expiry = crate::storage::Expiry {
+            ttls: shared
+                .program
+                .lambdas()
+                .iter()
+                .filter_map(|l| l.ttl_us.map(|t| (l.id, t)))
+                .collect(),
+            now: Box::new(move || now.us()),
+        };
+        let compactor =
+            Compactor::start(shared.store.clone(), shared.config.history.clone(), expiry);
         let worker_shared = shared.clone();
         let timely_config = match &shared.config.cluster {
             Some(c) => c.timely(shared.placement.workers),

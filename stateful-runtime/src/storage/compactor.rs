@@ -1,9 +1,10 @@
 //! History retention: the policy ([`HistoryRetention`]) and the background thread that
-//! compacts the store's history by it.
+//! compacts the store's history by it, and deletes instances whose TTL ran out.
 //!
 //! ```text
 //! every check_every_ms: target horizon = max(now - keep_for, halfway to now while too big)
 //!                       -> StateStore::compact (which stops at the store's checkpoint)
+//!                       per lambda with a TTL: StateStore::expire(lambda, now - ttl)
 //! ```
 
 use std::sync::Arc;
@@ -71,12 +72,21 @@ pub(crate) struct Compactor {
     thread: std::thread::JoinHandle<()>,
 }
 
+/// What the compactor expires: `(lambda, ttl µs)` per lambda with a TTL, judged by `now` (unix
+/// µs; tests move it).
+pub(crate) struct Expiry {
+    pub ttls: Vec<(u16, u64)>,
+    pub now: Box<dyn Fn() -> u64 + Send>,
+}
+
 impl Compactor {
     pub(crate) fn start(
         store: Arc<dyn StateStore>,
         retention: HistoryRetention,
+        expiry: Expiry,
     ) -> Option<Compactor> {
-        if retention.keep_for_ms.is_none() && retention.max_bytes.is_none() {
+        let compacts = retention.keep_for_ms.is_some() || retention.max_bytes.is_some();
+        if !compacts && expiry.ttls.is_empty() {
             return None;
         }
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
@@ -88,15 +98,15 @@ impl Compactor {
                     stopped.recv_timeout(every)
                 {
                     let step = || -> Result<(), Box<dyn std::error::Error>> {
-                        let current = store.horizon()?.epoch;
-                        let size = match retention.max_bytes {
-                            Some(_) => store.size_on_disk()?,
-                            None => 0,
-                        };
-                        let target = retention.target(super::unix_us(), current, size);
-                        if let Some(target) = target {
-                            let done = store.compact(target)?;
-                            tracing::debug!(?done, "compacted history");
+                        if compacts {
+                            compact_once(store.as_ref(), &retention)?;
+                        }
+                        let now = (expiry.now)();
+                        for (lambda, ttl) in &expiry.ttls {
+                            let n = store.expire(*lambda, now.saturating_sub(*ttl))?;
+                            if n > 0 {
+                                tracing::debug!(lambda, instances = n, "expired by their TTL");
+                            }
                         }
                         Ok(())
                     };
@@ -113,4 +123,21 @@ impl Compactor {
         drop(self.stop);
         let _ = self.thread.join();
     }
+}
+
+/// One compaction step by the retention policy.
+fn compact_once(
+    store: &dyn StateStore,
+    retention: &HistoryRetention,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let current = store.horizon()?.epoch;
+    let size = match retention.max_bytes {
+        Some(_) => store.size_on_disk()?,
+        None => 0,
+    };
+    if let Some(target) = retention.target(super::unix_us(), current, size) {
+        let done = store.compact(target)?;
+        tracing::debug!(?done, "compacted history");
+    }
+    Ok(())
 }

@@ -132,6 +132,27 @@ impl StateStore for MemoryStore {
         Ok(self.lock().horizon)
     }
 
+    fn expire(&self, lambda: u16, written_before: u64) -> Result<u64, CompactError> {
+        let mut inner = self.lock();
+        let mut latest: BTreeMap<(KeyGroup, Vec<u8>), u64> = BTreeMap::new();
+        for (l, g, k, e) in inner.versions.keys() {
+            if *l == lambda {
+                latest.insert((*g, k.clone()), *e);
+            }
+        }
+        let gone: Vec<(KeyGroup, Vec<u8>)> = latest
+            .into_iter()
+            .filter(|(_, e)| *e < written_before)
+            .map(|(id, _)| id)
+            .collect();
+        for (g, k) in &gone {
+            inner
+                .versions
+                .retain(|(l, g2, k2, _), _| !(*l == lambda && g2 == g && k2 == k));
+        }
+        Ok(gone.len() as u64)
+    }
+
     fn pending_messages(&self) -> Result<Vec<MessageRecord>, ReadError> {
         Ok(self.lock().messages.values().cloned().collect())
     }

@@ -25,8 +25,8 @@ mod model_tests;
 pub mod sled_store;
 mod store;
 
-pub(crate) use compactor::Compactor;
 pub use compactor::HistoryRetention;
+pub(crate) use compactor::{Compactor, Expiry};
 pub use datadir::DataDir;
 pub(crate) use datadir::apply_tail;
 pub use error::{CompactError, OpenError, ReadError, WriteError};

@@ -550,3 +550,55 @@ fn sled_store_keeps_messages_pending_until_delivered_across_a_reopen() {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].id, MessageId { epoch: 5, index: 0 });
 }
+
+/// `expire` deletes every version of the instances last written before the cutoff, and only
+/// those.
+fn expire_deletes_instances_written_before_the_cutoff(store: &dyn StateStore) {
+    let write = |key: u8| WriteRecord {
+        lambda: 3,
+        group: 0,
+        key: vec![key],
+        value: Some(vec![key]),
+        writers: vec![],
+    };
+    let record = |epoch: u64, writes: Vec<WriteRecord>| {
+        Arc::new(CommitRecord {
+            epoch,
+            prev_epoch: 0,
+            writes,
+            completions: vec![],
+            messages: vec![],
+            next_seq: 1,
+            next_order: 0,
+        })
+    };
+    store
+        .apply(&[
+            record(10, vec![write(1), write(2)]),
+            record(20, vec![write(2)]),
+        ])
+        .expect("applies");
+    assert_eq!(store.expire(3, 15).expect("expires"), 1, "only key 1");
+    assert_eq!(store.history(3, 0, &[1]).expect("reads"), vec![]);
+    assert_eq!(store.history(3, 0, &[2]).expect("reads").len(), 2);
+    assert_eq!(
+        store.expire(4, u64::MAX).expect("expires"),
+        0,
+        "another lambda"
+    );
+    assert_eq!(store.expire(3, 21).expect("expires"), 1);
+    assert!(store.get(3, 0, &[2]).expect("reads").is_none());
+}
+
+#[test]
+fn memory_store_expires_instances() {
+    expire_deletes_instances_written_before_the_cutoff(&MemoryStore::new());
+}
+
+#[test]
+fn sled_store_expires_instances() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    expire_deletes_instances_written_before_the_cutoff(
+        &SledStore::open(dir.path()).expect("opens"),
+    );
+}

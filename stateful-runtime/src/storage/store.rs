@@ -125,6 +125,10 @@ pub trait StateStore: Send + Sync + 'static {
     /// idempotency key (those with one stay, so that retries still get their answer). Reads before the horizon then fail with
     /// [`ReadError::Compacted`]. Durable when it returns, with everything applied before it.
     fn compact(&self, up_to: u64) -> Result<Compacted, CompactError>;
+    /// Deletes every instance of `lambda` whose latest version was written before epoch
+    /// `written_before` (a TTL ran out), all its versions; how many. A version written after
+    /// the scan saw the instance stays.
+    fn expire(&self, lambda: u16, written_before: u64) -> Result<u64, CompactError>;
     /// Bytes the store takes on disk (0 in memory).
     fn size_on_disk(&self) -> Result<u64, ReadError> {
         Ok(0)

@@ -542,6 +542,9 @@ mod tests {
         ) -> Result<Option<(u64, Vec<u8>)>, ReadError> {
             Err(bad())
         }
+        fn expire(&self, _: u16, _: u64) -> Result<u64, CompactError> {
+            Err(CompactError::Backend("unreadable".into()))
+        }
         fn writers(&self, _: u16, _: KeyGroup, _: &[u8], _: u64) -> Result<Vec<u64>, ReadError> {
             Err(bad())
         }

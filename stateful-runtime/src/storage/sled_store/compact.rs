@@ -132,3 +132,43 @@ fn forget_completions(
     }
     Ok(())
 }
+
+/// See [`super::super::store::StateStore::expire`]: one scan of the lambda's versions, in key
+/// order (an instance's versions are adjacent, oldest first).
+pub(super) fn expire(db: &sled::Db, lambda: u16, written_before: u64) -> Result<u64, CompactError> {
+    let mut prefix = vec![VERSION];
+    prefix.extend_from_slice(&lambda.to_be_bytes());
+    let mut batch = sled::Batch::default();
+    let mut expired = 0u64;
+    // The versions of the instance being scanned, and its latest epoch.
+    let mut current: Option<(Vec<u8>, Vec<sled::IVec>, u64)> = None;
+    let mut finish = |c: Option<(Vec<u8>, Vec<sled::IVec>, u64)>, batch: &mut sled::Batch| {
+        if let Some((_, keys, latest)) = c
+            && latest < written_before
+        {
+            expired += 1;
+            for k in keys {
+                batch.remove(k);
+            }
+        }
+    };
+    for item in db.scan_prefix(&prefix) {
+        let (k, _) = item?;
+        let (group, key, epoch) = parse_version_key(&k)?;
+        let mut id = group.to_be_bytes().to_vec();
+        id.extend_from_slice(key);
+        match &mut current {
+            Some((cur, keys, latest)) if *cur == id => {
+                keys.push(k.clone());
+                *latest = epoch;
+            }
+            _ => {
+                finish(current.take(), &mut batch);
+                current = Some((id, vec![k.clone()], epoch));
+            }
+        }
+    }
+    finish(current.take(), &mut batch);
+    db.apply_batch(batch)?;
+    Ok(expired)
+}

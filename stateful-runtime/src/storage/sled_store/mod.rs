@@ -264,6 +264,10 @@ impl StateStore for SledStore {
         compact::compact(&self.db, self.horizon()?, applied, up_to)
     }
 
+    fn expire(&self, lambda: u16, written_before: u64) -> Result<u64, CompactError> {
+        compact::expire(&self.db, lambda, written_before)
+    }
+
     fn size_on_disk(&self) -> Result<u64, ReadError> {
         Ok(self.db.size_on_disk()?)
     }
