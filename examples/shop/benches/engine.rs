@@ -5,6 +5,7 @@
 //! cargo bench -p shop --bench engine                      # everything, 5 s per run
 //! cargo bench -p shop --bench engine -- counter 2 durable  # filter by words
 //! SECS=10 CONC=128 cargo bench -p shop --bench engine
+//! CACHE_KB=512 cargo bench -p shop --bench engine -- checkout-uniform 2 durable
 //! ```
 //!
 //! Workloads: `counter` (one lambda, one key per request out of 10k), `callreply` (a lambda
@@ -162,6 +163,20 @@ struct Outcome {
     secs: f64,
     hist: Histogram<u64>,
     aborts: u64,
+    /// Cache hits and misses during the measured run (warm-up included).
+    hits: u64,
+    misses: u64,
+}
+
+/// Cache (hits, misses) over all operators so far.
+fn cache_counts(handle: &Handle) -> (u64, u64) {
+    let ops = &handle.metrics().operators;
+    let load = |f: fn(&stateful_runtime::OperatorMetrics) -> &std::sync::atomic::AtomicU64| {
+        ops.iter()
+            .map(|m| f(m).load(std::sync::atomic::Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    (load(|m| &m.cache_hits), load(|m| &m.cache_misses))
 }
 
 /// A request: (lambda, handler, key, args) as encoded by the handle.
@@ -185,6 +200,7 @@ fn drive(
         .metrics()
         .aborts
         .load(std::sync::atomic::Ordering::Relaxed);
+    let cache0 = cache_counts(handle);
     let (hist, ops, errors) = rt.block_on(async {
         let mut tasks = Vec::new();
         let local = tokio::task::LocalSet::new();
@@ -244,6 +260,8 @@ fn drive(
             .aborts
             .load(std::sync::atomic::Ordering::Relaxed)
             - aborts0,
+        hits: cache_counts(handle).0 - cache0.0,
+        misses: cache_counts(handle).1 - cache0.1,
     }
 }
 
@@ -272,6 +290,13 @@ fn start(app: &App, run: &Run, dir: &tempfile::TempDir) -> Runtime {
     };
     // TRACES=0 measures without recording call trees.
     config.record_traces = std::env::var("TRACES").map_or(true, |v| v != "0");
+    // CACHE_KB=n bounds the instance cache (evictions and reads from the store).
+    if let Some(kb) = std::env::var("CACHE_KB")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        config.cache_bytes = Some(kb * 1024);
+    }
     config.history = run.history.clone();
     app.start(config).expect("start")
 }
@@ -309,7 +334,7 @@ fn setup(h: &Handle, reqs: Vec<Prepared>) {
 fn report(run: &Run, o: &Outcome) {
     let q = |p: f64| o.hist.value_at_quantile(p) as f64 / 1000.0;
     println!(
-        "{:<18} workers={} {:<9} conc={:<4} {:>9.0} ok/s  p50={:>7.3} ms  p99={:>7.3} ms  p99.9={:>7.3} ms  max={:>8.3} ms  rejected={} aborts={}",
+        "{:<18} workers={} {:<9} conc={:<4} {:>9.0} ok/s  p50={:>7.3} ms  p99={:>7.3} ms  p99.9={:>7.3} ms  max={:>8.3} ms  rejected={} aborts={} cache-hits={:.1}%",
         run.name,
         run.workers,
         if run.durable { "durable" } else { "in-memory" },
@@ -321,6 +346,7 @@ fn report(run: &Run, o: &Outcome) {
         o.hist.max() as f64 / 1000.0,
         o.errors,
         o.aborts,
+        100.0 * o.hits as f64 / (o.hits + o.misses).max(1) as f64,
     );
 }
 

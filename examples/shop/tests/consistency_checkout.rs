@@ -35,12 +35,15 @@ fn concurrently(h: &Handle, reqs: &[Req]) -> Vec<JsonResponse> {
         .collect()
 }
 
-/// The shop, durable (fsync'ed commit log) in a fresh directory, kept alive with the runtime.
-fn start(workers: usize) -> (Runtime, tempfile::TempDir) {
+/// The shop, durable (fsync'ed commit log) in a fresh directory, kept alive with the runtime;
+/// `cache`: a cache of that many bytes (the default otherwise).
+fn start(workers: usize, cache: Option<u64>) -> (Runtime, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rt = shop::shop::app()
-        .start(Config::durable(dir.path(), workers))
-        .expect("start");
+    let mut config = Config::durable(dir.path(), workers);
+    if cache.is_some() {
+        config.cache_bytes = cache;
+    }
+    let rt = shop::shop::app().start(config).expect("start");
     (rt, dir)
 }
 
@@ -51,7 +54,7 @@ fn req(lambda: &str, key: String, handler: &str, args: Value) -> Req {
 #[test]
 fn one_item_stock_100_thousand_users_credit_1() {
     for workers in [1, 2, 4] {
-        let (rt, _dir) = start(workers);
+        let (rt, _dir) = start(workers, None);
         let h = shop::shop::app().json(rt.handle());
         ok(
             &h,
@@ -133,8 +136,14 @@ fn one_item_stock_100_thousand_users_credit_1() {
 
 #[test]
 fn random_two_item_checkouts_balance_exactly() {
-    for (workers, seed) in [(1, 1), (2, 2), (4, 3)] {
-        let (rt, _dir) = start(workers);
+    // The last run keeps 8 KiB of instances in memory: most reads come back from the store.
+    for (workers, seed, cache) in [
+        (1, 1, None),
+        (2, 2, None),
+        (4, 3, None),
+        (2, 4, Some(8 << 10)),
+    ] {
+        let (rt, _dir) = start(workers, cache);
         let h = shop::shop::app().json(rt.handle());
         let mut rng = Rng(seed);
         let (items, users, orders) = (6u64, 40u64, 600u64);
@@ -226,6 +235,16 @@ fn random_two_item_checkouts_balance_exactly() {
             wins > 0 && wins < orders,
             "both outcomes occur ({wins} of {orders})"
         );
+        if cache.is_some() {
+            let evicted: u64 = rt
+                .handle()
+                .metrics()
+                .operators
+                .iter()
+                .map(|m| m.evictions.load(std::sync::atomic::Ordering::Relaxed))
+                .sum();
+            assert!(evicted > 0, "the small cache evicted");
+        }
         drop(h);
         rt.shutdown();
     }

@@ -59,6 +59,20 @@ pub struct Config {
     pub history: HistoryRetention,
     /// Run as one process of a cluster (`None`: alone).
     pub cluster: Option<super::cluster::ClusterConfig>,
+    /// Bytes of instances kept in memory, over all workers and lambdas (`None`: no bound);
+    /// clean instances beyond it are evicted and read back from the store when used.
+    pub cache_bytes: Option<u64>,
+}
+
+/// The default cache: a quarter of the machine's memory (1 GiB where it cannot be read).
+pub fn default_cache_bytes() -> u64 {
+    let total_kb = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse::<u64>().ok())
+    });
+    total_kb.map_or(1 << 30, |kb| kb * 1024 / 4)
 }
 
 /// The number of cores, the default worker count.
@@ -78,6 +92,7 @@ impl Default for Config {
             record_traces: true,
             history: HistoryRetention::default(),
             cluster: None,
+            cache_bytes: Some(default_cache_bytes()),
         }
     }
 }

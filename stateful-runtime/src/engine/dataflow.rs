@@ -83,6 +83,11 @@ impl WorkerParts {
             processes: shared.placement.processes,
             faults: shared.faults.clone(),
             now: shared.now.clone(),
+            cache_budget: shared.cache_budget_per_shard(),
+            materialized: {
+                let m = shared.materializer.clone();
+                Arc::new(move || m.applied())
+            },
         }
     }
 

@@ -45,6 +45,14 @@ pub struct OperatorMetrics {
     pub waiting: AtomicU64,
     /// Gauge: messages of later epochs held until the current epoch is snapshotted.
     pub stashed: AtomicU64,
+    /// Calls whose instance was in the cache.
+    pub cache_hits: AtomicU64,
+    /// Calls whose instance was read from the store.
+    pub cache_misses: AtomicU64,
+    /// Instances evicted from the cache.
+    pub evictions: AtomicU64,
+    /// Gauge: bytes of the instances cached (their encoding, key and overhead).
+    pub cached_bytes: AtomicU64,
 }
 
 impl Metrics {

@@ -75,6 +75,15 @@ impl Shared {
         self.receivers.lock().ok()?.get_mut(worker)?.take()
     }
 
+    /// The cache budget of one shard (one lambda on one worker): the configured bytes shared
+    /// evenly (`usize::MAX`: no bound).
+    pub(crate) fn cache_budget_per_shard(&self) -> usize {
+        let shards = (self.placement.workers * self.program.lambdas().len()).max(1) as u64;
+        self.config.cache_bytes.map_or(usize::MAX, |b| {
+            usize::try_from(b / shards).unwrap_or(usize::MAX)
+        })
+    }
+
     /// The last epoch whose answers may have been released.
     pub(crate) fn acknowledged_epoch(&self) -> u64 {
         let durable = self.clock.durable_epoch();

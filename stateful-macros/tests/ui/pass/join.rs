@@ -23,5 +23,6 @@ mod prices {
 
 fn main() {
     assert!(prices::GRAPH_JSON.contains("\"kind\": \"join\""), "{}", prices::GRAPH_JSON);
-    assert_eq!(prices::GRAPH_DOT.matches("total → price()").count(), 2);
+    assert_eq!(prices::GRAPH_JSON.matches("\"edge\": \"call\"").count(), 2);
+    assert!(prices::GRAPH_DOT.contains("total → price() ×2"), "{}", prices::GRAPH_DOT);
 }

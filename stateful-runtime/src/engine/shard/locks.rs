@@ -197,6 +197,11 @@ impl<W: Waiter> LockTable<W> {
             .is_some_and(|l| l.holders == Holders::Exclusive(txn))
     }
 
+    /// Whether anyone holds or waits for `key`'s lock.
+    pub(crate) fn is_locked(&self, key: &[u8]) -> bool {
+        self.locks.contains_key(key)
+    }
+
     /// Whether `txn` holds `key`'s lock at all.
     pub(crate) fn holds(&self, key: &[u8], txn: Txn) -> bool {
         self.locks.get(key).is_some_and(|l| l.holds(txn))

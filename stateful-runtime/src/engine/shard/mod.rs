@@ -19,6 +19,7 @@
 //! root ends; re-entry by the same attempt proceeds. Deadlocks cannot form: a younger request
 //! only ever waits for an older one (wound-wait on the root's age).
 
+mod cache;
 mod coordinator;
 mod executor;
 mod locks;
@@ -130,6 +131,10 @@ pub struct Env {
     pub faults: Arc<super::faults::Faults>,
     /// The clock of TTLs.
     pub now: Arc<super::now::Now>,
+    /// Bytes of instances this shard may keep cached (`usize::MAX`: no bound).
+    pub cache_budget: usize,
+    /// The last epoch the store holds (an instance changed later may not be evicted).
+    pub materialized: Arc<dyn Fn() -> u64>,
 }
 
 impl Env {
@@ -223,7 +228,14 @@ impl<L: Lambda> Shard<L> {
 
     /// Makes sure the value of `key` is in the table (loading it from the store).
     fn ensure_loaded(&self, key: &[u8]) -> Result<(), CallError> {
-        if !self.table.is_loaded(key) {
+        let hit = self.table.is_loaded(key);
+        if let Some(m) = self.env().op_metrics() {
+            let counter = if hit { &m.cache_hits } else { &m.cache_misses };
+            counter.fetch_add(1, Relaxed);
+        }
+        if hit {
+            self.table.touch(key);
+        } else {
             self.load(key)?;
         }
         if let Some(ttl) = L::TTL_US
@@ -234,22 +246,41 @@ impl<L: Lambda> Shard<L> {
         Ok(())
     }
 
+    /// Keeps the cache within its budget (after a snapshot: the epoch's changes are clean
+    /// once the store holds them).
+    fn evict(&self) {
+        let env = self.env();
+        if self.table.cached_bytes() > env.cache_budget {
+            let locks = &self.locks;
+            let n = self
+                .table
+                .evict(env.cache_budget, (env.materialized)(), |k| {
+                    locks.is_locked(k)
+                });
+            if let Some(m) = env.op_metrics() {
+                m.evictions.fetch_add(n as u64, Relaxed);
+            }
+        }
+        if let Some(m) = env.op_metrics() {
+            m.cached_bytes
+                .store(self.table.cached_bytes() as u64, Relaxed);
+        }
+    }
+
     /// Loads the value of `key` from the store (with its write time, for a TTL).
     fn load(&self, key: &[u8]) -> Result<(), CallError> {
         let env = self.env();
         let group: KeyGroup = key_group(key, env.groups);
-        let (value, stamp) =
-            match env.store.get_stamped(L::ID, group, key) {
-                Ok(Some((epoch, bytes))) => (
-                    Some(crate::sdk::schema::decode::<L>(&bytes).map_err(|e| {
-                        CallError::Codec(format!("stored state of {}: {e}", L::NAME))
-                    })?),
-                    Some(epoch),
-                ),
-                Ok(None) => (None, None),
-                Err(e) => return Err(CallError::Storage(format!("state of {}: {e}", L::NAME))),
-            };
-        self.table.load_stamped(key, value, stamp);
+        let (value, stamp, size) = match env.store.get_stamped(L::ID, group, key) {
+            Ok(Some((epoch, bytes))) => {
+                let v = crate::sdk::schema::decode::<L>(&bytes)
+                    .map_err(|e| CallError::Codec(format!("stored state of {}: {e}", L::NAME)))?;
+                (Some(v), Some(epoch), bytes.len())
+            }
+            Ok(None) => (None, None, 0),
+            Err(e) => return Err(CallError::Storage(format!("state of {}: {e}", L::NAME))),
+        };
+        self.table.load_stamped(key, value, stamp, size);
         Ok(())
     }
 
@@ -429,7 +460,7 @@ impl<L: Lambda> ShardRuntime for Shard<L> {
         let groups = self.env().groups;
         let writes = self
             .table
-            .take_dirty(self.env().now.us())
+            .take_dirty(self.env().now.us(), epoch)
             .map_err(|e| format!("the state of {} no longer encodes: {e}", L::NAME))?
             .into_iter()
             .map(|c| WriteRecord {
@@ -458,6 +489,7 @@ impl<L: Lambda> ShardRuntime for Shard<L> {
             })
             .collect();
         self.roots.forget_aborted_up_to(epoch);
+        self.evict();
         Ok(Snapshot {
             epoch,
             writes,
@@ -577,6 +609,8 @@ mod tests {
             processes: 1,
             faults: Arc::default(),
             now: Arc::default(),
+            cache_budget: usize::MAX,
+            materialized: Arc::new(|| 0),
         });
         match shard.ensure_loaded(b"k") {
             Err(CallError::Storage(m)) => {

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 
 use stateful_core::records::state::encode_state;
 
+use super::cache::CacheBook;
 use crate::sdk::ctx::StateAccess;
 use crate::sdk::send::Outgoing;
 
@@ -42,6 +43,8 @@ struct Inner<S> {
     dirty: HashMap<Vec<u8>, Dirty>,
     /// Messages sent in the open epoch, in order.
     outbox: Vec<Sent>,
+    /// Bytes and recency of the loaded instances, for eviction.
+    book: CacheBook,
     /// When each instance was last written, unix µs (lambdas with a TTL only): from the
     /// commit that took the change, or the epoch of the version loaded from the store.
     stamps: HashMap<Vec<u8>, u64>,
@@ -101,6 +104,7 @@ impl<S: Clone + serde::Serialize> StateTable<S> {
                 dirty: HashMap::new(),
                 outbox: Vec::new(),
                 stamps: HashMap::new(),
+                book: CacheBook::default(),
             }),
         }
     }
@@ -116,10 +120,17 @@ impl<S: Clone + serde::Serialize> StateTable<S> {
         self.inner.borrow_mut().values.insert(key.to_vec(), value);
     }
 
-    /// Caches a value read from the store, written at epoch `stamp`.
-    pub(crate) fn load_stamped(&self, key: &[u8], value: Option<S>, stamp: Option<u64>) {
+    /// Caches a value read from the store (`encoded` bytes), written at epoch `stamp`.
+    pub(crate) fn load_stamped(
+        &self,
+        key: &[u8],
+        value: Option<S>,
+        stamp: Option<u64>,
+        encoded: usize,
+    ) {
         let mut t = self.inner.borrow_mut();
         t.values.insert(key.to_vec(), value);
+        t.book.record(key, encoded, 0);
         if let Some(e) = stamp.filter(|_| self.stamped) {
             t.stamps.insert(key.to_vec(), e);
         }
@@ -243,7 +254,7 @@ impl<S: Clone + serde::Serialize> StateTable<S> {
     /// Takes the changes of the open epoch, stamping them written at `now_us` (for a TTL).
     /// Fails only if a value that encoded when it was written (or came from the store) no
     /// longer encodes.
-    pub(crate) fn take_dirty(&self, now_us: u64) -> Result<Vec<Change>, String> {
+    pub(crate) fn take_dirty(&self, now_us: u64, epoch: u64) -> Result<Vec<Change>, String> {
         let mut t = self.inner.borrow_mut();
         let t = &mut *t;
         let mut out = Vec::with_capacity(t.dirty.len());
@@ -258,6 +269,8 @@ impl<S: Clone + serde::Serialize> StateTable<S> {
                 }
                 (None, _) => None,
             };
+            t.book
+                .record(&key, value.as_ref().map_or(0, Vec::len), epoch);
             out.push(Change {
                 key,
                 value,
@@ -265,6 +278,39 @@ impl<S: Clone + serde::Serialize> StateTable<S> {
             });
         }
         Ok(out)
+    }
+
+    /// `key` was used by an invocation (it stays cached longer).
+    pub(crate) fn touch(&self, key: &[u8]) {
+        self.inner.borrow_mut().book.touch(key);
+    }
+
+    /// Bytes the loaded instances take, as the cache counts them.
+    pub(crate) fn cached_bytes(&self) -> usize {
+        self.inner.borrow().book.bytes()
+    }
+
+    /// Evicts loaded instances until at most `budget` bytes are cached: only clean ones
+    /// (unchanged in the open epoch, no undo entries, not `locked`) whose last commit is at
+    /// most `materialized` (so that a reload from the store reads them back). How many went.
+    pub(crate) fn evict(
+        &self,
+        budget: usize,
+        materialized: u64,
+        locked: impl Fn(&[u8]) -> bool,
+    ) -> usize {
+        let mut t = self.inner.borrow_mut();
+        let t = &mut *t;
+        let (dirty, undo) = (&t.dirty, &t.undo);
+        let gone = t.book.evict(budget, materialized, |k| {
+            !dirty.contains_key(k) && undo.get(k).is_none_or(Vec::is_empty) && !locked(k)
+        });
+        for k in &gone {
+            t.values.remove(k);
+            t.stamps.remove(k);
+            t.undo.remove(k);
+        }
+        gone.len()
     }
 
     /// Keys changed in the open epoch.
@@ -335,7 +381,7 @@ mod tests {
         t.release(b"k");
         put(&t, 20, &[], 2);
         t.undo(b"k", &[], 2);
-        let changes = t.take_dirty(1).expect("takes");
+        let changes = t.take_dirty(1, 1).expect("takes");
         assert_eq!(
             changes,
             [Change {
@@ -354,7 +400,7 @@ mod tests {
         t.write(b"n", 1, encode_state(0, &1i64).expect("encodes"), &[], 3);
         t.undo(b"n", &[], 3);
         assert_eq!(t.get(b"n"), None);
-        assert_eq!(t.take_dirty(1).expect("takes")[0].value, None);
+        assert_eq!(t.take_dirty(1, 1).expect("takes")[0].value, None);
         t.write(b"n", 2, encode_state(0, &2i64).expect("encodes"), &[], 4);
         t.release(b"n");
         t.undo(b"n", &[], 4);

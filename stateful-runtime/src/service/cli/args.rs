@@ -235,6 +235,12 @@ pub(crate) struct ServeArgs {
     /// Also compact history while the data dir is larger than this many MiB.
     #[arg(long)]
     pub history_max_mb: Option<u64>,
+    /// MiB of state instances kept in memory, over all workers (default: a quarter of the
+    /// machine's memory); beyond it, clean instances are evicted (least recently used first)
+    /// and read back from the store when used. `0`: no bound. Memory also grows with the
+    /// requests in flight (--max-in-flight) and, in the store's page cache, with the data.
+    #[arg(long)]
+    pub cache_mb: Option<u64>,
     /// Requests admitted at once; beyond it a request gets 503 with `Retry-After: 1` and
     /// changes nothing.
     #[arg(long, default_value_t = crate::engine::DEFAULT_MAX_IN_FLIGHT as u64, value_parser = clap::value_parser!(u64).range(1..))]

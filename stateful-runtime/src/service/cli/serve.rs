@@ -25,6 +25,9 @@ fn config(args: &ServeArgs, data_dir: &std::path::Path) -> Result<Config, String
     config.record_traces = !args.no_traces;
     config.history.keep_for_ms = args.history_retention.0;
     config.history.max_bytes = args.history_max_mb.map(|mb| mb.saturating_mul(1 << 20));
+    if let Some(mb) = args.cache_mb {
+        config.cache_bytes = (mb > 0).then(|| mb.saturating_mul(1 << 20));
+    }
     config.max_in_flight = usize::try_from(args.max_in_flight).unwrap_or(usize::MAX);
     if let (Some(file), Some(process)) = (&args.cluster, args.process) {
         config.cluster = Some(crate::engine::cluster::ClusterConfig::from_file(

@@ -135,7 +135,7 @@ type OperatorSeries = (
     fn(&OperatorMetrics) -> u64,
 );
 
-const PER_OPERATOR: [OperatorSeries; 6] = [
+const PER_OPERATOR: [OperatorSeries; 10] = [
     (
         "stateful_operator_messages_total",
         "counter",
@@ -171,6 +171,30 @@ const PER_OPERATOR: [OperatorSeries; 6] = [
         "gauge",
         "messages held for the next commit epoch",
         |m| m.stashed.load(Ordering::Relaxed),
+    ),
+    (
+        "stateful_operator_cache_hits_total",
+        "counter",
+        "calls whose instance was cached",
+        |m| m.cache_hits.load(Ordering::Relaxed),
+    ),
+    (
+        "stateful_operator_cache_misses_total",
+        "counter",
+        "calls whose instance was read from the store",
+        |m| m.cache_misses.load(Ordering::Relaxed),
+    ),
+    (
+        "stateful_operator_evictions_total",
+        "counter",
+        "instances evicted from the cache",
+        |m| m.evictions.load(Ordering::Relaxed),
+    ),
+    (
+        "stateful_operator_cached_bytes",
+        "gauge",
+        "bytes of the cached instances",
+        |m| m.cached_bytes.load(Ordering::Relaxed),
     ),
 ];
 
