@@ -14,6 +14,7 @@ mod diag;
 mod expand;
 mod keyed;
 mod schema;
+mod state_check;
 
 /// Marks the module that holds an app's lambdas: `#[app] mod shop { .. }`.
 ///

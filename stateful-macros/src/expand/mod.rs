@@ -108,6 +108,7 @@ fn app_inner(attr: TokenStream, item: TokenStream) -> TokenStream {
     for l in &mut app.lambdas {
         l.schema = crate::schema::fingerprint(&l.state, &app.items);
     }
+    crate::state_check::check_state_types(&app, &mut d);
     let findings = analyse(&mut app, &mut d);
     let graph = check(&app, &findings, &mut d);
     let p = private();
