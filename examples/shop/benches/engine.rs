@@ -10,7 +10,8 @@
 //!
 //! Workloads: `counter` (one lambda, one key per request out of 10k), `callreply` (a lambda
 //! calling another and awaiting the reply), `hotread` (one hot key: 90% reads that hold it
-//! across a call to another lambda, 10% writes), `checkout` (the shop's transaction: order → 2 stock
+//! across a call to another lambda, 10% writes), `messages` (each request sends a message
+//! after commit; prints how fast the postman delivers), `checkout` (the shop's transaction: order → 2 stock
 //! items + payment) with uniform keys and with a hot item. `ok/s` counts successful requests
 //! only; `rejected` counts answers that were errors (for checkouts: an order drawn again after it
 //! was paid, once the `ORDERS` prepared orders run out).
@@ -66,6 +67,13 @@ pub mod micro {
 
     #[lambda(key = u64, state = Count)]
     impl Caller {
+        /// Counts here and tells `target` by a message after commit.
+        async fn notify(ctx: &mut Ctx<Self>, target: u64) -> Result<(), Rejection> {
+            ctx.state_mut().n += 1;
+            ctx.send::<Counter>(&target).incr();
+            Ok(())
+        }
+
         async fn ping(ctx: &mut Ctx<Self>, target: u64) -> Result<u64, Rejection> {
             let n = ctx.call::<Counter>(&target).incr().await?;
             ctx.state_mut().n += 1;
@@ -265,6 +273,33 @@ fn drive(
     }
 }
 
+/// The `messages` workload: each request counts on a `Caller` and sends a message to a
+/// `Counter`; after the run, how long the postman takes to deliver what is left.
+fn messages(h: &Handle, j: &JsonClient, secs: f64, conc: usize) -> Outcome {
+    use std::sync::atomic::Ordering::Relaxed;
+    let keys = 10_000u64;
+    let reqs: Vec<Prepared> = (0..keys)
+        .map(|k| prepared(j, "Caller", &k.to_string(), "notify", json!(keys - 1 - k)))
+        .collect();
+    let t0 = Instant::now();
+    let o = drive(h, secs, conc, &|i| reqs[(i % keys) as usize].clone());
+    let sent_by_end = h.metrics().messages_sent.load(Relaxed);
+    let delivered_by_end = h.metrics().messages_delivered.load(Relaxed);
+    let drained = Instant::now();
+    while h.metrics().messages_delivered.load(Relaxed) < h.metrics().messages_sent.load(Relaxed)
+        && drained.elapsed() < Duration::from_secs(120)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let total = h.metrics().messages_delivered.load(Relaxed);
+    println!(
+        "# messages: {sent_by_end} sent and {delivered_by_end} delivered during the run; all {total} delivered {:.2} s after it ({:.0} deliveries/s overall)",
+        drained.elapsed().as_secs_f64(),
+        total as f64 / t0.elapsed().as_secs_f64()
+    );
+    o
+}
+
 /// The `hotread` workload: of every 10 requests to `Catalog` 0, 9 read it while calling a
 /// counter, 1 writes it.
 fn hot_read(h: &Handle, j: &JsonClient, secs: f64, conc: usize) -> Outcome {
@@ -368,6 +403,7 @@ fn main() {
         "counter",
         "callreply",
         "hotread",
+        "messages",
         "checkout-uniform",
         "checkout-hot",
     ] {
@@ -393,6 +429,14 @@ fn main() {
                 }
                 let dir = tempfile::tempdir().expect("tempdir");
                 let outcome = match name {
+                    "messages" => {
+                        let rt = start(&micro::app(), &run, &dir);
+                        let h = rt.handle();
+                        let o = messages(&h, &micro::app().json(h.clone()), secs, conc);
+                        drop(h);
+                        rt.shutdown();
+                        o
+                    }
                     "hotread" => {
                         let rt = start(&micro::app(), &run, &dir);
                         let h = rt.handle();
