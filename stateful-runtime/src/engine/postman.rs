@@ -26,6 +26,9 @@ use crate::storage::{MessageId, MessageRecord};
 
 /// Deliveries in flight at once.
 const MAX_IN_FLIGHT: usize = 256;
+/// Queue entries looked at per round (messages to busy receivers are skipped; a round ends
+/// at this many so that one receiver's long queue does not make every round long).
+const MAX_SCAN: usize = 4096;
 /// How long a delivery the engine refused (overloaded) waits before it is tried again.
 const RETRY: Duration = Duration::from_millis(20);
 
@@ -185,8 +188,8 @@ impl Postman {
         let mut start = Vec::new();
         let mut blocked: HashSet<Receiver> = HashSet::new();
         let mut next: Option<Duration> = None;
-        for (&(due, id), m) in &self.queue {
-            if self.flight.len() + start.len() >= MAX_IN_FLIGHT {
+        for (examined, (&(due, id), m)) in self.queue.iter().enumerate() {
+            if self.flight.len() + start.len() >= MAX_IN_FLIGHT || examined >= MAX_SCAN {
                 break;
             }
             let to = (m.lambda, m.key.clone());
