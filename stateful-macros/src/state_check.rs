@@ -63,19 +63,26 @@ fn definition<'a>(items: &'a [Item], name: &Ident) -> Option<(&'a Ident, &'a [At
 }
 
 fn derives(attrs: &[Attribute], t: &str) -> bool {
-    attrs.iter().filter(|a| a.path().is_ident("derive")).any(|a| {
-        a.parse_args_with(Punctuated::<syn::Path, Token![,]>::parse_terminated)
-            .is_ok_and(|ps| ps.iter().any(|p| p.segments.last().is_some_and(|s| s.ident == t)))
-    })
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("derive"))
+        .any(|a| {
+            a.parse_args_with(Punctuated::<syn::Path, Token![,]>::parse_terminated)
+                .is_ok_and(|ps| {
+                    ps.iter()
+                        .any(|p| p.segments.last().is_some_and(|s| s.ident == t))
+                })
+        })
 }
 
 /// `impl .. t .. for name` written in the module.
 fn implemented(items: &[Item], name: &Ident, t: &str) -> bool {
     items.iter().any(|i| match i {
         Item::Impl(imp) => {
-            imp.trait_.as_ref().is_some_and(|(_, path, _)| {
-                path.segments.last().is_some_and(|s| s.ident == t)
-            }) && matches!(&*imp.self_ty, Type::Path(p) if p.path.is_ident(name))
+            imp.trait_
+                .as_ref()
+                .is_some_and(|(_, path, _)| path.segments.last().is_some_and(|s| s.ident == t))
+                && matches!(&*imp.self_ty, Type::Path(p) if p.path.is_ident(name))
         }
         _ => false,
     })

@@ -234,3 +234,51 @@ fn a_client_cannot_use_the_delivery_idempotency_keys() {
         .expect_err("refused");
     assert!(err.to_string().contains("the engine's own"), "{err}");
 }
+
+#[test]
+fn stopping_with_messages_in_flight_does_not_hang() {
+    for _ in 0..20 {
+        let app = loyalty::app();
+        let rt = app.start(Config::in_memory(2)).expect("start");
+        call(&app, &rt, "Booking", "b", "numbered", json!(["j", 20]));
+        let t0 = Instant::now();
+        rt.shutdown();
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    }
+}
+
+#[test]
+fn stopping_with_requests_in_flight_does_not_hang() {
+    for _ in 0..20 {
+        let app = loyalty::app();
+        let rt = app.start(Config::in_memory(2)).expect("start");
+        let h = rt.handle();
+        let pending: Vec<_> = (0..20)
+            .map(|i| h.call::<loyalty::Journal>(&format!("j{}", i % 3)).entries())
+            .collect();
+        let t0 = Instant::now();
+        rt.shutdown();
+        drop(pending);
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    }
+}
+
+#[test]
+fn a_timer_set_after_the_test_clock_moved_is_due_by_that_clock() {
+    use stateful_runtime::testing::TestApp;
+    let t = TestApp::new(loyalty::app());
+    t.advance(Duration::from_secs(86_400));
+    let hour = 3_600_000u64;
+    t.call::<loyalty::Booking>("b")
+        .remind("ann".into(), hour)
+        .wait()
+        .expect("sets the timer");
+    t.advance(Duration::from_secs(59 * 60));
+    assert_eq!(t.state::<loyalty::Customer>("ann"), None, "not due yet");
+    t.advance(Duration::from_secs(2 * 60));
+    assert_eq!(
+        t.state::<loyalty::Customer>("ann"),
+        Some(1),
+        "due an hour after it was set"
+    );
+}

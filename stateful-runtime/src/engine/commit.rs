@@ -32,6 +32,9 @@ pub(crate) struct Snapshot {
     pub completions: Vec<CompletionEntry>,
     /// Messages sent, in order (numbered by the committer).
     pub messages: Vec<MessageRecord>,
+    /// The operator's last snapshot: its inputs are done (shutdown), and later epochs are
+    /// complete without it.
+    pub last: bool,
 }
 
 /// Where and how the committer writes.
@@ -138,17 +141,19 @@ impl CommitPipeline {
         metrics: Arc<Metrics>,
     ) {
         let mut pending: BTreeMap<u64, Parts> = BTreeMap::new();
+        // Per operator: the epoch of its last snapshot, once it sent that.
+        let mut closed: Vec<Option<u64>> = vec![None; target.committers];
         let mut last_epoch = target.log.as_ref().map_or(0, |l| {
             l.lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .last_epoch()
         });
         while let Ok(first) = rx.recv() {
-            add(&mut pending, first.1);
+            add(&mut pending, &mut closed, first);
             while let Ok(more) = rx.try_recv() {
-                add(&mut pending, more.1);
+                add(&mut pending, &mut closed, more);
             }
-            let ready = take_complete(&mut pending, target.committers);
+            let ready = take_complete(&mut pending, target.committers, &closed);
             if ready.is_empty() {
                 continue;
             }
@@ -195,7 +200,16 @@ fn post(target: &CommitTarget, records: &[Arc<CommitRecord>], metrics: &Metrics)
     }
 }
 
-fn add(pending: &mut BTreeMap<u64, Parts>, s: Snapshot) {
+fn add(
+    pending: &mut BTreeMap<u64, Parts>,
+    closed: &mut [Option<u64>],
+    (idx, s): (usize, Snapshot),
+) {
+    if s.last
+        && let Some(c) = closed.get_mut(idx)
+    {
+        *c = Some(s.epoch);
+    }
     let p = pending.entry(s.epoch).or_default();
     p.seen += 1;
     p.writes.extend(s.writes);
@@ -203,11 +217,21 @@ fn add(pending: &mut BTreeMap<u64, Parts>, s: Snapshot) {
     p.messages.extend(s.messages);
 }
 
-/// The oldest epochs that every operator has sent, in order.
-fn take_complete(pending: &mut BTreeMap<u64, Parts>, committers: usize) -> Vec<(u64, Parts)> {
+/// The oldest epochs that every operator has sent (every operator still running: one that
+/// sent its last snapshot before an epoch has nothing for it), in order.
+fn take_complete(
+    pending: &mut BTreeMap<u64, Parts>,
+    committers: usize,
+    closed: &[Option<u64>],
+) -> Vec<(u64, Parts)> {
     let mut out = Vec::new();
     while let Some(entry) = pending.first_entry() {
-        if entry.get().seen < committers {
+        let epoch = *entry.key();
+        let gone = closed
+            .iter()
+            .filter(|c| c.is_some_and(|c| c < epoch))
+            .count();
+        if entry.get().seen + gone < committers {
             break;
         }
         out.push(entry.remove_entry());

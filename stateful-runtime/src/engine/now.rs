@@ -15,6 +15,11 @@ impl Now {
         crate::storage::unix_us().saturating_add(self.offset_us.load(Ordering::Acquire))
     }
 
+    /// How far the clock is ahead of the wall clock (µs).
+    pub(crate) fn offset_us(&self) -> u64 {
+        self.offset_us.load(Ordering::Acquire)
+    }
+
     /// Moves the clock forward by `us`.
     pub(crate) fn advance(&self, us: u64) {
         self.offset_us.fetch_add(us, Ordering::AcqRel);

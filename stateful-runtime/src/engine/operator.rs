@@ -53,12 +53,14 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    /// Takes the snapshot of epoch `c` and queues it; returns at once.
-    fn send(&self, rt: &mut dyn ShardRuntime, c: u64) {
-        let snapshot = match rt.snapshot(c) {
+    /// Takes the snapshot of epoch `c` and queues it (`last`: the operator's inputs are
+    /// done, it sends no later epoch); returns at once.
+    fn send(&self, rt: &mut dyn ShardRuntime, c: u64, last: bool) {
+        let mut snapshot = match rt.snapshot(c) {
             Ok(s) => s,
             Err(e) => super::commit::fatal(&e),
         };
+        snapshot.last = last;
         let sent = self.sender.as_ref().map(|s| s.send((self.idx, snapshot)));
         if !matches!(sent, Some(Ok(()))) {
             super::commit::fatal("the committer thread is gone");
@@ -237,9 +239,11 @@ impl Logic {
     /// Snapshots every epoch whose inputs are complete, then runs what waited for it.
     fn commit_ready(&mut self, frontiers: &[MutableAntichain<Time>], outs: &mut [Active<'_>]) {
         while !self.epochs.closed && self.hold.is_some() && passed(frontiers, self.epochs.c) {
-            self.committer.send(self.shard.as_mut(), self.epochs.c);
+            let last = frontiers.iter().all(|f| f.frontier().is_empty());
+            self.committer
+                .send(self.shard.as_mut(), self.epochs.c, last);
             self.epochs.pending.push_back(self.epochs.c);
-            if frontiers.iter().all(|f| f.frontier().is_empty()) {
+            if last {
                 self.epochs.closed = true;
                 break;
             }

@@ -47,6 +47,9 @@ pub(crate) struct MailStatus {
     /// Looks asked for ([`MailStatus::ask`]) and the last one the postman made.
     asked: AtomicU64,
     seen: AtomicU64,
+    /// Set when the engine stops: the postman starts nothing more and leaves (what it did
+    /// not deliver stays pending in the store).
+    pub stop: std::sync::atomic::AtomicBool,
 }
 
 impl MailStatus {
@@ -162,6 +165,9 @@ impl Postman {
     async fn run(mut self, mut rx: UnboundedReceiver<Mailbag>) {
         let status = self.status.clone();
         loop {
+            if status.stop.load(Ordering::Acquire) {
+                break;
+            }
             let wait = self.start_due();
             tokio::select! {
                 () = status.wake.notified() => {}

@@ -234,6 +234,12 @@ impl Runtime {
 
     fn stop(&mut self) {
         let shared = &self.handle.shared;
+        // The postman first: nothing it submits may race the workers' shutdown.
+        shared.mail.stop.store(true, Ordering::Release);
+        shared.mail.wake.notify_one();
+        if let Some(p) = self.postman.take() {
+            let _ = p.join();
+        }
         shared.admission.stopping.store(true, Ordering::Release);
         shared.clock.wake_all();
         if let Some(c) = self.compactor.take() {
@@ -243,9 +249,6 @@ impl Runtime {
             drop(g.join());
             shared.pipeline.close();
             shared.materializer.stop();
-        }
-        if let Some(p) = self.postman.take() {
-            let _ = p.join();
         }
     }
 }

@@ -239,11 +239,21 @@ impl<L: Lambda> Ctx<L> {
     where
         L: Sends<T>,
     {
-        let due = super::send::after(delay);
+        let due = super::send::after(self.now(), delay);
         T::client(RawSend::new(self, T::ID, wire::encode("the key", key), due))
     }
 
-    /// A timer: [`Ctx::send`], delivered at `at` (at once if that has passed).
+    /// The time by the engine's clock of timers and TTLs: the wall clock, unless a test
+    /// stepped it (`TestApp::advance`). Use it, not `SystemTime::now()`, for times that
+    /// timers are compared with.
+    pub fn now(&self) -> std::time::SystemTime {
+        let offset = std::time::Duration::from_micros(self.core.io.clock_offset_us);
+        let now = std::time::SystemTime::now();
+        now.checked_add(offset).unwrap_or(now)
+    }
+
+    /// A timer: [`Ctx::send`], delivered at `at` by the engine's clock ([`Ctx::now`]; at
+    /// once if that has passed).
     pub fn send_at<T: Lambda>(
         &mut self,
         at: std::time::SystemTime,

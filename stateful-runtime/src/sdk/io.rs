@@ -83,6 +83,9 @@ pub(crate) struct Io {
     pub failure: RefCell<Option<CallError>>,
     /// Sequence number of the request this invocation works for (names the writer of state).
     pub root: u64,
+    /// How far the engine's clock of timers and TTLs is ahead of the wall clock (µs; tests
+    /// step it).
+    pub clock_offset_us: u64,
 }
 
 impl Io {

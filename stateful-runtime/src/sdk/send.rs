@@ -93,11 +93,7 @@ pub(crate) fn unix_us(at: SystemTime) -> u64 {
         .max(1)
 }
 
-/// Unix µs `delay` from now.
-pub(crate) fn after(delay: Duration) -> u64 {
-    unix_us(
-        SystemTime::now()
-            .checked_add(delay)
-            .unwrap_or(SystemTime::now()),
-    )
+/// Unix µs `delay` after `now`.
+pub(crate) fn after(now: SystemTime, delay: Duration) -> u64 {
+    unix_us(now.checked_add(delay).unwrap_or(now))
 }

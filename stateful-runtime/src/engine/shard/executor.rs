@@ -121,6 +121,7 @@ impl<L: Lambda> Shard<L> {
         let io = Rc::new(Io {
             base_scope,
             root: call.txn.root.0,
+            clock_offset_us: self.env().now.offset_us(),
             next_block: std::cell::Cell::new(seed),
             ..Io::default()
         });

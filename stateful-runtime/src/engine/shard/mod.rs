@@ -495,6 +495,7 @@ impl<L: Lambda> ShardRuntime for Shard<L> {
             writes,
             completions: std::mem::take(&mut self.completions),
             messages,
+            last: false,
         })
     }
 }
