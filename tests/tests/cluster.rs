@@ -854,3 +854,54 @@ fn a_cut_link_fails_safe_and_the_restarted_cluster_recovers() {
     check_consistent(&c, &w, &done);
     c.stop();
 }
+
+/// Messages after commit and timers in a cluster: notifying deposits sent to every process;
+/// once delivered, each account's mailbox equals its balance (nothing lost, nothing doubled).
+#[test]
+fn messages_and_timers_are_delivered_once_across_a_cluster() {
+    let _serial = serial();
+    let root = tempfile::tempdir().expect("tempdir");
+    let dirs = (0..3).map(|i| root.path().join(format!("m{i}"))).collect();
+    let mut c = Cluster::new(root.path(), "msg", dirs);
+    c.start();
+    let accounts = 6;
+    for a in 0..accounts {
+        let r = c.clients[a % 3].post_body(&format!("/invoke/Account/n{a}/open"), "0");
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    for i in 0..120usize {
+        let a = i % accounts;
+        let path = if i.is_multiple_of(4) {
+            format!("/accounts/n{a}/deposit_notify_later/1/{}", 20 + i % 200)
+        } else {
+            format!("/accounts/n{a}/deposit_notify/1")
+        };
+        let r = c.clients[i % 3].post(&path);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for a in 0..accounts {
+        let balance = c.clients[0].get(&format!("/accounts/n{a}")).ok()["balance"]
+            .as_i64()
+            .expect("a balance");
+        assert_eq!(balance, 20, "n{a}");
+        let mailbox = || {
+            c.clients[(a + 1) % 3]
+                .get(&format!("/mailbox/n{a}"))
+                .ok()
+                .as_i64()
+                .expect("a number")
+        };
+        let mut got = mailbox();
+        while got < balance && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            got = mailbox();
+        }
+        assert_eq!(got, balance, "n{a}: every message delivered once");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for a in 0..accounts {
+        let got = c.clients[2].get(&format!("/mailbox/n{a}")).ok().as_i64();
+        assert_eq!(got, Some(20), "n{a}: nothing delivered twice");
+    }
+}
