@@ -12,3 +12,4 @@ pub mod ir;
 pub mod keys;
 pub mod mix;
 pub mod records;
+pub mod svg;

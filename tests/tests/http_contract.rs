@@ -131,6 +131,24 @@ fn graph_svg_is_valid_svg_with_the_lambdas() {
     assert_svg(&std::fs::read_to_string(&file).expect("graph.svg written"));
 }
 
+#[test]
+fn graph_svg_needs_no_graphviz() {
+    let (_dir, s) = fixture();
+    let r = s.get("/graph?format=svg&layout=builtin");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.content_type.as_deref(), Some("image/svg+xml"));
+    assert_svg(&r.body);
+    s.get("/graph?format=svg&layout=sideways").err(400);
+    // With `dot` not on the PATH, the CLI draws it with the built-in layout.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fixture"))
+        .args(["graph", "--format", "svg"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    assert_svg(&String::from_utf8(out.stdout).expect("utf-8"));
+}
+
 fn assert_svg(text: &str) {
     // Graphviz writes a DOCTYPE.
     let opts = roxmltree::ParsingOptions {

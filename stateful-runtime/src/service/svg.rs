@@ -1,4 +1,5 @@
-//! The graph as SVG, rendered by Graphviz's `dot` program where it is installed.
+//! The graph as SVG: Graphviz's layout where its `dot` program is installed, else the
+//! built-in layered layout of `stateful_core::svg` (so a fresh machine gets a picture too).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -29,4 +30,34 @@ pub fn render_svg(dot: &str) -> Result<String, String> {
         ));
     }
     String::from_utf8(out.stdout).map_err(|e| format!("dot printed non-UTF-8: {e}"))
+}
+
+/// Which layout draws the SVG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Graphviz where `dot` is installed, else the built-in one.
+    Auto,
+    /// The built-in layered layout.
+    Builtin,
+}
+
+/// The app's graph as SVG by `layout`.
+pub fn graph_svg(app: &super::App, layout: Layout) -> Result<String, String> {
+    if layout == Layout::Auto && dot_installed() {
+        return render_svg(app.dot());
+    }
+    app.program()
+        .graph()
+        .map(stateful_core::svg::render)
+        .map_err(|e| format!("the app's graph does not parse: {e}"))
+}
+
+/// Whether Graphviz's `dot` runs.
+fn dot_installed() -> bool {
+    Command::new("dot")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

@@ -36,10 +36,12 @@ fn with_store<T>(
 pub(crate) fn graph(app: &App, format: GraphFormat, output: Option<PathBuf>) -> ExitCode {
     let text = match format {
         GraphFormat::Dot => app.dot().to_owned(),
-        GraphFormat::Svg => match crate::service::svg::render_svg(app.dot()) {
-            Ok(s) => s,
-            Err(e) => return fail(app, e),
-        },
+        GraphFormat::Svg => {
+            match crate::service::svg::graph_svg(app, crate::service::svg::Layout::Auto) {
+                Ok(s) => s,
+                Err(e) => return fail(app, e),
+            }
+        }
     };
     match output {
         None => {

@@ -125,9 +125,11 @@ pub(super) async fn trace(State(gw): State<Gw>, Path(seq): Path<String>) -> Resp
 #[derive(serde::Deserialize)]
 pub(super) struct GraphQuery {
     format: Option<String>,
+    /// `builtin`: draw the SVG with the built-in layout even where Graphviz is installed.
+    layout: Option<String>,
 }
 
-/// `GET /graph[?format=dot|svg]`.
+/// `GET /graph[?format=dot|svg[&layout=auto|builtin]]`.
 pub(super) async fn graph(State(gw): State<Gw>, Query(q): Query<GraphQuery>) -> Response {
     let dot = gw.app.dot();
     match q.format.as_deref() {
@@ -137,7 +139,20 @@ pub(super) async fn graph(State(gw): State<Gw>, Query(q): Query<GraphQuery>) -> 
         )
             .into_response(),
         Some("svg") => {
-            match tokio::task::spawn_blocking(move || crate::service::svg::render_svg(dot)).await {
+            let layout = match q.layout.as_deref() {
+                None | Some("auto") => crate::service::svg::Layout::Auto,
+                Some("builtin") => crate::service::svg::Layout::Builtin,
+                Some(other) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("unknown layout `{other}`: use auto or builtin"),
+                    );
+                }
+            };
+            let app = gw.app.clone();
+            match tokio::task::spawn_blocking(move || crate::service::svg::graph_svg(&app, layout))
+                .await
+            {
                 Ok(Ok(svg)) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
                 Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
