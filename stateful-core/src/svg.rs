@@ -50,8 +50,19 @@ pub fn render(g: &AppGraph) -> String {
         esc(&g.name)
     );
     out.push_str(r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#444"/></marker></defs>"##);
+    // Replies between the same two lambdas dip further each, so their labels do not overlap.
+    let mut replies: BTreeMap<(NodeIndex, NodeIndex), usize> = BTreeMap::new();
     for (from, to, edge, n) in edges(g) {
-        draw_edge(&mut out, &shapes[&from], &shapes[&to], edge, n);
+        let k = match edge {
+            Edge::Reply { .. } => {
+                let c = replies.entry((from, to)).or_default();
+                *c += 1;
+                *c - 1
+            }
+            _ => 0,
+        };
+        let skips = layers[&to] > layers[&from] + 1;
+        draw_edge(&mut out, &shapes[&from], &shapes[&to], (edge, n), k, skips);
     }
     for s in shapes.values() {
         draw_node(&mut out, s);
@@ -128,7 +139,7 @@ fn place(layers: &BTreeMap<NodeIndex, usize>, shapes: &mut BTreeMap<NodeIndex, S
     let mut x = MARGIN;
     for nodes in columns.values() {
         let width = nodes.iter().map(|i| shapes[i].w).fold(0.0, f64::max);
-        let mut y = MARGIN + 20.0;
+        let mut y = MARGIN + 40.0;
         for i in nodes {
             if let Some(s) = shapes.get_mut(i) {
                 s.x = x + (width - s.w) / 2.0;
@@ -178,7 +189,16 @@ fn edge_label(e: &Edge, n: usize) -> String {
     }
 }
 
-fn draw_edge(out: &mut String, a: &Shape, b: &Shape, e: &Edge, n: usize) {
+/// Draws one edge; `k`: how many replies between the same nodes came before it; `skips`: a
+/// forward edge past a column (drawn over the top, not through the nodes between).
+fn draw_edge(
+    out: &mut String,
+    a: &Shape,
+    b: &Shape,
+    (e, n): (&Edge, usize),
+    k: usize,
+    skips: bool,
+) {
     let label = esc(&edge_label(e, n));
     let (style, color) = match e {
         Edge::Ingress { .. } => (r#" stroke-dasharray="2,3""#, "#888"),
@@ -198,7 +218,7 @@ fn draw_edge(out: &mut String, a: &Shape, b: &Shape, e: &Edge, n: usize) {
         } else {
             (x1, x2)
         };
-        let dip = 40.0;
+        let dip = 40.0 + 26.0 * k as f64;
         let _ = write!(
             out,
             r##"<path d="M{x1:.0},{y1:.0} C{:.0},{:.0} {:.0},{:.0} {x2:.0},{y2:.0}" fill="none" stroke="#999" stroke-dasharray="4,3" marker-end="url(#arrow)"/><text x="{:.0}" y="{:.0}" fill="#777" font-size="10" text-anchor="middle">{label}</text>"##,
@@ -213,6 +233,22 @@ fn draw_edge(out: &mut String, a: &Shape, b: &Shape, e: &Edge, n: usize) {
     }
     let (x1, y1) = (a.x + a.w, a.y + a.h / 2.0);
     let (x2, y2) = (b.x, b.y + b.h / 2.0);
+    if skips {
+        let top = 6.0;
+        let _ = write!(
+            out,
+            r#"<path d="M{:.0},{:.0} C{:.0},{top:.0} {:.0},{top:.0} {:.0},{:.0}" fill="none" stroke="{color}"{style} marker-end="url(#arrow)"/><text x="{:.0}" y="{:.0}" fill="{color}" font-size="10" text-anchor="middle">{label}</text>"#,
+            a.x + a.w / 2.0,
+            a.y,
+            a.x + a.w / 2.0,
+            b.x + b.w / 2.0,
+            b.x + b.w / 2.0,
+            b.y,
+            (a.x + a.w / 2.0 + b.x + b.w / 2.0) / 2.0,
+            top + 16.0
+        );
+        return;
+    }
     let _ = write!(
         out,
         r#"<line x1="{x1:.0}" y1="{y1:.0}" x2="{x2:.0}" y2="{y2:.0}" stroke="{color}"{style} marker-end="url(#arrow)"/><text x="{:.0}" y="{:.0}" fill="{color}" font-size="10" text-anchor="middle">{label}</text>"#,
