@@ -11,7 +11,6 @@ use graphviz_rust::dot_structures::{
 };
 use graphviz_rust::printer::{DotPrinter, PrinterContext};
 use petgraph::stable_graph::NodeIndex;
-use petgraph::visit::{EdgeRef, IntoEdgeReferences};
 
 use crate::ir::{AndKind, AppGraph, Edge, Form, Node};
 
@@ -126,40 +125,22 @@ pub fn to_graph(g: &AppGraph) -> Graph {
 /// The edges as drawn: one ingress edge per lambda (labelled with its public handlers), and
 /// equal edges between the same two nodes (the same call written twice) once, with `×N`.
 fn merged_edges(g: &AppGraph) -> Vec<(NodeIndex, NodeIndex, Vec<Attribute>)> {
-    let mut ingress: Vec<(NodeIndex, NodeIndex, Vec<String>)> = Vec::new();
-    let mut others: Vec<(NodeIndex, NodeIndex, &Edge, usize)> = Vec::new();
-    for e in g.graph.edge_references() {
-        let (from, to) = (e.source(), e.target());
-        match e.weight() {
-            Edge::Ingress { handler } => match ingress.iter_mut().find(|x| x.1 == to) {
-                Some(x) => x.2.push(handler.clone()),
-                None => ingress.push((from, to, vec![handler.clone()])),
-            },
-            w => match others
-                .iter_mut()
-                .find(|x| x.0 == from && x.1 == to && x.2 == w)
-            {
-                Some(x) => x.3 += 1,
-                None => others.push((from, to, w, 1)),
-            },
-        }
-    }
-    let mut out: Vec<_> = ingress
+    g.drawn_edges()
         .into_iter()
-        .map(|(from, to, handlers)| {
-            // Three names a line keeps the edge narrow (`\n`: a DOT line break).
-            let lines: Vec<String> = handlers.chunks(3).map(|c| esc(&c.join(", "))).collect();
-            let label = Id::Escaped(format!("\"{}\"", lines.join("\\n")));
-            let attrs = vec![attr("label", label), attr("style", plain("dotted"))];
-            (from, to, attrs)
+        .map(|d| {
+            let attrs = match d.edge {
+                Edge::Ingress { .. } => {
+                    // Three names a line keeps the edge narrow (`\n`: a DOT line break).
+                    let lines: Vec<String> =
+                        d.handlers.chunks(3).map(|c| esc(&c.join(", "))).collect();
+                    let label = Id::Escaped(format!("\"{}\"", lines.join("\\n")));
+                    vec![attr("label", label), attr("style", plain("dotted"))]
+                }
+                w => edge_attrs(w, d.count),
+            };
+            (d.from, d.to, attrs)
         })
-        .collect();
-    out.extend(
-        others
-            .into_iter()
-            .map(|(from, to, w, n)| (from, to, edge_attrs(w, n))),
-    );
-    out
+        .collect()
 }
 
 /// The attributes of an edge drawn for `n` equal edges.

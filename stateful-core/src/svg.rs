@@ -52,7 +52,8 @@ pub fn render(g: &AppGraph) -> String {
     out.push_str(r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#444"/></marker></defs>"##);
     // Replies between the same two lambdas dip further each, so their labels do not overlap.
     let mut replies: BTreeMap<(NodeIndex, NodeIndex), usize> = BTreeMap::new();
-    for (from, to, edge, n) in edges(g) {
+    for d in g.drawn_edges() {
+        let (from, to, edge, n) = (d.from, d.to, d.edge, d.count);
         let k = match edge {
             Edge::Reply { .. } => {
                 let c = replies.entry((from, to)).or_default();
@@ -149,24 +150,6 @@ fn place(layers: &BTreeMap<NodeIndex, usize>, shapes: &mut BTreeMap<NodeIndex, S
         }
         x += width + GAP_X;
     }
-}
-
-/// The edges, equal ones between the same nodes once with their count.
-fn edges(g: &AppGraph) -> Vec<(NodeIndex, NodeIndex, &Edge, usize)> {
-    let mut out: Vec<(NodeIndex, NodeIndex, &Edge, usize)> = Vec::new();
-    for e in g.graph.edge_references() {
-        let (from, to, w) = (e.source(), e.target(), e.weight());
-        let same = |x: &&mut (NodeIndex, NodeIndex, &Edge, usize)| {
-            x.0 == from
-                && x.1 == to
-                && (x.2 == w || matches!((x.2, w), (Edge::Ingress { .. }, Edge::Ingress { .. })))
-        };
-        match out.iter_mut().find(same) {
-            Some(x) => x.3 += 1,
-            None => out.push((from, to, w, 1)),
-        }
-    }
-    out
 }
 
 fn edge_label(e: &Edge, n: usize) -> String {

@@ -62,7 +62,8 @@ fn definition<'a>(items: &'a [Item], name: &Ident) -> Option<(&'a Ident, &'a [At
     })
 }
 
-fn derives(attrs: &[Attribute], t: &str) -> bool {
+/// Whether `attrs` derive `t` (by its last path segment: `serde::Serialize` counts).
+pub(crate) fn derives(attrs: &[Attribute], t: &str) -> bool {
     attrs
         .iter()
         .filter(|a| a.path().is_ident("derive"))

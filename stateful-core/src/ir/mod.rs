@@ -205,6 +205,21 @@ pub struct SendSpec<'a> {
     pub delayed: bool,
 }
 
+/// Edges as the drawings show them ([`AppGraph::drawn_edges`]).
+#[derive(Debug, Clone)]
+pub struct DrawnEdge<'g> {
+    /// Source node.
+    pub from: NodeIndex,
+    /// Target node.
+    pub to: NodeIndex,
+    /// The (first) edge.
+    pub edge: &'g Edge,
+    /// How many equal edges it stands for.
+    pub count: usize,
+    /// For an ingress edge: the public handlers it stands for.
+    pub handlers: Vec<String>,
+}
+
 /// The IR of one app.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AppGraph {
@@ -335,6 +350,40 @@ impl AppGraph {
         };
         self.graph.add_edge(send.from, to, edge);
         Ok(())
+    }
+
+    /// The edges as drawn: one ingress edge per lambda (with its public handlers), and equal
+    /// edges between the same two nodes once (with their count); in graph order.
+    pub fn drawn_edges(&self) -> Vec<DrawnEdge<'_>> {
+        use petgraph::visit::{EdgeRef, IntoEdgeReferences};
+        let mut out: Vec<DrawnEdge<'_>> = Vec::new();
+        for e in self.graph.edge_references() {
+            let (from, to, w) = (e.source(), e.target(), e.weight());
+            let same = |d: &&mut DrawnEdge<'_>| {
+                d.from == from
+                    && d.to == to
+                    && (d.edge == w
+                        || matches!((d.edge, w), (Edge::Ingress { .. }, Edge::Ingress { .. })))
+            };
+            let handler = match w {
+                Edge::Ingress { handler } => Some(handler.clone()),
+                _ => None,
+            };
+            match out.iter_mut().find(same) {
+                Some(d) => {
+                    d.count += 1;
+                    d.handlers.extend(handler);
+                }
+                None => out.push(DrawnEdge {
+                    from,
+                    to,
+                    edge: w,
+                    count: 1,
+                    handlers: handler.into_iter().collect(),
+                }),
+            }
+        }
+        out
     }
 
     /// Checks the whole graph with the rules the builder applies (for a graph read back from

@@ -4,8 +4,7 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::punctuated::Punctuated;
-use syn::{Attribute, Item, Token};
+use syn::{Attribute, Item};
 
 /// `use ::stateful_runtime::prelude::*;` for the top of the module, unless the module
 /// imports a prelude itself (it would then be reported unused).
@@ -38,19 +37,8 @@ pub(super) fn serde_through_runtime(items: &mut [Item]) {
 }
 
 fn derives_serde(attrs: &[Attribute]) -> bool {
-    attrs
-        .iter()
-        .filter(|a| a.path().is_ident("derive"))
-        .any(|a| {
-            a.parse_args_with(Punctuated::<syn::Path, Token![,]>::parse_terminated)
-                .is_ok_and(|paths| {
-                    paths.iter().any(|p| {
-                        p.segments
-                            .last()
-                            .is_some_and(|s| s.ident == "Serialize" || s.ident == "Deserialize")
-                    })
-                })
-        })
+    crate::state_check::derives(attrs, "Serialize")
+        || crate::state_check::derives(attrs, "Deserialize")
 }
 
 fn names_serde_crate(attrs: &[Attribute]) -> bool {

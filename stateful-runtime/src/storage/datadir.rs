@@ -75,13 +75,7 @@ impl DataDir {
     }
 
     fn read_meta(root: &Path) -> Result<Option<DataDirMeta>, OpenError> {
-        match std::fs::read(root.join(DataDirMeta::FILE)) {
-            Ok(bytes) => DataDirMeta::from_json(&bytes)
-                .map(Some)
-                .map_err(|e| OpenError::Corrupt(format!("{}: {e}", DataDirMeta::FILE))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        read_json(&root.join(DataDirMeta::FILE), DataDirMeta::from_json)
     }
 
     fn checked(root: &Path, meta: DataDirMeta, app: &str) -> Result<DataDir, OpenError> {
@@ -140,13 +134,10 @@ impl DataDir {
 
     /// The lambda schemas the last start recorded (`None`: never recorded).
     pub fn read_schemas(&self) -> Result<Option<StoredSchemas>, OpenError> {
-        match std::fs::read(self.root.join(StoredSchemas::FILE)) {
-            Ok(bytes) => StoredSchemas::from_json(&bytes)
-                .map(Some)
-                .map_err(|e| OpenError::Corrupt(format!("{}: {e}", StoredSchemas::FILE))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        read_json(
+            &self.root.join(StoredSchemas::FILE),
+            StoredSchemas::from_json,
+        )
     }
 
     /// Records the lambda schemas durably (a temporary file, fsync'ed, renamed into place).
@@ -223,6 +214,23 @@ impl DataDir {
             apply_tail(&store, &mut log, after)?;
         }
         Ok(store)
+    }
+}
+
+/// Reads and parses a JSON file of the dir (`None`: there is none).
+fn read_json<T, E: std::fmt::Display>(
+    path: &Path,
+    parse: fn(&[u8]) -> Result<T, E>,
+) -> Result<Option<T>, OpenError> {
+    match std::fs::read(path) {
+        Ok(bytes) => parse(&bytes).map(Some).map_err(|e| {
+            let file = path
+                .file_name()
+                .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+            OpenError::Corrupt(format!("{file}: {e}"))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -117,7 +117,7 @@ impl<S: Clone + serde::Serialize> StateTable<S> {
     /// Caches a value read from the store.
     #[cfg(test)]
     pub(crate) fn load(&self, key: &[u8], value: Option<S>) {
-        self.inner.borrow_mut().values.insert(key.to_vec(), value);
+        self.load_stamped(key, value, None, 0);
     }
 
     /// Caches a value read from the store (`encoded` bytes), written at epoch `stamp`.

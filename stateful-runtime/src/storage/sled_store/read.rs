@@ -15,13 +15,7 @@ pub(super) fn get(
     group: KeyGroup,
     key: &[u8],
 ) -> Result<Option<Vec<u8>>, ReadError> {
-    match db
-        .scan_prefix(instance_prefix(lambda, group, key)?)
-        .next_back()
-    {
-        Some(item) => Ok(decode_value(&item?.1)?),
-        None => Ok(None),
-    }
+    Ok(get_stamped(db, lambda, group, key)?.map(|(_, v)| v))
 }
 
 /// See [`super::super::store::StateStore::get_stamped`].
