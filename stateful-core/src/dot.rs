@@ -92,14 +92,15 @@ pub fn to_graph(g: &AppGraph) -> Graph {
                     AndKind::Transaction => "transaction",
                     AndKind::Join => "join",
                 };
+                let place = match a.line {
+                    0 => format!("{}::{}", a.lambda, a.handler),
+                    n => format!("{}::{} line {n}", a.lambda, a.handler),
+                };
                 vec![
                     attr("shape", plain("diamond")),
                     attr(
                         "label",
-                        Id::Escaped(format!(
-                            "\"{kind}\\n{}\"",
-                            esc(&format!("{}::{} line {}", a.lambda, a.handler, a.line))
-                        )),
+                        Id::Escaped(format!("\"{kind}\\n{}\"", esc(&place))),
                     ),
                 ]
             }

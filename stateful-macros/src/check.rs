@@ -63,13 +63,24 @@ fn lambda_node(l: &Lambda) -> ir::LambdaNode {
 
 /// Builds the graph, reporting every rule it breaks ([`stateful_core::ir`] holds the rules) on
 /// the user's token. `findings[l][h]` are the findings of handler `h` of lambda `l`.
-pub fn check(app: &AppModule, findings: &[Vec<Findings>], d: &mut Diagnostics) -> AppGraph {
+///
+/// A call of a file module's lambda that the rules refuse is not reported here (rustc reports
+/// it on the call, in the file); if both ends are lambdas of the app, the pair goes into
+/// `refused` so that its `Calls` impl still exists and rustc's error is the only one.
+pub fn check(
+    app: &AppModule,
+    findings: &[Vec<Findings>],
+    d: &mut Diagnostics,
+    refused: &mut Vec<RefusedCall>,
+) -> AppGraph {
     let mut g = AppGraph::new(app.name.to_string());
     let mut nodes = Vec::new();
     for l in &app.lambdas {
         let (node, errors) = g.add_lambda(lambda_node(l));
         for e in errors {
             match &e {
+                // rustc reports a file module's duplicate handler in the file.
+                IrError::DuplicateHandler { .. } if l.file.is_some() => {}
                 IrError::DuplicateHandler { handler, .. } => {
                     // The second handler of that name is the one in the way.
                     let second = l.handlers.iter().filter(|h| *h.name() == handler).nth(1);
@@ -78,7 +89,11 @@ pub fn check(app: &AppModule, findings: &[Vec<Findings>], d: &mut Diagnostics) -
                         None => d.spanned(&l.name, e),
                     }
                 }
-                _ => d.spanned(&l.name, e),
+                // A file module's lambda is reported on the module's name in the app.
+                _ => match &l.file {
+                    Some(m) => d.spanned(m, format!("{e} (again in module `{m}`)")),
+                    None => d.spanned(&l.name, e),
+                },
             }
         }
         nodes.push(node);
@@ -110,13 +125,33 @@ pub fn check(app: &AppModule, findings: &[Vec<Findings>], d: &mut Diagnostics) -
                         in_transaction: c.in_transaction,
                     }),
                 };
-                if let Err(e) = res {
-                    report_call_error(d, c, e);
+                match res {
+                    Ok(()) => {}
+                    Err(e) if l.file.is_none() => report_call_error(d, c, e),
+                    Err(_) => {
+                        if app.lambdas.iter().any(|x| x.name == callee) {
+                            refused.push(RefusedCall {
+                                caller: l.name.to_string(),
+                                callee,
+                                send: c.send.is_some(),
+                            });
+                        }
+                    }
                 }
             }
         }
     }
     g
+}
+
+/// A call between two lambdas of the app that the rules refused, in a file module.
+pub struct RefusedCall {
+    /// The calling lambda.
+    pub caller: String,
+    /// The called lambda.
+    pub callee: String,
+    /// A message, not a call.
+    pub send: bool,
 }
 
 /// The AND-nodes of one handler, in source order (parents before children).
@@ -161,7 +196,7 @@ mod tests {
 
     fn run(module: syn::ItemMod) -> (AppGraph, Vec<String>) {
         let mut d = Diagnostics::default();
-        let mut app = parse_module(module, &mut d).expect("a module");
+        let mut app = parse_module(module, &[], &mut d).expect("a module");
         let findings: Vec<Vec<Findings>> = app
             .lambdas
             .iter_mut()
@@ -179,7 +214,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        let g = check(&app, &findings, &mut d);
+        let g = check(&app, &findings, &mut d, &mut Vec::new());
         (g, d.messages())
     }
 

@@ -12,6 +12,7 @@ mod ast;
 mod check;
 mod diag;
 mod expand;
+mod files;
 mod keyed;
 mod schema;
 mod state_check;
@@ -23,18 +24,27 @@ mod state_check;
 /// and `main()`. `#[app(main)]` also emits a crate-level `fn main` calling the module's.
 #[proc_macro_attribute]
 pub fn app(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand::app(attr.into(), item.into()).into()
+    let source = proc_macro::Span::call_site().local_file();
+    expand::app(attr.into(), item.into(), source).into()
 }
 
-/// Declares a lambda; only meaningful inside an `#[app]` module, which consumes it.
+/// An app whose lambdas live in files: `app_modules! { pub mod shop { mod stock; mod order; } }`
+/// reads `shop/stock.rs` and `shop/order.rs` (next to this file, as rustc would find them)
+/// for the graph, and compiles them as the module's submodules. Everything else is as
+/// `#[app]` (which cannot take `mod name;` lines: rustc refuses file modules in an attribute
+/// macro's input).
+#[proc_macro]
+pub fn app_modules(item: TokenStream) -> TokenStream {
+    let source = proc_macro::Span::call_site().local_file();
+    expand::app(proc_macro2::TokenStream::new(), item.into(), source).into()
+}
+
+/// Declares a lambda of an `#[app]` module. Inside the module's braces `#[app]` consumes it;
+/// in a file module of an app (`app_modules! { mod shop { mod stock; } }`) it generates the lambda's
+/// code here, and `#[app]` adds the lambda to the app's graph.
 #[proc_macro_attribute]
-pub fn lambda(_attr: TokenStream, _item: TokenStream) -> TokenStream {
-    syn::Error::new(
-        proc_macro2::Span::call_site(),
-        "`#[lambda]` only works inside an app module: put it in `#[app] mod name { .. }`",
-    )
-    .to_compile_error()
-    .into()
+pub fn lambda(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::file_lambda(attr.into(), item.into()).into()
 }
 
 /// An atomic block, `transaction! { .. }.on_failure_return(v)`; only meaningful inside a

@@ -14,7 +14,7 @@ const NEEDED: [&str; 4] = ["Serialize", "Deserialize", "Default", "Clone"];
 /// Checks every lambda's state type that the module defines.
 pub fn check_state_types(app: &AppModule, d: &mut Diagnostics) {
     let mut seen = Vec::new();
-    for l in &app.lambdas {
+    for l in app.lambdas.iter().filter(|l| l.file.is_none()) {
         let Some(name) = single_ident(&l.state) else {
             continue;
         };

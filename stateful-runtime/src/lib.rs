@@ -46,7 +46,7 @@ pub use service::{
     App, AppBuilder, CodecError, JsonClient, JsonResponse, Service, serve_main, views,
 };
 pub use stateful_core::mix;
-pub use stateful_macros::{Keyed, app, lambda, transaction};
+pub use stateful_macros::{Keyed, app, app_modules, lambda, transaction};
 pub use storage::HistoryRetention;
 
 #[doc = include_str!("../../docs/writing-lambdas.md")]
@@ -57,5 +57,5 @@ pub mod prelude {
     pub use crate::sdk::{CallError, Ctx, Keyed, Rejection};
     pub use futures_util::join;
     pub use serde::{Deserialize, Serialize};
-    pub use stateful_macros::{Keyed, app, lambda, transaction};
+    pub use stateful_macros::{Keyed, app, app_modules, lambda, transaction};
 }

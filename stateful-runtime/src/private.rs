@@ -8,9 +8,9 @@ use serde::de::DeserializeOwned;
 
 pub use crate::engine::cluster::has_failed as cluster_has_failed;
 pub use crate::sdk::{
-    CallBackend, CallError, CallFuture, Calls, Ctx, DispatchError, EventLambda, HandlerArgs,
-    HandlerMeta, HandlerResult, HandlerVisitor, Invocation, Key, Keyed, Lambda, Outcome, RawCall,
-    Rejection, Sends, State,
+    AppMember, CallBackend, CallError, CallFuture, Calls, Ctx, DispatchError, EventLambda,
+    HandlerArgs, HandlerMeta, HandlerResult, HandlerVisitor, Invocation, Key, Keyed, Lambda,
+    Outcome, RawCall, Rejection, Sends, State,
 };
 pub use crate::service::{App, AppBuilder, serve_main};
 pub use postcard;

@@ -186,7 +186,7 @@ fn impl_fn(name: &Ident, mut f: syn::ImplItemFn, d: &mut Diagnostics) -> Option<
     }
 }
 
-pub(super) fn entity(attr: &Attribute, mut imp: ItemImpl, d: &mut Diagnostics) -> Option<Lambda> {
+pub(crate) fn entity(attr: &Attribute, mut imp: ItemImpl, d: &mut Diagnostics) -> Option<Lambda> {
     let args = lambda_args(attr, d);
     if let Some(n) = &args.name {
         d.spanned(
@@ -254,6 +254,7 @@ pub(super) fn entity(attr: &Attribute, mut imp: ItemImpl, d: &mut Diagnostics) -
         schema: 0,
         helpers,
         attrs: imp.attrs,
+        file: None,
     })
 }
 
@@ -270,7 +271,7 @@ fn rewrite_ctx(sig: &mut Signature, name: &Ident) {
     }
 }
 
-pub(super) fn function(attr: &Attribute, mut f: ItemFn, d: &mut Diagnostics) -> Option<Lambda> {
+pub(crate) fn function(attr: &Attribute, mut f: ItemFn, d: &mut Diagnostics) -> Option<Lambda> {
     let args = lambda_args(attr, d);
     if let Some(k) = &args.key {
         d.spanned(
@@ -348,5 +349,6 @@ pub(super) fn function(attr: &Attribute, mut f: ItemFn, d: &mut Diagnostics) -> 
         schema: 0,
         helpers: Vec::new(),
         attrs: Vec::new(),
+        file: None,
     })
 }

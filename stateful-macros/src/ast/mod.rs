@@ -2,6 +2,7 @@
 //! items. Keeps the user's tokens so that every diagnostic points at them.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 use syn::parse::{Parse, ParseStream};
 use syn::{Attribute, Block, Ident, ImplItem, Item, ItemMod, LitStr, Signature, Type, Visibility};
@@ -10,8 +11,10 @@ mod handler;
 mod lambda;
 
 pub use handler::ctx_param;
+pub(crate) use lambda::{entity, function};
 
 use crate::diag::Diagnostics;
+use crate::files::LoadError;
 
 /// Arguments of `#[app]` / `#[app(main)]`.
 pub struct AppArgs {
@@ -116,6 +119,20 @@ pub struct Lambda {
     pub helpers: Vec<ImplItem>,
     /// Attributes of the impl block (entity form) other than `#[lambda]`.
     pub attrs: Vec<Attribute>,
+    /// The file module that declares it (`mod stock;`), where `#[lambda]` expands it; `None`
+    /// for a lambda inside the app module's braces, which `#[app]` expands.
+    pub file: Option<Ident>,
+}
+
+impl Lambda {
+    /// The lambda's type as the app module names it: `Stock` or `stock::Stock`.
+    pub fn path(&self) -> proc_macro2::TokenStream {
+        let name = &self.name;
+        match &self.file {
+            Some(m) => quote::quote!(#m::#name),
+            None => quote::quote!(#name),
+        }
+    }
 }
 
 /// An `#[app]` module, parsed.
@@ -132,6 +149,9 @@ pub struct AppModule {
     pub items: Vec<Item>,
     /// Names of types the module defines itself.
     pub types: HashSet<String>,
+    /// The items of its file modules (read for the graph and the state fingerprints; rustc
+    /// compiles the files themselves).
+    pub file_items: Vec<Item>,
 }
 
 pub(crate) fn take_attr(attrs: &mut Vec<Attribute>, name: &str) -> Option<Attribute> {
@@ -145,7 +165,10 @@ fn is_attr(a: &Attribute, name: &str) -> bool {
 
 /// Parses an `#[app]` module. Errors are recorded in `d`; whatever could be understood is
 /// returned so that the rest can still be checked and a fallback emitted.
-pub fn parse_module(module: ItemMod, d: &mut Diagnostics) -> Option<AppModule> {
+///
+/// `dirs` are where the module's file modules may be (see [`crate::files`]); empty when the
+/// compiler did not say where the module is written.
+pub fn parse_module(module: ItemMod, dirs: &[PathBuf], d: &mut Diagnostics) -> Option<AppModule> {
     let Some((_, content)) = module.content else {
         d.spanned(
             &module.ident,
@@ -156,8 +179,15 @@ pub fn parse_module(module: ItemMod, d: &mut Diagnostics) -> Option<AppModule> {
     let mut lambdas = Vec::new();
     let mut items = Vec::new();
     let mut types = HashSet::new();
+    let mut file_items = Vec::new();
     for item in content {
         match item {
+            Item::Mod(m) if m.content.is_none() => {
+                let (item, found, read) = file_module(m, dirs, d);
+                lambdas.extend(found);
+                file_items.extend(read);
+                items.extend(item);
+            }
             Item::Impl(mut imp) => match take_attr(&mut imp.attrs, "lambda") {
                 Some(attr) => lambdas.extend(lambda::entity(&attr, imp, d)),
                 None => items.push(Item::Impl(imp)),
@@ -208,5 +238,64 @@ pub fn parse_module(module: ItemMod, d: &mut Diagnostics) -> Option<AppModule> {
         lambdas,
         items,
         types,
+        file_items,
     })
+}
+
+/// `mod name;`: the lambdas its file declares and its other items. The file's own errors are
+/// left to rustc and `#[lambda]`, which see its real spans.
+fn file_module(
+    mut m: ItemMod,
+    dirs: &[PathBuf],
+    d: &mut Diagnostics,
+) -> (Option<Item>, Vec<Lambda>, Vec<Item>) {
+    if dirs.is_empty() {
+        d.spanned(
+            &m,
+            "cannot find the file of this module: the compiler did not say where the app \
+             module is written; put the module's items inside the app's braces",
+        );
+        return (None, Vec::new(), Vec::new());
+    }
+    let file = match crate::files::load(dirs, &mut m) {
+        Ok(f) => f,
+        // A module that cannot be read is left out: rustc would only repeat the error.
+        Err(LoadError::Missing(e)) => {
+            d.spanned(&m.ident, e);
+            return (None, Vec::new(), Vec::new());
+        }
+        // rustc compiles it and says where it does not parse.
+        Err(LoadError::Syntax) => return (Some(Item::Mod(m)), Vec::new(), Vec::new()),
+    };
+    // Errors in the file are reported by `#[lambda]` and rustc, on the file's own spans.
+    let mut scratch = Diagnostics::default();
+    let mut lambdas = Vec::new();
+    let mut others = Vec::new();
+    for item in file.items {
+        let found = match item {
+            Item::Impl(mut imp) => match take_attr(&mut imp.attrs, "lambda") {
+                Some(attr) => lambda::entity(&attr, imp, &mut scratch),
+                None => {
+                    others.push(Item::Impl(imp));
+                    None
+                }
+            },
+            Item::Fn(mut f) => match take_attr(&mut f.attrs, "lambda") {
+                Some(attr) => lambda::function(&attr, f, &mut scratch),
+                None => {
+                    others.push(Item::Fn(f));
+                    None
+                }
+            },
+            other => {
+                others.push(other);
+                None
+            }
+        };
+        lambdas.extend(found.map(|mut l| {
+            l.file = Some(file.ident.clone());
+            l
+        }));
+    }
+    (Some(Item::Mod(m)), lambdas, others)
 }

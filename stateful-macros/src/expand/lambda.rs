@@ -151,8 +151,19 @@ fn client_items(l: &Lambda, methods: &[TokenStream]) -> TokenStream {
     }
 }
 
+/// Where a lambda's id and schema fingerprint come from.
+pub(super) enum Membership {
+    /// Inside the app module's braces: `#[app]` knows both.
+    Inline {
+        /// Index in the app.
+        id: u16,
+    },
+    /// In a file module: the app implements `AppMember` for it.
+    File,
+}
+
 /// Everything generated for one lambda: its code, its client, its `Lambda` implementation.
-pub(super) fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStream {
+pub(super) fn lambda_items(l: &Lambda, member: &Membership, define_struct: bool) -> TokenStream {
     let p = private();
     let name = &l.name;
     let name_str = name.to_string();
@@ -193,7 +204,16 @@ pub(super) fn lambda_items(l: &Lambda, id: u16, define_struct: bool) -> TokenStr
             }
         }
     });
-    let schema = l.schema;
+    let (id, schema) = match member {
+        Membership::Inline { id } => {
+            let schema = l.schema;
+            (quote!(#id), quote!(#schema))
+        }
+        Membership::File => (
+            quote_spanned!(name.span()=> <Self as #p::AppMember>::ID),
+            quote_spanned!(name.span()=> <Self as #p::AppMember>::SCHEMA),
+        ),
+    };
     let ttl = l.ttl_us.map(
         |us| quote!(const TTL_US: ::core::option::Option<u64> = ::core::option::Option::Some(#us);),
     );

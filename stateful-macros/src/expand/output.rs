@@ -7,37 +7,70 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use super::private;
+use crate::ast::Lambda;
+use crate::check::RefusedCall;
 
 /// `impl Calls<Callee> for Caller {}` for every pair of lambdas the graph's call edges
 /// connect, and `impl Sends<Receiver> for Sender {}` for its send edges: a typed call or
-/// message compiles only along an edge of the graph.
-pub(super) fn calls_impls(graph: &stateful_core::ir::AppGraph) -> TokenStream {
+/// message compiles only along an edge of the graph. Also the `refused` pairs (rustc reports
+/// what is wrong with those calls). Only pairs of lambdas that `keep` accepts.
+pub(super) fn calls_impls(
+    graph: &stateful_core::ir::AppGraph,
+    refused: &[RefusedCall],
+    lambdas: &[Lambda],
+    keep: impl Fn(&Lambda) -> bool,
+) -> TokenStream {
     use petgraph::visit::{EdgeRef, IntoEdgeReferences};
     use stateful_core::ir::{Edge, Node};
     let p = private();
+    let named = |name: &str| {
+        let l = lambdas.iter().find(|l| l.name == name)?;
+        keep(l).then(|| (name.to_owned(), l.path()))
+    };
     let owner = |i| match &graph.graph[i] {
-        Node::Lambda(l) => Some(l.name.clone()),
-        Node::And(a) => Some(a.lambda.clone()),
+        Node::Lambda(l) => named(&l.name),
+        Node::And(a) => named(&a.lambda),
         Node::Ingress => None,
     };
-    let mut pairs = std::collections::BTreeSet::new();
+    let mut pairs = std::collections::BTreeMap::new();
     for e in graph.graph.edge_references() {
         let kind = match e.weight() {
-            Edge::Call { .. } => quote!(Calls),
-            Edge::Send { .. } => quote!(Sends),
+            Edge::Call { .. } => "Calls",
+            Edge::Send { .. } => "Sends",
             _ => continue,
         };
-        if let (Some(a), Some(b)) = (owner(e.source()), owner(e.target())) {
-            pairs.insert((kind.to_string(), a, b));
+        if let (Some((a, pa)), Some((b, pb))) = (owner(e.source()), owner(e.target())) {
+            pairs.insert((kind, a, b), (pa, pb));
         }
     }
-    let impls = pairs.into_iter().map(|(kind, a, b)| {
-        let (kind, a, b) = (
-            format_ident!("{}", kind),
-            format_ident!("{}", a),
-            format_ident!("{}", b),
-        );
+    for r in refused {
+        let kind = if r.send { "Sends" } else { "Calls" };
+        if let (Some((a, pa)), Some((b, pb))) = (named(&r.caller), named(&r.callee)) {
+            pairs.insert((kind, a, b), (pa, pb));
+        }
+    }
+    let impls = pairs.into_iter().map(|((kind, _, _), (a, b))| {
+        let kind = format_ident!("{}", kind);
         quote!(#[automatically_derived] impl #p::#kind<#b> for #a {})
+    });
+    quote!(#(#impls)*)
+}
+
+/// `impl AppMember for stock::Stock { .. }` for every lambda of a file module: its index in
+/// the app and its state's fingerprint, which its `#[lambda]` expansion reads.
+pub(super) fn member_impls(lambdas: &[Lambda]) -> TokenStream {
+    let p = private();
+    let impls = lambdas.iter().enumerate().filter(|(_, l)| l.file.is_some());
+    let impls = impls.map(|(i, l)| {
+        let id = u16::try_from(i).unwrap_or(u16::MAX);
+        let (path, schema) = (l.path(), l.schema);
+        quote! {
+            #[automatically_derived]
+            impl #p::AppMember for #path {
+                const ID: u16 = #id;
+                const SCHEMA: u32 = #schema;
+            }
+        }
     });
     quote!(#(#impls)*)
 }

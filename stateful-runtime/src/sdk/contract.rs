@@ -163,6 +163,20 @@ pub trait Lambda: Sized + 'static {
     fn visit_handlers<V: HandlerVisitor>(visitor: &mut V);
 }
 
+/// What the app knows about a lambda declared in one of its file modules
+/// (`app_modules! { mod shop { mod stock; } }`): its index and its state's fingerprint. `#[app]`
+/// implements it; the lambda's `#[lambda]` expansion reads it.
+#[diagnostic::on_unimplemented(
+    message = "lambda `{Self}` is not part of an app",
+    note = "a `#[lambda]` belongs inside an `#[app] mod name {{ .. }}`, or in a file module that such a module declares (`app_modules! {{ mod shop {{ mod stock; }} }}` for `shop/stock.rs`)"
+)]
+pub trait AppMember {
+    /// Index of the lambda in its app.
+    const ID: u16;
+    /// Fingerprint of the lambda's state type.
+    const SCHEMA: u32;
+}
+
 /// A lambda in the paper's function form: one handler whose input event carries the key.
 pub trait EventLambda: Lambda {
     /// The input event.

@@ -24,8 +24,8 @@ pub mod wire;
 
 pub use call::{CallBackend, CallFuture, RawCall};
 pub use contract::{
-    Calls, EventLambda, HandlerArgs, HandlerMeta, HandlerResult, HandlerVisitor, Invocation, Key,
-    Keyed, Lambda, Outcome, Sends, State,
+    AppMember, Calls, EventLambda, HandlerArgs, HandlerMeta, HandlerResult, HandlerVisitor,
+    Invocation, Key, Keyed, Lambda, Outcome, Sends, State,
 };
 pub use ctx::Ctx;
 pub use error::{CallError, DispatchError, Rejection};

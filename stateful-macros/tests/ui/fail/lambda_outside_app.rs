@@ -1,6 +1,5 @@
+//! A lambda that no app declares: one error, naming what to do.
 use stateful_runtime::prelude::*;
-
-pub struct Stock;
 
 #[lambda(key = String, state = i64)]
 impl Stock {
