@@ -312,4 +312,22 @@ mod tests {
         assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
         assert_eq!(svg.matches("<svg").count(), 1);
     }
+
+    fn size(svg: &str) -> (f64, f64) {
+        let attr = |name: &str| {
+            let from = svg.find(&format!("{name}=\"")).map(|i| i + name.len() + 2);
+            let v = from.and_then(|i| svg[i..].split('"').next());
+            v.and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::MAX)
+        };
+        (attr("width"), attr("height"))
+    }
+
+    #[test]
+    fn ten_lambdas_fit_a_laptop_screen() {
+        let svg = super::render(&crate::ir::tests::ten_lambdas());
+        let (w, h) = size(&svg);
+        eprintln!("ten lambdas: {w} x {h}");
+        // A 1440 x 900 laptop screen, less a browser's chrome.
+        assert!(w <= 1440.0 && h <= 820.0, "{w} x {h}");
+    }
 }

@@ -374,3 +374,58 @@ fn the_drawing_has_one_ingress_edge_per_lambda_and_merges_equal_calls() {
         "in the block and outside"
     );
 }
+
+/// Ten lambdas of four handlers each, four calls deep: a gateway over orders, users and a
+/// catalog; orders over stock, payment (over a ledger and fraud checks) and shipping (over
+/// notifications). The size a screen must hold.
+pub(crate) fn ten_lambdas() -> AppGraph {
+    let mut g = AppGraph::new("market");
+    let calls: [(&str, &[&str]); 10] = [
+        ("Gateway", &["Orders", "Users", "Catalog"]),
+        ("Orders", &["Stock", "Payment", "Shipping"]),
+        ("Users", &[]),
+        ("Catalog", &[]),
+        ("Stock", &[]),
+        ("Payment", &["Ledger", "Fraud"]),
+        ("Shipping", &["Notify"]),
+        ("Ledger", &[]),
+        ("Fraud", &[]),
+        ("Notify", &[]),
+    ];
+    let mut nodes = Vec::new();
+    for (name, _) in &calls {
+        let handlers = ["create", "update", "cancel", "find"]
+            .iter()
+            .map(|h| {
+                handler(
+                    h,
+                    &[("id", "String"), ("amount", "i64")],
+                    "Result<u64, Rejection>",
+                )
+            })
+            .collect();
+        let node = LambdaNode {
+            name: (*name).into(),
+            form: Form::Entity,
+            key: "String".into(),
+            state: format!("{name}State"),
+            handlers,
+        };
+        nodes.push(g.add_lambda(node).0);
+    }
+    for ((caller, callees), node) in calls.iter().zip(&nodes) {
+        for callee in *callees {
+            let call = CallSpec {
+                caller: *node,
+                from: *node,
+                caller_handler: "create",
+                callee,
+                handler: Some("update"),
+                given: 2,
+                in_transaction: false,
+            };
+            assert_eq!(g.add_call(call), Ok(()), "{caller} → {callee}");
+        }
+    }
+    g
+}
