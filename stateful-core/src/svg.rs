@@ -63,13 +63,48 @@ pub fn render(g: &AppGraph) -> String {
             _ => 0,
         };
         let skips = layers[&to] > layers[&from] + 1;
+        let kind = match edge {
+            Edge::Ingress { .. } => "ingress",
+            Edge::Enter { .. } => "enter",
+            Edge::Call { .. } => "call",
+            Edge::Send { .. } => "send",
+            Edge::Reply { .. } => "reply",
+        };
+        // Named by the lambdas at both ends, for the console's live numbers.
+        let _ = write!(
+            out,
+            r#"<g class="edge" data-kind="{kind}" data-from="{}" data-to="{}">"#,
+            esc(&owner(g, from)),
+            esc(&owner(g, to))
+        );
         draw_edge(&mut out, &shapes[&from], &shapes[&to], (edge, n), k, skips);
+        out.push_str("</g>");
     }
-    for s in shapes.values() {
+    for (i, s) in &shapes {
+        let kind = match s.kind {
+            Kind::Ingress => "ingress",
+            Kind::Lambda => "lambda",
+            Kind::And => "and",
+        };
+        let _ = write!(
+            out,
+            r#"<g class="node" data-kind="{kind}" data-name="{}">"#,
+            esc(&owner(g, *i))
+        );
         draw_node(&mut out, s);
+        out.push_str("</g>");
     }
     out.push_str("</svg>\n");
     out
+}
+
+/// The lambda a node belongs to (`ingress` for the ingress).
+fn owner(g: &AppGraph, i: NodeIndex) -> String {
+    match &g.graph[i] {
+        Node::Ingress => "ingress".to_owned(),
+        Node::Lambda(l) => l.name.clone(),
+        Node::And(a) => a.lambda.clone(),
+    }
 }
 
 /// Each node's column: the longest path of forward edges (not replies) from the ingress,
@@ -311,6 +346,12 @@ mod tests {
         // Every element that opens closes (a cheap well-formedness check).
         assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
         assert_eq!(svg.matches("<svg").count(), 1);
+        assert_eq!(svg.matches("<g ").count(), svg.matches("</g>").count());
+        // Named groups for the console's live numbers.
+        assert!(svg.contains(r#"<g class="node" data-kind="lambda" data-name="Stock">"#));
+        assert!(
+            svg.contains(r#"<g class="edge" data-kind="call" data-from="Order" data-to="Stock">"#)
+        );
     }
 
     fn size(svg: &str) -> (f64, f64) {

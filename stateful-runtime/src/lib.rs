@@ -42,6 +42,7 @@ pub use futures_util::join;
 pub use sdk::{
     CallBackend, CallError, CallFuture, Ctx, HandlerResult, Key, Keyed, Lambda, Rejection, State,
 };
+pub use service::console::{LoadMix, LoadRequest};
 pub use service::{
     App, AppBuilder, CodecError, JsonClient, JsonResponse, Service, serve_main, views,
 };

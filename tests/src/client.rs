@@ -68,6 +68,8 @@ pub struct Client {
     agent: ureq::Agent,
     /// The service's log, shown when a request that must answer fails.
     log: Option<PathBuf>,
+    /// Sent as `Authorization: Bearer ..` with every request.
+    bearer: Option<String>,
 }
 
 fn agent(timeout: Duration) -> ureq::Agent {
@@ -92,6 +94,7 @@ impl Client {
             base: base.into(),
             agent: agent(TIMEOUT),
             log: None,
+            bearer: None,
         }
     }
 
@@ -104,6 +107,12 @@ impl Client {
     /// The same client, showing `log` when a request that must answer fails.
     pub fn log_file(mut self, log: PathBuf) -> Client {
         self.log = Some(log);
+        self
+    }
+
+    /// The same client, sending `Authorization: Bearer <token>` (the admin token).
+    pub fn bearer(mut self, token: &str) -> Client {
+        self.bearer = Some(token.to_owned());
         self
     }
 
@@ -122,11 +131,19 @@ impl Client {
         idempotency_key: Option<&[u8]>,
     ) -> Result<Resp, ureq::Error> {
         let url = format!("{}{path}", self.base);
+        let bearer = self.bearer.as_ref().map(|t| format!("Bearer {t}"));
         let r = match method {
-            "GET" => {
-                let mut r = self.agent.get(&url);
+            "GET" | "DELETE" => {
+                let mut r = if method == "GET" {
+                    self.agent.get(&url)
+                } else {
+                    self.agent.delete(&url)
+                };
                 if let Some(k) = idempotency_key {
                     r = r.header("idempotency-key", k);
+                }
+                if let Some(b) = &bearer {
+                    r = r.header("authorization", b);
                 }
                 r.call()
             }
@@ -135,12 +152,15 @@ impl Client {
                 if let Some(k) = idempotency_key {
                     r = r.header("idempotency-key", k);
                 }
+                if let Some(b) = &bearer {
+                    r = r.header("authorization", b);
+                }
                 match body {
                     Some(b) => r.header("content-type", "application/json").send(b),
                     None => r.send_empty(),
                 }
             }
-            other => panic!("the test client sends GET and POST, not {other}"),
+            other => panic!("the test client sends GET, POST and DELETE, not {other}"),
         };
         let mut r = r?;
         let header = |name: &str| {

@@ -21,6 +21,8 @@ pub struct TestDir {
     tmp: tempfile::TempDir,
     runs: u32,
     workers: usize,
+    /// The address the service listens on (the client always goes to 127.0.0.1).
+    host: &'static str,
 }
 
 impl TestDir {
@@ -31,7 +33,15 @@ impl TestDir {
             tmp: tempfile::tempdir().expect("temp dir"),
             runs: 0,
             workers: 2,
+            host: "127.0.0.1",
         }
+    }
+
+    /// Starts the service listening on `host` (e.g. `0.0.0.0`: not loopback, so its admin
+    /// routes need a token) instead of 127.0.0.1.
+    pub fn listen_on(mut self, host: &'static str) -> Self {
+        self.host = host;
+        self
     }
 
     /// Starts the service with `workers` workers instead of 2.
@@ -60,7 +70,13 @@ impl TestDir {
     pub fn start_with(&mut self, extra: &[&str]) -> Server {
         self.runs += 1;
         let log = self.tmp.path().join(format!("serve-{}.log", self.runs));
-        Server::start(&self.bin, &self.data(), &log, self.workers, extra)
+        Server::start(
+            &self.bin,
+            &self.data(),
+            &log,
+            (self.workers, self.host),
+            extra,
+        )
     }
 
     /// Runs `BIN ARGS` to completion (the tool subcommands).
@@ -103,7 +119,13 @@ impl Deref for Server {
 }
 
 impl Server {
-    fn start(bin: &Path, data: &Path, log: &Path, workers: usize, extra: &[&str]) -> Server {
+    fn start(
+        bin: &Path,
+        data: &Path,
+        log: &Path,
+        (workers, host): (usize, &str),
+        extra: &[&str],
+    ) -> Server {
         // The port is free when picked but could be taken before the child binds it: retry.
         for _ in 0..3 {
             let port = free_port();
@@ -113,7 +135,7 @@ impl Server {
                 .args([
                     "serve",
                     "--listen",
-                    &format!("127.0.0.1:{port}"),
+                    &format!("{host}:{port}"),
                     "--data-dir",
                     data.to_str().expect("utf-8 path"),
                     "--workers",

@@ -353,6 +353,7 @@ pub mod shop {
     }
 }
 
+pub mod load;
 pub mod routes;
 
 #[cfg(test)]

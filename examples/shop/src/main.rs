@@ -4,7 +4,11 @@
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    stateful_runtime::Service::new(shop::shop::app())
-        .routes(shop::routes::batch_routes)
+    shop::load::mixes()
+        .into_iter()
+        .fold(
+            stateful_runtime::Service::new(shop::shop::app()).routes(shop::routes::batch_routes),
+            stateful_runtime::Service::load_mix,
+        )
         .main()
 }

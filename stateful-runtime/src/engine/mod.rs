@@ -48,7 +48,7 @@ pub use config::{
 };
 pub use faults::Fault;
 pub use handle::{ExternalCall, Handle, HandleCall, Response};
-pub use metrics::{Metrics, OperatorMetrics};
+pub use metrics::{DURATION_BUCKETS, Metrics, OperatorMetrics};
 pub use program::{LambdaDef, Program, register};
 pub use runtime::{Recovered, Runtime};
 pub use schema_check::{SchemaError, SchemaReport};

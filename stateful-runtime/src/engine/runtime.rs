@@ -300,7 +300,7 @@ fn assemble(
         senders.push(tx);
         receivers.push(Some(rx));
     }
-    let metrics = Arc::new(Metrics::new(workers * lambdas));
+    let metrics = Arc::new(Metrics::new(workers, lambdas));
     let cluster = placement.processes > 1;
     let committed_everywhere = Arc::new(AtomicU64::new(durable));
     let idempotency = Arc::new(Idempotency::default());

@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod console;
 pub mod http;
 pub mod json;
 pub(crate) mod launcher;

@@ -202,7 +202,6 @@ pub struct LoggedRequest {
 }
 
 /// A page of the request log, optionally of one lambda (and key).
-#[allow(clippy::too_many_arguments)]
 pub fn log(
     app: &App,
     store: &dyn StateStore,
@@ -211,11 +210,23 @@ pub fn log(
     after: Option<u64>,
     limit: Option<usize>,
 ) -> Result<Vec<LoggedRequest>, ViewError> {
-    let mut q = LogQuery {
+    let q = LogQuery {
         after,
         limit,
         ..LogQuery::default()
     };
+    log_filtered(app, store, lambda, key, q)
+}
+
+/// A page of the request log as `q` says (its outcome, order and paging), optionally of one
+/// lambda (and key), named as the user writes them.
+pub fn log_filtered(
+    app: &App,
+    store: &dyn StateStore,
+    lambda: Option<&str>,
+    key: Option<&str>,
+    mut q: LogQuery,
+) -> Result<Vec<LoggedRequest>, ViewError> {
     match (lambda, key) {
         (Some(l), Some(k)) => {
             let (id, _, key) = resolve(app, l, k)?;

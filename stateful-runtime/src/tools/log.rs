@@ -18,6 +18,19 @@ pub enum RequestOutcome {
     Failed,
 }
 
+impl std::str::FromStr for RequestOutcome {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ok" => Ok(RequestOutcome::Ok),
+            "rejected" => Ok(RequestOutcome::Rejected),
+            "failed" => Ok(RequestOutcome::Failed),
+            other => Err(format!("unknown outcome `{other}`: ok, rejected or failed")),
+        }
+    }
+}
+
 impl RequestOutcome {
     /// `ok`, `rejected` or `failed`.
     pub fn as_str(self) -> &'static str {
@@ -51,6 +64,11 @@ pub struct LogQuery {
     pub after: Option<u64>,
     /// At most this many (`None`: all).
     pub limit: Option<usize>,
+    /// Only requests with this outcome.
+    pub outcome: Option<RequestOutcome>,
+    /// The last `limit` of the matching requests, not the first (reads the whole log after
+    /// `after`).
+    pub last: bool,
 }
 
 /// One logged request with its outcome.
@@ -72,7 +90,7 @@ pub fn page(store: &dyn StateStore, q: &LogQuery) -> Result<Vec<LogEntry>, ReadE
     let limit = q.limit.unwrap_or(usize::MAX);
     let mut from = q.after.map_or(0, |a| a.saturating_add(1));
     let mut out = Vec::new();
-    while out.len() < limit {
+    while q.last || out.len() < limit {
         let step = store.completions_from(from, STEP)?;
         let Some(last) = step.last() else { break };
         from = last.request.seq + 1;
@@ -81,13 +99,29 @@ pub fn page(store: &dyn StateStore, q: &LogQuery) -> Result<Vec<LogEntry>, ReadE
             let r = &c.request;
             let wanted = q.lambda.is_none_or(|l| l == r.lambda)
                 && q.key.as_ref().is_none_or(|k| *k == r.key);
-            if wanted && out.len() < limit {
+            if !wanted {
+                continue;
+            }
+            let outcome = RequestOutcome::of(&c);
+            if q.outcome.is_some_and(|o| o != outcome) {
+                continue;
+            }
+            if q.last && out.len() == limit && limit > 0 {
+                out.remove(0);
+            }
+            if out.len() < limit {
                 out.push(LogEntry {
-                    outcome: RequestOutcome::of(&c),
+                    outcome,
                     epoch: c.epoch,
                     record: c.request,
                 });
             }
+        }
+        if q.last {
+            if done {
+                break;
+            }
+            continue;
         }
         if done {
             break;

@@ -111,6 +111,10 @@ impl<L: Lambda> Shard<L> {
         self.env().metrics.invocations.fetch_add(1, Relaxed);
         if let Some(m) = self.env().op_metrics() {
             m.invocations.fetch_add(1, Relaxed);
+            m.started_by(match &call.reply {
+                ReplyTo::Caller { lambda, .. } => Some(*lambda),
+                ReplyTo::Root { .. } => None,
+            });
         }
         let worker = self.env().worker;
         // Block ids count up from the seed; the invocation's own scope is the top of its
@@ -306,6 +310,9 @@ impl<L: Lambda> Shard<L> {
         let failed = !matches!(&result, Ok(o) if o.ok);
         if failed {
             self.table.undo(&inv.key, &inv.io.base_scope, inv.io.root);
+        }
+        if let Some(m) = self.env().op_metrics() {
+            m.ended(inv.started.elapsed(), failed);
         }
         let trace = self.env().traces.then(|| {
             Box::new(TraceNode {

@@ -603,7 +603,7 @@ mod tests {
             store: Arc::new(Unreadable),
             finished: Rc::new(RefCell::new(Vec::new())),
             epoch: Rc::new(std::cell::Cell::new(0)),
-            metrics: Arc::new(Metrics::new(1)),
+            metrics: Arc::new(Metrics::new(1, 1)),
             op: 0,
             order: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             traces: false,

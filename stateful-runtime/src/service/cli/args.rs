@@ -203,6 +203,11 @@ pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
+    /// The token the console, /debug, /state and the load generator need when --listen is
+    /// not a loopback address (generated and printed at start if not given; loopback is
+    /// open). The business API is always open.
+    #[arg(long, env = "STATEFUL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Where state and the commit log live (created if missing; recovered if present).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,

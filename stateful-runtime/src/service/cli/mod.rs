@@ -18,6 +18,7 @@ use args::{Cli, ClusterCommand, Command};
 pub struct Service {
     app: App,
     routes: Option<Box<dyn Fn(Handle) -> axum::Router + Send>>,
+    mixes: Vec<crate::service::console::LoadMix>,
 }
 
 impl std::fmt::Debug for Service {
@@ -45,7 +46,17 @@ fn init_logging() {
 impl Service {
     /// A service for `app`.
     pub fn new(app: App) -> Self {
-        Service { app, routes: None }
+        Service {
+            app,
+            routes: None,
+            mixes: Vec::new(),
+        }
+    }
+
+    /// Adds a request mix to the console's load generator.
+    pub fn load_mix(mut self, mix: crate::service::console::LoadMix) -> Self {
+        self.mixes.push(mix);
+        self
     }
 
     /// Adds app-specific routes (built with the running engine's handle).
@@ -127,7 +138,7 @@ impl Service {
             .data_dir
             .clone()
             .unwrap_or_else(|| default_data_dir(self.app.name()));
-        serve::serve(self.app, self.routes.as_deref(), args, data_dir)
+        serve::serve(self.app, self.routes.as_deref(), self.mixes, args, data_dir)
     }
 }
 

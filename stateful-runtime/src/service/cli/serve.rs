@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use super::args::ServeArgs;
 use crate::engine::{Config, Durability, default_workers};
 use crate::service::App;
+use crate::service::http::{AdminAccess, GatewayOptions};
 
 /// The engine configuration of `serve`'s flags (an error message for a bad flag).
 fn config(args: &ServeArgs, data_dir: &std::path::Path) -> Result<Config, String> {
@@ -47,6 +48,7 @@ fn config(args: &ServeArgs, data_dir: &std::path::Path) -> Result<Config, String
 pub(crate) fn serve(
     app: App,
     routes: Option<&(dyn Fn(crate::engine::Handle) -> axum::Router + Send)>,
+    mixes: Vec<crate::service::console::LoadMix>,
     args: ServeArgs,
     data_dir: PathBuf,
 ) -> ExitCode {
@@ -79,7 +81,10 @@ pub(crate) fn serve(
     let handle = runtime.handle();
     print_recovered(name, &handle, &config);
     let extra = routes.map(|f| f(handle.clone()));
-    let router = crate::service::http::router(app, handle, extra);
+    let (admin, fresh) = AdminAccess::for_listener(args.listen, args.admin_token.clone());
+    let console = console_url(args.listen, fresh.as_deref(), &admin);
+    let router = crate::service::http::router(app, handle, extra, GatewayOptions { admin, mixes });
+    println!("{name}: console on {console}");
     let served = tokio.block_on(listen(router, args.listen, &config, &data_dir, name));
     if crate::engine::cluster::has_failed() {
         // Nothing can commit without the lost process, so there is nothing to drain.
@@ -97,6 +102,23 @@ pub(crate) fn serve(
             eprintln!("{name}: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Where the console is, with the token a browser needs (a fresh one is shown in full; a
+/// given one is not repeated).
+fn console_url(listen: std::net::SocketAddr, fresh: Option<&str>, admin: &AdminAccess) -> String {
+    let host = if listen.ip().is_unspecified() {
+        format!("<this host>:{}", listen.port())
+    } else {
+        listen.to_string()
+    };
+    match (fresh, admin.is_open()) {
+        (_, true) => format!("http://{host}/"),
+        (Some(t), false) => format!(
+            "http://{host}/?token={t}  (admin token generated; set --admin-token or STATEFUL_ADMIN_TOKEN to choose it)"
+        ),
+        (None, false) => format!("http://{host}/?token=<your --admin-token>"),
     }
 }
 

@@ -85,19 +85,34 @@ pub(super) struct LogQuery {
     after: Option<u64>,
     /// Entries per page (default and most: 1000).
     limit: Option<usize>,
+    /// Only `ok`, `rejected` or `failed` requests.
+    outcome: Option<String>,
+    /// `true`: the last page (the newest entries), not the first.
+    last: Option<bool>,
 }
 
-/// `GET /debug/log[?lambda=&key=&after=&limit=]`: one page of the request log.
+/// `GET /debug/log[?lambda=&key=&outcome=&after=&limit=&last=true]`: one page of the request
+/// log.
 pub(super) async fn log(State(gw): State<Gw>, Query(q): Query<LogQuery>) -> Response {
     let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let outcome = match q.outcome.as_deref().map(str::parse).transpose() {
+        Ok(o) => o,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let page = crate::tools::log::LogQuery {
+        after: q.after,
+        limit: Some(limit),
+        outcome,
+        last: q.last.unwrap_or(false),
+        ..Default::default()
+    };
     blocking(move || {
-        views::log(
+        views::log_filtered(
             &gw.app,
             gw.handle.store().as_ref(),
             q.lambda.as_deref(),
             q.key.as_deref(),
-            q.after,
-            Some(limit),
+            page,
         )
     })
     .await

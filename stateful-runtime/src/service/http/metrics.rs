@@ -8,7 +8,18 @@ use axum::response::{IntoResponse, Response};
 
 use crate::engine::{Handle, Metrics, OperatorMetrics};
 
-const LATENCY_BOUNDS_MS: [f64; 10] = [0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0];
+/// Upper bounds of the gateway's latency buckets (cumulative: `le`).
+pub(crate) const LATENCY_BOUNDS_MS: [f64; 10] =
+    [0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0];
+
+/// The gateway's counters at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct HttpCounts {
+    /// Answers by class: 2xx, 400, other 4xx, 503, 5xx.
+    pub classes: [u64; 5],
+    /// Answers within each of [`LATENCY_BOUNDS_MS`] (cumulative).
+    pub within: [u64; 10],
+}
 
 /// Request counters of the gateway, by outcome class.
 #[derive(Debug, Default)]
@@ -20,6 +31,7 @@ pub struct HttpMetrics {
     server_error: AtomicU64,
     latency_us_sum: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BOUNDS_MS.len()],
+    unauthorized: AtomicU64,
 }
 
 impl HttpMetrics {
@@ -40,6 +52,20 @@ impl HttpMetrics {
             if ms <= *b {
                 self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Counts a request refused for its admin token (401).
+    pub(crate) fn refused(&self) {
+        self.unauthorized.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters now.
+    pub(crate) fn counts(&self) -> HttpCounts {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        HttpCounts {
+            classes: self.classes().map(|(_, n)| n),
+            within: std::array::from_fn(|i| l(&self.latency_buckets[i])),
         }
     }
 
@@ -75,6 +101,12 @@ impl HttpMetrics {
             self.latency_us_sum.load(Ordering::Relaxed) as f64 / 1000.0
         );
         let _ = writeln!(s, "stateful_http_latency_ms_count {total}");
+        counter(
+            s,
+            "stateful_admin_unauthorized_total",
+            Some("requests to the console, /debug or /state refused for their admin token"),
+            self.unauthorized.load(Ordering::Relaxed),
+        );
     }
 }
 

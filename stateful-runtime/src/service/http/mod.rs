@@ -12,6 +12,7 @@
 //! handler or route; 422 a body that is not JSON; 503 with `Retry-After` when overloaded or
 //! stopping; 500 only for bugs (a handler panicked, a codec failure).
 
+mod admin;
 mod debug;
 mod invoke;
 mod metrics;
@@ -29,7 +30,27 @@ use axum::routing::{MethodFilter, get, on, post};
 
 use super::app::{App, JsonClient};
 use crate::engine::Handle;
+pub use admin::AdminAccess;
 pub use metrics::HttpMetrics;
+
+/// An error answer `{"error": msg}` with `status` (for the other gateway parts).
+pub(crate) fn json_error(
+    status: StatusCode,
+    msg: impl std::fmt::Display,
+) -> axum::response::Response {
+    status::error(status, msg)
+}
+pub(crate) use metrics::{HttpCounts, LATENCY_BOUNDS_MS};
+
+/// The status the gateway answers a handler's answer with.
+pub(crate) fn status_of_answer(a: crate::service::json::JsonResponse) -> StatusCode {
+    status::answer(a).status()
+}
+
+/// The status the gateway answers a refused request with.
+pub(crate) fn status_of_refusal(e: crate::engine::InvokeError) -> StatusCode {
+    status::invoke_error(e).status()
+}
 
 /// What every HTTP handler of the gateway shares.
 #[derive(Clone)]
@@ -42,6 +63,17 @@ pub(crate) struct Gw {
     ids: Arc<AtomicU64>,
     /// This process's index in a cluster (`None`: alone).
     process: Option<usize>,
+    /// Who may use the console, `/debug` and `/state`.
+    admin: AdminAccess,
+}
+
+/// What a gateway is built with besides the engine.
+#[derive(Debug, Default)]
+pub struct GatewayOptions {
+    /// Who may use the console, `/debug/*`, `/state/*` and the load generator.
+    pub admin: AdminAccess,
+    /// The console's load mixes.
+    pub mixes: Vec<crate::service::console::LoadMix>,
 }
 
 fn method_filter(m: &str) -> Option<MethodFilter> {
@@ -98,8 +130,9 @@ fn app_routes(mut r: Router<Gw>, app: &App) -> Router<Gw> {
     r
 }
 
-/// Builds the gateway's router for a running engine, with `extra` routes of the app merged in.
-pub fn router(app: App, handle: Handle, extra: Option<Router>) -> Router {
+/// Builds the gateway's router for a running engine, with `extra` routes of the app merged in
+/// (open to all; the admin routes follow `options.admin`).
+pub fn router(app: App, handle: Handle, extra: Option<Router>, options: GatewayOptions) -> Router {
     let gw = Gw {
         json: app.json(handle.clone()),
         process: handle.cluster().map(|c| c.process),
@@ -107,7 +140,18 @@ pub fn router(app: App, handle: Handle, extra: Option<Router>) -> Router {
         app: app.clone(),
         http: Arc::new(HttpMetrics::default()),
         ids: Arc::new(AtomicU64::new(crate::storage::unix_ms() << 16)),
+        admin: options.admin,
     };
+    let console =
+        crate::service::console::Console::start(gw.json.clone(), gw.http.clone(), options.mixes);
+    let guard = axum::middleware::from_fn_with_state(gw.clone(), admin::guard);
+    let admin: Router<Gw> = Router::new()
+        .route("/state/{lambda}/{key}", get(debug::state))
+        .route("/debug/history/{lambda}/{key}", get(debug::history))
+        .route("/debug/trace/{seq}", get(debug::trace))
+        .route("/debug/log", get(debug::log))
+        .merge(crate::service::console::routes(console))
+        .route_layer(guard);
     let r: Router<Gw> = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -115,11 +159,8 @@ pub fn router(app: App, handle: Handle, extra: Option<Router>) -> Router {
             get(|State(gw): State<Gw>| async move { metrics::render(&gw.handle, &gw.http) }),
         )
         .route("/graph", get(debug::graph))
-        .route("/state/{lambda}/{key}", get(debug::state))
-        .route("/debug/history/{lambda}/{key}", get(debug::history))
-        .route("/debug/trace/{seq}", get(debug::trace))
-        .route("/debug/log", get(debug::log))
-        .route("/invoke/{lambda}/{key}/{handler}", post(invoke::generic));
+        .route("/invoke/{lambda}/{key}/{handler}", post(invoke::generic))
+        .merge(admin);
     let mut router = app_routes(r, &app)
         .fallback(|| async { status::error(StatusCode::NOT_FOUND, "no such route") })
         .with_state(gw);
