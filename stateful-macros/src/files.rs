@@ -15,6 +15,8 @@ use syn::{Ident, Item, ItemMod, LitStr};
 pub struct FileModule {
     /// The module's name.
     pub ident: Ident,
+    /// The file it was read from.
+    pub path: PathBuf,
     /// The file's items, as parsed (their spans do not point into the file).
     pub items: Vec<Item>,
 }
@@ -98,7 +100,65 @@ pub fn load(dirs: &[PathBuf], m: &mut ItemMod) -> Result<FileModule, LoadError> 
     let file = syn::parse_file(&text).map_err(|_| LoadError::Syntax)?;
     Ok(FileModule {
         ident: m.ident.clone(),
+        path,
         items: file.items,
+    })
+}
+
+/// What a file module lacks that rustc would report as a cascade of errors elsewhere: the
+/// import of `#[lambda]` (the prelude), and a `serde` dependency for types deriving serde's
+/// traits. One message each, for the app to report on the module's name.
+pub fn lacks(file: &FileModule, lambda_attrs: &[syn::Path], manifest: Option<&str>) -> Vec<String> {
+    let shown = file.path.display();
+    let mut out = Vec::new();
+    let imports = file.items.iter().any(|i| {
+        matches!(i, Item::Use(u) if {
+            let t = quote::ToTokens::to_token_stream(&u.tree).to_string();
+            t.contains("prelude") || t.contains("lambda") || t.contains('*')
+        })
+    });
+    if !imports && lambda_attrs.iter().any(|p| p.is_ident("lambda")) {
+        out.push(format!(
+            "{shown} uses `#[lambda]` without importing it: add `use stateful_runtime::prelude::*;` at its top (a file module does not get the app module's prelude)"
+        ));
+    }
+    let derived: Vec<String> = file.items.iter().filter_map(serde_derived).collect();
+    if let (Some(first), Some(manifest)) = (derived.first(), manifest)
+        && !has_serde_dependency(manifest)
+    {
+        out.push(format!(
+            "{shown}: `{first}` derives serde's traits, which in a file module need `serde = {{ version = \"1\", features = [\"derive\"] }}` in Cargo.toml (or keep the type inside the app module's braces, where `#[app]` points the derives at the runtime's serde)"
+        ));
+    }
+    out
+}
+
+/// The name of a struct or enum deriving `Serialize` or `Deserialize` without naming a serde
+/// crate of its own.
+fn serde_derived(item: &Item) -> Option<String> {
+    let (ident, attrs) = match item {
+        Item::Struct(s) => (&s.ident, &s.attrs),
+        Item::Enum(e) => (&e.ident, &e.attrs),
+        _ => return None,
+    };
+    let derives = crate::state_check::derives(attrs, "Serialize")
+        || crate::state_check::derives(attrs, "Deserialize");
+    let names_crate = attrs.iter().any(|a| {
+        a.path().is_ident("serde")
+            && quote::ToTokens::to_token_stream(a)
+                .to_string()
+                .contains("crate")
+    });
+    (derives && !names_crate).then(|| ident.to_string())
+}
+
+/// Whether a `Cargo.toml` lists `serde` among its dependencies.
+fn has_serde_dependency(manifest: &str) -> bool {
+    manifest.lines().map(str::trim).any(|l| {
+        l.starts_with("serde =")
+            || l.starts_with("serde=")
+            || l.starts_with("serde.")
+            || l == "[dependencies.serde]"
     })
 }
 
@@ -108,6 +168,40 @@ mod tests {
 
     fn ident(s: &str) -> Ident {
         Ident::new(s, proc_macro2::Span::call_site())
+    }
+
+    #[test]
+    fn a_serde_dependency_is_recognised() {
+        assert!(has_serde_dependency(
+            "[dependencies]\nserde = { version = \"1\" }\n"
+        ));
+        assert!(has_serde_dependency(
+            "[dependencies]\nserde.workspace = true\n"
+        ));
+        assert!(!has_serde_dependency(
+            "[dependencies]\nserde_json = \"1\"\n"
+        ));
+    }
+
+    #[test]
+    fn a_file_without_the_prelude_or_serde_is_told_what_to_add() {
+        let file = FileModule {
+            ident: ident("book"),
+            path: PathBuf::from("src/app/book.rs"),
+            items: vec![syn::parse_quote! {
+                #[derive(Serialize, Deserialize, Default, Clone)]
+                pub struct Copies { n: u32 }
+            }],
+        };
+        let lambda: syn::Path = syn::parse_quote!(lambda);
+        let got = lacks(
+            &file,
+            &[lambda],
+            Some("[dependencies]\nstateful-runtime = \"1\"\n"),
+        );
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].contains("use stateful_runtime::prelude::*;"));
+        assert!(got[1].contains("`Copies` derives serde's traits"));
     }
 
     #[test]

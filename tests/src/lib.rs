@@ -6,6 +6,7 @@
 //!   temporary data dir;
 //! - [`Client`] and [`Resp`]: the one HTTP client of the tests, and [`Ledger`]: the fixture's
 //!   routes as calls of it;
+//! - [`Browser`]: a headless Chromium over WebDriver, for the console's test;
 //! - [`free_port`] and [`SplitMix`] (a deterministic workload on every run).
 
 mod client;
@@ -13,6 +14,7 @@ mod fixture_app;
 mod fixture_routes;
 mod ledger;
 mod service;
+mod webdriver;
 
 use std::net::TcpListener;
 
@@ -21,6 +23,7 @@ pub use fixture_app::fixture;
 pub use fixture_routes::batch_routes;
 pub use ledger::Ledger;
 pub use service::{Server, TestDir};
+pub use webdriver::Browser;
 
 /// A port that is free at the time of asking (it may be taken before it is used).
 pub fn free_port() -> u16 {

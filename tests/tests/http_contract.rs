@@ -300,8 +300,8 @@ fn a_panicking_handler_is_a_500_and_its_transaction_is_undone() {
 fn internal_handlers_are_not_reachable_from_outside() {
     let (_dir, s) = fixture();
     let a = s.create_account(10);
-    // `set_balance` has no route and is not `#[public]`: the same 404 as a handler that does
-    // not exist, and nothing changes.
+    // `set_balance` has no route and is not `#[public]`: a 404, as for a handler that does
+    // not exist, that says why, and nothing changes.
     let internal = s
         .post_body(
             &format!("/invoke/Account/{a}/set_balance"),
@@ -315,10 +315,10 @@ fn internal_handlers_are_not_reachable_from_outside() {
         )
         .err(404);
     assert_eq!(
-        internal.replace("set_balance", "X"),
-        missing.replace("no_such_handler", "X"),
-        "no difference to tell an internal handler from none"
+        internal,
+        "lambda `Account` has no public handler `set_balance`: only handlers with a #[route] or #[public] are reachable from outside"
     );
+    assert_eq!(missing, "lambda `Account` has no handler `no_such_handler`");
     assert_eq!(s.balance(&a), 10);
     // The graph draws ingress edges to public handlers only.
     let dot = s.get("/graph").body;

@@ -271,6 +271,30 @@ fn file_module(
     let mut scratch = Diagnostics::default();
     let mut lambdas = Vec::new();
     let mut others = Vec::new();
+    let mut lambda_attrs = Vec::new();
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .and_then(|d| std::fs::read_to_string(PathBuf::from(d).join("Cargo.toml")).ok());
+    for item in &file.items {
+        let attrs = match item {
+            Item::Impl(i) => &i.attrs,
+            Item::Fn(f) => &f.attrs,
+            _ => continue,
+        };
+        lambda_attrs.extend(
+            attrs
+                .iter()
+                .filter(|a| {
+                    a.path()
+                        .segments
+                        .last()
+                        .is_some_and(|s| s.ident == "lambda")
+                })
+                .map(|a| a.path().clone()),
+        );
+    }
+    for lack in crate::files::lacks(&file, &lambda_attrs, manifest.as_deref()) {
+        d.spanned(&m.ident, lack);
+    }
     for item in file.items {
         let found = match item {
             Item::Impl(mut imp) => match take_attr(&mut imp.attrs, "lambda") {

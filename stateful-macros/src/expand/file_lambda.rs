@@ -9,7 +9,7 @@ use syn::{Attribute, Item};
 
 use super::analyse_lambda;
 use super::lambda::{Membership, lambda_items};
-use crate::ast::{entity, function};
+use crate::ast::{Lambda, entity, function};
 use crate::diag::Diagnostics;
 
 /// Expands `#[lambda(args)] item` outside an app module's braces.
@@ -39,14 +39,29 @@ pub fn file_lambda(args: TokenStream, item: TokenStream) -> TokenStream {
         return d.to_compile_errors();
     };
     let _findings = analyse_lambda(&mut lambda, &mut d);
-    let errors = d.to_compile_errors();
-    if !d.is_empty() {
-        let name = &lambda.name;
-        return quote! {
-            #errors
-            #[allow(dead_code)]
-            pub struct #name;
-        };
+    if d.is_empty() {
+        return lambda_items(&lambda, &Membership::File, true);
     }
-    lambda_items(&lambda, &Membership::File, true)
+    // The errors, and the lambda with its bodies set aside: its signatures still give the app
+    // and the callers what they name, so each mistake is one error.
+    stub_bodies(&mut lambda);
+    let errors = d.to_compile_errors();
+    let items = lambda_items(&lambda, &Membership::File, true);
+    quote!(#errors #items)
+}
+
+fn stub_bodies(l: &mut Lambda) {
+    let stub: syn::Block =
+        syn::parse_quote!({ ::core::unreachable!("this lambda did not compile") });
+    let quiet: syn::Attribute = syn::parse_quote!(#[allow(unused)]);
+    for h in &mut l.handlers {
+        h.block = stub.clone();
+        h.attrs.push(quiet.clone());
+    }
+    for item in &mut l.helpers {
+        if let syn::ImplItem::Fn(f) = item {
+            f.block = stub.clone();
+            f.attrs.push(quiet.clone());
+        }
+    }
 }

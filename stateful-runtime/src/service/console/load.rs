@@ -15,6 +15,7 @@ use stateful_core::mix::SplitMix;
 
 use crate::service::app::JsonClient;
 use crate::service::http::HttpMetrics;
+use crate::service::json::JsonResponse;
 
 /// One request of a load session: a handler of an instance, with JSON arguments (an object
 /// by parameter name, or an array).
@@ -141,6 +142,8 @@ pub struct LoadStatus {
     pub failed: u64,
     /// Seconds since the start.
     pub seconds: f64,
+    /// The last rejection or failure: the request and what it answered.
+    pub last_error: Option<String>,
 }
 
 #[derive(Default)]
@@ -148,6 +151,7 @@ struct Counts {
     ok: AtomicU64,
     rejected: AtomicU64,
     failed: AtomicU64,
+    last_error: std::sync::Mutex<Option<String>>,
 }
 
 struct Run {
@@ -208,6 +212,12 @@ impl Generator {
             rejected: l(&r.counts.rejected),
             failed: l(&r.counts.failed),
             seconds: r.started.elapsed().as_secs_f64(),
+            last_error: r
+                .counts
+                .last_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         }
     }
 
@@ -290,12 +300,14 @@ impl Generator {
     ) {
         match shape {
             Shape::Closed(n) => {
+                // One base for all connections, then one seed each: distinct streams (seeds
+                // read from the clock per connection collided, and sessions repeated).
+                let base = crate::storage::unix_ms() ^ 0x5eed;
                 let tasks = (0..n).map(|i| {
                     let (me, mix, stop, counts) =
                         (self.clone(), mix.clone(), stop.clone(), counts.clone());
                     tokio::spawn(async move {
-                        let mut rng =
-                            SplitMix::new(0x5eed ^ u64::from(i) ^ crate::storage::unix_ms());
+                        let mut rng = SplitMix::new(base.wrapping_add(u64::from(i)));
                         while !stop.load(Ordering::Relaxed) {
                             me.session(&mix, &mut rng, &counts).await;
                         }
@@ -342,10 +354,24 @@ impl Generator {
             .invoke(r.lambda, &r.key, r.handler, r.args.clone(), None)
             .await;
         // Classed as the gateway would answer it.
-        let status = match answer {
-            Ok(a) => crate::service::http::status_of_answer(a),
-            Err(e) => crate::service::http::status_of_refusal(e),
+        let (status, error) = match answer {
+            Ok(JsonResponse::Ok(_)) => (StatusCode::OK, None),
+            Ok(a) => {
+                let text = format!("{a:?}");
+                (crate::service::http::status_of_answer(a), Some(text))
+            }
+            Err(e) => {
+                let text = e.to_string();
+                (crate::service::http::status_of_refusal(e), Some(text))
+            }
         };
+        if let Some(e) = error {
+            let mut last = counts
+                .last_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *last = Some(format!("{}[{}].{}: {e}", r.lambda, r.key, r.handler));
+        }
         let counter = match status.as_u16() {
             200..=299 => &counts.ok,
             400 => &counts.rejected,

@@ -112,11 +112,14 @@ pub(super) async fn generic(
     };
     match gw.json.prepare(&lambda, &key, &handler, args) {
         Err(e) => invoke_error(e),
-        // Internal handlers (no route, no `#[public]`) are not there from outside: the same
-        // answer as a handler that does not exist.
-        Ok((l, h, ..)) if !is_public(&gw, l, h) => {
-            invoke_error(InvokeError::UnknownHandler { lambda, handler })
-        }
+        // Internal handlers (no route, no `#[public]`) are not there from outside: a 404,
+        // as for a handler that does not exist, saying why.
+        Ok((l, h, ..)) if !is_public(&gw, l, h) => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "lambda `{lambda}` has no public handler `{handler}`: only handlers with a #[route] or #[public] are reachable from outside"
+            ),
+        ),
         Ok((l, h, key, args)) => run(&gw, l, h, key, args, idem).await,
     }
 }

@@ -53,13 +53,19 @@ async function loadGraph() {
     t.setAttribute('y', Number(r.getAttribute('y')) - 5);
     g.append(t);
   }
-  for (const g of document.querySelectorAll('#graph g.edge')) {
+  const placed = [];
+  for (const g of document.querySelectorAll('#graph g.edge[data-kind=call], #graph g.edge[data-kind=ingress]')) {
     const label = g.querySelector('text');
     if (!label) continue;
+    const x = Number(label.getAttribute('x'));
+    let y = Number(label.getAttribute('y')) + 12;
+    // Edges whose labels meet (arcs over the top to one column) get their numbers stacked.
+    while (placed.some(([px, py]) => Math.abs(px - x) < 60 && Math.abs(py - y) < 11)) y += 12;
+    placed.push([x, y]);
     const t = document.createElementNS('http://www.w3.org/2000/svg', 'text');
     t.setAttribute('class', 'live');
-    t.setAttribute('x', label.getAttribute('x'));
-    t.setAttribute('y', Number(label.getAttribute('y')) + 12);
+    t.setAttribute('x', x);
+    t.setAttribute('y', y);
     t.setAttribute('text-anchor', 'middle');
     g.append(t);
   }
@@ -75,7 +81,7 @@ function drawLive(s) {
     const l = s.lambdas.find((x) => x.name === g.dataset.name);
     const t = g.querySelector('text.live');
     g.classList.toggle('hot', b.lambda === g.dataset.name);
-    if (l && t) t.textContent = `${fmt(l.invocations_per_s)}/s · p50 ${us(l.p50_us)} · p99 ${us(l.p99_us)} · queue ${l.queued}`;
+    if (l && t) t.textContent = `${fmt(l.invocations_per_s)}/s · p50 ${us(l.p50_us)} · p99 ${us(l.p99_us)}${l.queued ? ' · queue ' + l.queued : ''}`;
   }
   const done = new Set();
   for (const g of document.querySelectorAll('#graph g.edge')) {
@@ -175,7 +181,7 @@ function drawLoad(l) {
   }
   const r = l.running;
   $('load-status').textContent = r
-    ? `${l.phase} ${r.mix} (${r.connections ? r.connections + ' connections' : r.rate + ' sessions/s'}) for ${fmt(l.seconds)} s: ${l.ok} ok, ${l.rejected} rejected, ${l.failed} failed`
+    ? `${l.phase} ${r.mix} (${r.connections ? r.connections + ' connections' : r.rate + ' sessions/s'}) for ${fmt(l.seconds)} s: ${l.ok} ok, ${l.rejected} rejected, ${l.failed} failed${l.last_error ? ' · last: ' + l.last_error : ''}`
     : 'stopped';
   $('start').disabled = !!r;
   $('stop').disabled = !r;
@@ -228,6 +234,7 @@ async function showTrace(seq) {
   try {
     const t = await api('/debug/trace/' + seq);
     $('trace').replaceChildren(el('h2', {}, `Request ${t.request}: ${t.ok ? 'committed' : 'failed'} in epoch ${t.epoch} (${t.time}), ${t.attempts} attempt(s)`), el('ul', {}, traceNode(t.root)));
+    $('trace').scrollIntoView();
     showError(null);
   } catch (e) { showError(e); }
 }
