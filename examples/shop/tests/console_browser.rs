@@ -26,7 +26,7 @@ fn a_newcomer_runs_load_from_the_page_opens_a_trace_and_steps_an_item_back() {
             return;
         }
     };
-    let mut dir = TestDir::new(env!("CARGO_BIN_EXE_shop"));
+    let mut dir = TestDir::new(env!("CARGO_BIN_EXE_shop")).with_workers(1);
     let s = dir.start();
     browser.goto(&format!("{}/", s.base()));
 
@@ -68,6 +68,22 @@ fn a_newcomer_runs_load_from_the_page_opens_a_trace_and_steps_an_item_back() {
         "{verdict}"
     );
     browser.screenshot(&screens().join("graph-live.png"));
+
+    // Rescale from the page while the load runs: 1 → 2 workers.
+    browser.eval("document.getElementById('workers').value = '2'; return true;");
+    browser.click("#rescale");
+    let rescaled = browser.wait_for(
+        "the rescale",
+        "const t = document.getElementById('workers-status').textContent; return t.includes('last rescale 1 → 2') ? t : null;",
+    );
+    assert!(
+        rescaled
+            .as_str()
+            .is_some_and(|t| t.starts_with("2 worker(s)")),
+        "{rescaled}"
+    );
+    let errors = browser.eval("return document.getElementById('error').textContent;");
+    assert_eq!(errors, "", "no error shown");
 
     // Charts after a few seconds of load.
     std::thread::sleep(Duration::from_secs(3));

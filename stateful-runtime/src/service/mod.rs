@@ -16,6 +16,7 @@ pub mod console;
 pub mod http;
 pub mod json;
 pub(crate) mod launcher;
+pub(crate) mod live;
 pub mod svg;
 pub mod views;
 

@@ -127,6 +127,18 @@ pub(crate) enum Command {
         #[arg(long)]
         workers: usize,
     },
+    /// Rescale a running service to N workers (`POST /admin/workers`): requests are held,
+    /// not refused, while its engine restarts with the new shape.
+    Workers {
+        /// The number of workers.
+        workers: usize,
+        /// The service.
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        url: String,
+        /// The admin token (needed when the service does not listen on loopback).
+        #[arg(long, env = "STATEFUL_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+    },
     /// Run a cluster of this service on this machine (for trying and testing cluster mode).
     #[command(subcommand)]
     Cluster(ClusterCommand),

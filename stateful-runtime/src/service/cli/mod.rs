@@ -2,6 +2,7 @@
 //! runs the tool commands, and `cluster up` starts a local cluster (the launcher).
 
 mod args;
+mod remote;
 mod serve;
 mod tools;
 
@@ -17,7 +18,7 @@ use args::{Cli, ClusterCommand, Command};
 /// A service: an app plus optional extra HTTP routes.
 pub struct Service {
     app: App,
-    routes: Option<Box<dyn Fn(Handle) -> axum::Router + Send>>,
+    routes: Option<crate::service::live::Routes>,
     mixes: Vec<crate::service::console::LoadMix>,
 }
 
@@ -60,8 +61,8 @@ impl Service {
     }
 
     /// Adds app-specific routes (built with the running engine's handle).
-    pub fn routes(mut self, f: impl Fn(Handle) -> axum::Router + Send + 'static) -> Self {
-        self.routes = Some(Box::new(f));
+    pub fn routes(mut self, f: impl Fn(Handle) -> axum::Router + Send + Sync + 'static) -> Self {
+        self.routes = Some(std::sync::Arc::new(f));
         self
     }
 
@@ -111,6 +112,11 @@ impl Service {
                 into,
                 workers,
             }) => tools::rescale(app, &from, &into, workers),
+            Some(Command::Workers {
+                workers,
+                url,
+                admin_token,
+            }) => remote::workers(app.name(), workers, &url, admin_token.as_deref()),
             Some(Command::Cluster(ClusterCommand::Up {
                 processes,
                 workers,
@@ -138,7 +144,7 @@ impl Service {
             .data_dir
             .clone()
             .unwrap_or_else(|| default_data_dir(self.app.name()));
-        serve::serve(self.app, self.routes.as_deref(), self.mixes, args, data_dir)
+        serve::serve(self.app, self.routes, self.mixes, args, data_dir)
     }
 }
 

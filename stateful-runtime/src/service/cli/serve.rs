@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use super::args::ServeArgs;
 use crate::engine::{Config, Durability, default_workers};
 use crate::service::App;
-use crate::service::http::{AdminAccess, GatewayOptions};
+use crate::service::http::AdminAccess;
+use crate::service::live::{Live, Routes};
 
 /// The engine configuration of `serve`'s flags (an error message for a bad flag).
 fn config(args: &ServeArgs, data_dir: &std::path::Path) -> Result<Config, String> {
@@ -47,7 +48,7 @@ fn config(args: &ServeArgs, data_dir: &std::path::Path) -> Result<Config, String
 /// Runs `serve`.
 pub(crate) fn serve(
     app: App,
-    routes: Option<&(dyn Fn(crate::engine::Handle) -> axum::Router + Send)>,
+    routes: Option<Routes>,
     mixes: Vec<crate::service::console::LoadMix>,
     args: ServeArgs,
     data_dir: PathBuf,
@@ -60,8 +61,10 @@ pub(crate) fn serve(
             return ExitCode::from(2);
         }
     };
-    let runtime = match app.start(config.clone()) {
-        Ok(r) => r,
+    let (admin, fresh) = AdminAccess::for_listener(args.listen, args.admin_token.clone());
+    let console = console_url(args.listen, fresh.as_deref(), &admin);
+    let live = match Live::start(app, config.clone(), routes, (admin, mixes)) {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("{name}: cannot start: {e}");
             return ExitCode::from(2);
@@ -78,13 +81,11 @@ pub(crate) fn serve(
             return ExitCode::from(2);
         }
     };
-    let handle = runtime.handle();
-    print_recovered(name, &handle, &config);
-    let extra = routes.map(|f| f(handle.clone()));
-    let (admin, fresh) = AdminAccess::for_listener(args.listen, args.admin_token.clone());
-    let console = console_url(args.listen, fresh.as_deref(), &admin);
-    let router = crate::service::http::router(app, handle, extra, GatewayOptions { admin, mixes });
+    if let Some(handle) = live.handle() {
+        print_recovered(name, &handle, &config);
+    }
     println!("{name}: console on {console}");
+    let router = live.front();
     let served = tokio.block_on(listen(router, args.listen, &config, &data_dir, name));
     if crate::engine::cluster::has_failed() {
         // Nothing can commit without the lost process, so there is nothing to drain.
@@ -92,7 +93,7 @@ pub(crate) fn serve(
         std::process::exit(3);
     }
     // In-flight requests finish and commit before exit.
-    runtime.shutdown();
+    live.shutdown();
     match served {
         Ok(()) => {
             println!("{name}: stopped cleanly");

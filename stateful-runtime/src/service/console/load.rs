@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stateful_core::mix::SplitMix;
 
-use crate::service::app::JsonClient;
 use crate::service::http::HttpMetrics;
 use crate::service::json::JsonResponse;
 
@@ -165,17 +164,21 @@ struct Run {
 /// The generator of one service.
 pub(crate) struct Generator {
     mixes: Vec<LoadMix>,
-    json: JsonClient,
+    engine: super::EngineSlot,
     http: Arc<HttpMetrics>,
     run: std::sync::Mutex<Option<Run>>,
     prepared: std::sync::Mutex<Vec<&'static str>>,
 }
 
 impl Generator {
-    pub(crate) fn new(mixes: Vec<LoadMix>, json: JsonClient, http: Arc<HttpMetrics>) -> Self {
+    pub(crate) fn new(
+        mixes: Vec<LoadMix>,
+        engine: super::EngineSlot,
+        http: Arc<HttpMetrics>,
+    ) -> Self {
         Generator {
             mixes,
-            json,
+            engine,
             http,
             run: std::sync::Mutex::new(None),
             prepared: std::sync::Mutex::new(Vec::new()),
@@ -349,10 +352,16 @@ impl Generator {
     /// Sends one request and counts its answer; whether it succeeded.
     async fn send(&self, r: &LoadRequest, counts: &Counts) -> bool {
         let t0 = Instant::now();
-        let answer = self
-            .json
-            .invoke(r.lambda, &r.key, r.handler, r.args.clone(), None)
-            .await;
+        // Held until answered: a rescale waits for this request, and the next waits for it.
+        let json = self.engine.read().await;
+        let answer = match json.as_ref() {
+            Some(j) => {
+                j.invoke(r.lambda, &r.key, r.handler, r.args.clone(), None)
+                    .await
+            }
+            None => Err(crate::engine::InvokeError::ShuttingDown),
+        };
+        drop(json);
         // Classed as the gateway would answer it.
         let (status, error) = match answer {
             Ok(JsonResponse::Ok(_)) => (StatusCode::OK, None),

@@ -32,8 +32,7 @@ pub use load::{LoadMix, LoadRequest};
 use load::{LoadPlan, PlanError};
 use sample::Sample;
 
-use crate::engine::Handle;
-use crate::service::app::JsonClient;
+use crate::service::app::{App, JsonClient};
 use crate::service::http::HttpMetrics;
 
 /// Samples kept: ten minutes.
@@ -43,39 +42,49 @@ const PAGE: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/console.js");
 const STYLE: &str = include_str!("assets/console.css");
 
-/// The console of one gateway.
+/// The engine the console watches and loads, replaced when the service rescales (its users
+/// hold the read lock while they use it; a rescale takes the write lock).
+pub(crate) type EngineSlot = Arc<tokio::sync::RwLock<Option<JsonClient>>>;
+// (`None` only inside a switch, behind its write lock, or after a failed one.)
+
+/// The console of one service.
 pub(crate) struct Console {
     app: &'static str,
     names: Vec<&'static str>,
-    workers: usize,
+    engine: EngineSlot,
     samples: Mutex<VecDeque<Sample>>,
     load: Arc<load::Generator>,
 }
 
 impl Console {
-    /// The console of the engine behind `json`, sampling every second while it lives.
+    /// The console of the engine in `engine`, sampling every second while it lives.
     pub(crate) fn start(
-        json: JsonClient,
+        app: &App,
+        engine: EngineSlot,
         http: Arc<HttpMetrics>,
         mixes: Vec<LoadMix>,
     ) -> Arc<Self> {
-        let handle = json.handle().clone();
-        let names: Vec<&'static str> = handle.program().lambdas().iter().map(|l| l.name).collect();
         let console = Arc::new(Console {
-            app: json.app().name(),
-            workers: handle.metrics().operators.len() / names.len().max(1),
-            names,
+            app: app.name(),
+            names: app.program().lambdas().iter().map(|l| l.name).collect(),
+            engine: engine.clone(),
             samples: Mutex::new(VecDeque::with_capacity(KEPT)),
-            load: Arc::new(load::Generator::new(mixes, json, http.clone())),
+            load: Arc::new(load::Generator::new(mixes, engine.clone(), http.clone())),
         });
         let weak = Arc::downgrade(&console);
         let spawned = std::thread::Builder::new()
             .name("console-sampler".into())
-            .spawn(move || sample_every_second(&weak, &handle, &http));
+            .spawn(move || sample_every_second(&weak, &engine, &http));
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "the console cannot sample: no charts");
         }
         console
+    }
+
+    /// Stops the load generator, if it runs (before the engine stops: it would keep the
+    /// engine busy).
+    pub(crate) fn stop_load(&self) {
+        self.load.stop();
     }
 
     fn push(&self, s: Sample) {
@@ -98,12 +107,28 @@ impl Console {
     }
 }
 
-fn sample_every_second(console: &Weak<Console>, handle: &Handle, http: &HttpMetrics) {
-    let mut last = sample::Counters::read(handle, http);
+fn read_counters(engine: &EngineSlot, http: &HttpMetrics) -> Option<sample::Counters> {
+    let json = engine.blocking_read();
+    json.as_ref()
+        .map(|j| sample::Counters::read(j.handle(), http))
+}
+
+fn sample_every_second(console: &Weak<Console>, engine: &EngineSlot, http: &HttpMetrics) {
+    let mut last = read_counters(engine, http).unwrap_or_default();
     loop {
         std::thread::sleep(Duration::from_secs(1));
         let Some(c) = console.upgrade() else { return };
-        let now = sample::Counters::read(handle, http);
+        let Some(now) = read_counters(engine, http) else {
+            continue;
+        };
+        // A new engine (a rescale) counts from zero: the interval counts from there.
+        if now.requests < last.requests || now.operators.len() != last.operators.len() {
+            last = sample::Counters {
+                at_us: last.at_us,
+                http: last.http,
+                ..sample::Counters::default()
+            };
+        }
         c.push(sample::sample(&last, &now, &c.names));
         last = now;
     }
@@ -137,10 +162,16 @@ struct Stats {
 }
 
 async fn stats(State(c): State<Arc<Console>>, Query(q): Query<SinceQuery>) -> Response {
+    let workers = {
+        let json = c.engine.read().await;
+        json.as_ref().map_or(0, |j| {
+            j.handle().metrics().operators.len() / c.names.len().max(1)
+        })
+    };
     axum::Json(Stats {
         app: c.app,
         lambdas: c.names.clone(),
-        workers: c.workers,
+        workers,
         samples: c.since(q.since.unwrap_or(0)),
     })
     .into_response()

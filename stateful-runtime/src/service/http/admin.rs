@@ -110,16 +110,28 @@ fn offered(req: &Request) -> Option<String> {
     })
 }
 
-/// Middleware of the admin routes.
-pub(super) async fn guard(State(gw): State<Gw>, req: Request, next: Next) -> Response {
-    if gw.admin.admits(offered(&req).as_deref()) {
-        return next.run(req).await;
+impl AdminAccess {
+    /// Whether `req` may use the admin side.
+    pub(crate) fn admits_request(&self, req: &Request) -> bool {
+        self.admits(offered(req).as_deref())
     }
-    gw.http.refused();
+}
+
+/// The answer to a request without the admin token.
+pub(crate) fn unauthorized() -> Response {
     error(
         StatusCode::UNAUTHORIZED,
         "this needs the admin token: `Authorization: Bearer <token>` or `?token=<token>` (printed at start, or --admin-token)",
     )
+}
+
+/// Middleware of the admin routes.
+pub(super) async fn guard(State(gw): State<Gw>, req: Request, next: Next) -> Response {
+    if gw.admin.admits_request(&req) {
+        return next.run(req).await;
+    }
+    gw.http.refused();
+    unauthorized()
 }
 
 #[cfg(test)]

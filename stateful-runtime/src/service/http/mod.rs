@@ -31,6 +31,7 @@ use axum::routing::{MethodFilter, get, on, post};
 use super::app::{App, JsonClient};
 use crate::engine::Handle;
 pub use admin::AdminAccess;
+pub(crate) use admin::unauthorized;
 pub use metrics::HttpMetrics;
 
 /// An error answer `{"error": msg}` with `status` (for the other gateway parts).
@@ -68,12 +69,16 @@ pub(crate) struct Gw {
 }
 
 /// What a gateway is built with besides the engine.
-#[derive(Debug, Default)]
-pub struct GatewayOptions {
+#[derive(Default)]
+pub(crate) struct GatewayOptions {
     /// Who may use the console, `/debug/*`, `/state/*` and the load generator.
     pub admin: AdminAccess,
-    /// The console's load mixes.
+    /// The console's load mixes (for a console of its own).
     pub mixes: Vec<crate::service::console::LoadMix>,
+    /// The gateway's counters, if they outlive it (a rescaled service keeps them).
+    pub http: Option<Arc<HttpMetrics>>,
+    /// The console, if it outlives the gateway.
+    pub console: Option<Arc<crate::service::console::Console>>,
 }
 
 fn method_filter(m: &str) -> Option<MethodFilter> {
@@ -132,18 +137,25 @@ fn app_routes(mut r: Router<Gw>, app: &App) -> Router<Gw> {
 
 /// Builds the gateway's router for a running engine, with `extra` routes of the app merged in
 /// (open to all; the admin routes follow `options.admin`).
-pub fn router(app: App, handle: Handle, extra: Option<Router>, options: GatewayOptions) -> Router {
+pub(crate) fn router(
+    app: App,
+    handle: Handle,
+    extra: Option<Router>,
+    options: GatewayOptions,
+) -> Router {
     let gw = Gw {
         json: app.json(handle.clone()),
         process: handle.cluster().map(|c| c.process),
         handle,
         app: app.clone(),
-        http: Arc::new(HttpMetrics::default()),
+        http: options.http.unwrap_or_default(),
         ids: Arc::new(AtomicU64::new(crate::storage::unix_ms() << 16)),
         admin: options.admin,
     };
-    let console =
-        crate::service::console::Console::start(gw.json.clone(), gw.http.clone(), options.mixes);
+    let console = options.console.unwrap_or_else(|| {
+        let engine = Arc::new(tokio::sync::RwLock::new(Some(gw.json.clone())));
+        crate::service::console::Console::start(&app, engine, gw.http.clone(), options.mixes)
+    });
     let guard = axum::middleware::from_fn_with_state(gw.clone(), admin::guard);
     let admin: Router<Gw> = Router::new()
         .route("/state/{lambda}/{key}", get(debug::state))

@@ -162,6 +162,7 @@ async function poll() {
       drawCharts();
     }
     drawLoad(await api('/console/load'));
+    drawWorkers(await api('/admin/workers'));
     showError(null);
   } catch (e) { showError(e); }
 }
@@ -193,6 +194,24 @@ $('start').addEventListener('click', async () => {
 });
 $('stop').addEventListener('click', async () => {
   try { await api('/console/load', { method: 'DELETE' }); drawLoad(await api('/console/load')); } catch (e) { showError(e); }
+});
+
+// ---- rescaling ------------------------------------------------------------------------
+let workersShown = false;
+function drawWorkers(w) {
+  if (!workersShown) { workersShown = true; $('workers').value = w.workers; }
+  const last = w.rescales[w.rescales.length - 1];
+  $('workers-status').textContent = `${w.workers} worker(s)` + (last ? ` · last rescale ${last.from} → ${last.workers}, requests held ${fmt(last.paused_ms)} ms` : '');
+}
+$('rescale').addEventListener('click', async () => {
+  $('rescale').disabled = true;
+  $('workers-status').textContent = 'rescaling…';
+  try {
+    await api('/admin/workers', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ workers: Number($('workers').value) }) });
+    drawWorkers(await api('/admin/workers'));
+    showError(null);
+  } catch (e) { showError(e); drawWorkers(await api('/admin/workers')); }
+  $('rescale').disabled = false;
 });
 
 // ---- request log and traces ------------------------------------------------------------
