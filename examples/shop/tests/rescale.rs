@@ -177,3 +177,14 @@ fn a_sigkill_in_the_middle_of_a_rescale_recovers_consistent_state() {
     }
     assert!(paid <= 100);
 }
+
+#[test]
+fn an_idempotent_retry_after_a_rescale_gets_the_first_answer_and_runs_once() {
+    let mut dir = TestDir::new(env!("CARGO_BIN_EXE_shop"));
+    let s = dir.start();
+    s.post("/stock/batch_init/1/10/1").ok();
+    assert_eq!(s.post_idem("/stock/add/0/5", b"k-1").status, 200);
+    rescale(&s, 1);
+    assert_eq!(s.post_idem("/stock/add/0/5", b"k-1").status, 200);
+    assert_eq!(s.get("/stock/find/0").ok()["stock"], 15, "applied once");
+}
