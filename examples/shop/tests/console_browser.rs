@@ -36,6 +36,10 @@ fn a_newcomer_runs_load_from_the_page_opens_a_trace_and_steps_an_item_back() {
         "const n = [...document.querySelectorAll('#graph g.node[data-kind=lambda]')].map(g => g.dataset.name); return n.length ? n : null;",
     );
     assert_eq!(names, serde_json::json!(["Stock", "Payment", "Order"]));
+    let load_ms = browser.eval(
+        "const n = performance.getEntriesByType('navigation')[0]; return n ? Math.round(n.loadEventEnd) : null;",
+    );
+    eprintln!("the page loaded in {load_ms} ms (navigation timing: loadEventEnd)");
     let ands = browser
         .eval("return document.querySelectorAll('#graph g.node[data-kind=and] polygon').length;");
     assert_eq!(ands, 1, "one AND-node");
