@@ -60,15 +60,16 @@ impl Cluster {
     /// A cluster of `dirs.len()` processes on fresh ports (not started).
     fn new(root: &Path, name: &str, dirs: Vec<PathBuf>) -> Cluster {
         let hosts = root.join(format!("{name}.hosts"));
-        let lines: Vec<String> = dirs
-            .iter()
-            .map(|_| format!("127.0.0.1:{}", free_port()))
-            .collect();
-        std::fs::write(&hosts, lines.join("\n")).expect("host file");
-        let http = dirs
+        let http: Vec<SocketAddr> = dirs
             .iter()
             .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
             .collect();
+        // Each process's timely address, then its gateway (for idempotency keys' owners).
+        let lines: Vec<String> = http
+            .iter()
+            .map(|h| format!("127.0.0.1:{} http={h}", free_port()))
+            .collect();
+        std::fs::write(&hosts, lines.join("\n")).expect("host file");
         let logs = (0..dirs.len())
             .map(|i| root.join(format!("{name}-{i}.log")))
             .collect();
@@ -904,4 +905,44 @@ fn messages_and_timers_are_delivered_once_across_a_cluster() {
         let got = c.clients[2].get(&format!("/mailbox/n{a}")).ok().as_i64();
         assert_eq!(got, Some(20), "n{a}: nothing delivered twice");
     }
+}
+
+#[test]
+fn an_idempotent_retry_at_another_process_gets_the_first_answer_and_runs_once() {
+    let _serial = serial();
+    let root = tempfile::tempdir().expect("tempdir");
+    let dirs = (0..3).map(|i| root.path().join(format!("i{i}"))).collect();
+    let mut c = Cluster::new(root.path(), "idem", dirs);
+    c.start();
+    let r = c.clients[0].post_body("/invoke/Account/a1/open", "10");
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Keys owned by each of the three processes, each sent first to process 0.
+    for k in 0..6 {
+        let key = format!("deposit-{k}");
+        let first = c.clients[0].post_idem("/accounts/a1/deposit/5", key.as_bytes());
+        assert_eq!(first.status, 200, "{}", first.body);
+        for p in [1, 2, 0] {
+            let again = c.clients[p].post_idem("/accounts/a1/deposit/5", key.as_bytes());
+            assert_eq!(
+                (again.status, &again.body),
+                (200, &first.body),
+                "{key} retried at {p}"
+            );
+        }
+    }
+    let balance = c.clients[1].get("/accounts/a1").ok()["balance"].as_i64();
+    assert_eq!(balance, Some(10 + 6 * 5), "each deposit ran once");
+    // A route that makes a fresh key: the retry elsewhere answers the same account.
+    let made = c.clients[2]
+        .post_idem("/accounts/create/7", b"open-new")
+        .ok();
+    let again = c.clients[0]
+        .post_idem("/accounts/create/7", b"open-new")
+        .ok();
+    assert_eq!(made, again);
+    let account = made["account"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        c.clients[1].get(&format!("/accounts/{account}")).ok()["balance"],
+        7
+    );
 }

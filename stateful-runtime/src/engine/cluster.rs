@@ -29,6 +29,9 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 pub struct ClusterConfig {
     /// `host:port` of every process, in process order (timely's connections).
     pub addresses: Vec<String>,
+    /// Every process's HTTP gateway (`http=host:port` after its address in the host file),
+    /// where known: requests with an `Idempotency-Key` are forwarded to the one that owns it.
+    pub http: Vec<Option<String>>,
     /// This process's index into `addresses`.
     pub process: usize,
     /// When no commit epoch completes on every process for this long, a process is
@@ -36,29 +39,51 @@ pub struct ClusterConfig {
     pub stall_timeout_ms: u64,
 }
 
+fn check_host_port(a: &str, path: &Path) -> Result<(), String> {
+    if a.rsplit_once(':')
+        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+    {
+        return Err(format!("`{a}` in {} is not host:port", path.display()));
+    }
+    Ok(())
+}
+
 impl ClusterConfig {
-    /// Reads a host file: one `host:port` per line; blank lines and `#` comments are skipped.
+    /// Reads a host file: one `host:port` per line, optionally followed by
+    /// `http=host:port` (the process's gateway); blank lines and `#` comments are skipped.
     pub fn from_file(path: &Path, process: usize) -> Result<ClusterConfig, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the cluster file {}: {e}", path.display()))?;
-        let addresses: Vec<String> = text
+        let mut addresses = Vec::new();
+        let mut http = Vec::new();
+        let lines = text
             .lines()
-            .map(|l| l.split('#').next().unwrap_or("").trim())
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect();
+            .map(|l| l.split('#').next().unwrap_or("").trim());
+        for line in lines.filter(|l| !l.is_empty()) {
+            let mut words = line.split_whitespace();
+            let address = words.next().unwrap_or("").to_owned();
+            check_host_port(&address, path)?;
+            let gateway = match words.next() {
+                None => None,
+                Some(w) => {
+                    let g = w.strip_prefix("http=").ok_or_else(|| {
+                        format!(
+                            "`{w}` in {}: after the address only `http=host:port` may follow",
+                            path.display()
+                        )
+                    })?;
+                    check_host_port(g, path)?;
+                    Some(g.to_owned())
+                }
+            };
+            addresses.push(address);
+            http.push(gateway);
+        }
         if addresses.is_empty() {
             return Err(format!(
                 "the cluster file {} lists no processes (one host:port per line)",
                 path.display()
             ));
-        }
-        for a in &addresses {
-            if a.rsplit_once(':')
-                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-            {
-                return Err(format!("`{a}` in {} is not host:port", path.display()));
-            }
         }
         if process >= addresses.len() {
             return Err(format!(
@@ -69,6 +94,7 @@ impl ClusterConfig {
         }
         Ok(ClusterConfig {
             addresses,
+            http,
             process,
             stall_timeout_ms: 5_000,
         })
@@ -304,5 +330,23 @@ mod tests {
                 .contains("no processes")
         );
         assert!(ClusterConfig::from_file(&dir.path().join("missing"), 0).is_err());
+    }
+
+    #[test]
+    fn a_host_file_may_name_each_gateway() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hosts");
+        std::fs::write(&path, "10.0.0.1:7100 http=10.0.0.1:8000\n10.0.0.2:7100\n").expect("write");
+        let c = ClusterConfig::from_file(&path, 0).expect("parses");
+        assert_eq!(c.http, [Some("10.0.0.1:8000".to_owned()), None]);
+        std::fs::write(&path, "10.0.0.1:7100 web=10.0.0.1:8000\n").expect("write");
+        let e = ClusterConfig::from_file(&path, 0).expect_err("not http=");
+        assert!(e.contains("only `http=host:port`"), "{e}");
+        std::fs::write(&path, "10.0.0.1:7100 http=nowhere\n").expect("write");
+        assert!(
+            ClusterConfig::from_file(&path, 0)
+                .expect_err("bad")
+                .contains("host:port")
+        );
     }
 }

@@ -57,8 +57,15 @@ impl Plan {
     fn write_hosts(&self) -> Result<(), String> {
         std::fs::create_dir_all(&self.data_dir)
             .map_err(|e| format!("cannot create {}: {e}", self.data_dir.display()))?;
+        // Each process's gateway too: a request with an Idempotency-Key goes to its owner.
         let lines: Vec<String> = (0..self.processes)
-            .map(|i| format!("127.0.0.1:{}", self.timely_port + i as u16))
+            .map(|i| {
+                format!(
+                    "127.0.0.1:{} http={}",
+                    self.timely_port + i as u16,
+                    self.http(i)
+                )
+            })
             .collect();
         std::fs::write(self.hosts(), lines.join("\n") + "\n")
             .map_err(|e| format!("cannot write {}: {e}", self.hosts().display()))

@@ -227,9 +227,11 @@ fn fresh_key(gw: &Gw, idem: Option<&str>) -> String {
         }
         None => format!("{:x}", gw.ids.fetch_add(1, Ordering::Relaxed)),
     };
-    match gw.process {
-        Some(p) => format!("{id}p{p}"),
-        None => id,
+    // Without a key, ids are per process: the process marks them. With one, the key's owner
+    // makes it (see `forward`), and a retry at any process gets the same.
+    match (gw.process, idem) {
+        (Some(p), None) => format!("{id}p{p}"),
+        _ => id,
     }
 }
 

@@ -14,6 +14,7 @@
 
 mod admin;
 mod debug;
+mod forward;
 mod invoke;
 mod metrics;
 mod status;
@@ -173,11 +174,20 @@ pub(crate) fn router(
         .route("/graph", get(debug::graph))
         .route("/invoke/{lambda}/{key}/{handler}", post(invoke::generic))
         .merge(admin);
+    // Only a cluster that knows its gateways forwards (nothing more on any other request path).
+    let forwards = gw
+        .handle
+        .cluster()
+        .is_some_and(|c| c.http.iter().any(Option::is_some));
+    let forward = axum::middleware::from_fn_with_state(gw.clone(), forward::by_idempotency_key);
     let mut router = app_routes(r, &app)
         .fallback(|| async { status::error(StatusCode::NOT_FOUND, "no such route") })
         .with_state(gw);
     if let Some(extra) = extra {
         router = router.merge(extra);
+    }
+    if forwards {
+        router = router.layer(forward);
     }
     router.layer(axum::middleware::map_response(status::json_errors))
 }
