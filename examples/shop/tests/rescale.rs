@@ -188,3 +188,39 @@ fn an_idempotent_retry_after_a_rescale_gets_the_first_answer_and_runs_once() {
     assert_eq!(s.post_idem("/stock/add/0/5", b"k-1").status, 200);
     assert_eq!(s.get("/stock/find/0").ok()["stock"], 15, "applied once");
 }
+
+#[test]
+fn the_autoscaler_removes_a_worker_from_an_idle_service_and_says_why() {
+    let mut dir = TestDir::new(env!("CARGO_BIN_EXE_shop"));
+    let s = dir.start_with(&["--autoscale", "1..2"]);
+    assert!(s.log_text().contains("the autoscaler keeps 1..2 workers"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let shape = loop {
+        let shape = s.get("/admin/workers").ok();
+        if shape["workers"] == 1 || Instant::now() > deadline {
+            break shape;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(shape["workers"], 1, "{shape}");
+    let why = shape["rescales"][0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with("autoscaler: every worker under 20% busy"),
+        "{why}"
+    );
+    // Not below the minimum, and the service still serves.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(s.get("/admin/workers").ok()["workers"], 1);
+    s.post("/stock/batch_init/1/10/1").ok();
+}
+
+#[test]
+fn the_autoscaler_needs_a_data_dir() {
+    let dir = TestDir::new(env!("CARGO_BIN_EXE_shop"));
+    let out = dir.run(&["serve", "--in-memory", "--autoscale", "1..2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--autoscale rescales a single process"));
+    let bad = dir.run(&["serve", "--autoscale", "3..1"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("MIN <= MAX"));
+}

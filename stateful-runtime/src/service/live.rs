@@ -81,6 +81,8 @@ pub struct Rescaled {
     pub start_ms: f64,
     /// When (unix ms).
     pub at_ms: u64,
+    /// Who asked, and why (`None`: `POST /admin/workers`).
+    pub reason: Option<String>,
 }
 
 struct Current {
@@ -184,8 +186,22 @@ impl Live {
             .clone()
     }
 
+    /// The console's newest sample.
+    pub(crate) fn latest_sample(&self) -> Option<crate::service::console::Sample> {
+        self.console.latest()
+    }
+
     /// Replaces the engine by one with `workers` workers, holding requests meanwhile.
     pub(crate) async fn rescale(&self, workers: usize) -> Result<Rescaled, RescaleError> {
+        self.rescale_because(workers, None).await
+    }
+
+    /// [`Live::rescale`], recording `reason` with it.
+    pub(crate) async fn rescale_because(
+        &self,
+        workers: usize,
+        reason: Option<String>,
+    ) -> Result<Rescaled, RescaleError> {
         if !(1..=MAX_WORKERS).contains(&workers) {
             return Err(RescaleError::Workers(workers));
         }
@@ -251,6 +267,7 @@ impl Live {
             stop_ms,
             start_ms,
             at_ms: crate::storage::unix_ms(),
+            reason,
         };
         tracing::info!(from, workers, paused_ms = done.paused_ms, "rescaled");
         self.history

@@ -11,6 +11,7 @@
 //! The top layer: it may use the engine, the tools, storage and the sdk; nothing uses it.
 
 pub mod app;
+pub(crate) mod autoscale;
 pub mod cli;
 pub mod console;
 pub mod http;

@@ -238,6 +238,11 @@ pub(crate) struct ServeArgs {
     /// The same as `--durability none`.
     #[arg(long)]
     pub in_memory: bool,
+    /// Let the autoscaler keep the workers between MIN and MAX (`1..4`): one more when the
+    /// operators are the bottleneck for 5 s, one fewer when every worker is under 20% busy
+    /// for 10 s (a single process with a data dir).
+    #[arg(long, value_name = "MIN..MAX")]
+    pub autoscale: Option<crate::service::autoscale::Range>,
     /// Threads serving HTTP.
     #[arg(long, default_value_t = 2)]
     pub http_threads: usize,

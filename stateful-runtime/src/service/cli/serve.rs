@@ -31,6 +31,9 @@ fn config(args: &ServeArgs, data_dir: &std::path::Path) -> Result<Config, String
         config.cache_bytes = (mb > 0).then(|| mb.saturating_mul(1 << 20));
     }
     config.max_in_flight = usize::try_from(args.max_in_flight).unwrap_or(usize::MAX);
+    if args.autoscale.is_some() && (!durability.on_disk() || args.cluster.is_some()) {
+        return Err("--autoscale rescales a single process with a data dir: drop --in-memory, --durability none or --cluster".to_owned());
+    }
     if let (Some(file), Some(process)) = (&args.cluster, args.process) {
         config.cluster = Some(crate::engine::cluster::ClusterConfig::from_file(
             file, process,
@@ -83,6 +86,13 @@ pub(crate) fn serve(
     };
     if let Some(handle) = live.handle() {
         print_recovered(name, &handle, &config);
+    }
+    if let Some(range) = args.autoscale {
+        println!(
+            "{name}: the autoscaler keeps {}..{} workers (decisions in GET /admin/workers and the console)",
+            range.min, range.max
+        );
+        tokio.spawn(crate::service::autoscale::run(live.clone(), range));
     }
     println!("{name}: console on {console}");
     let router = live.front();

@@ -28,9 +28,13 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
+#[cfg(test)]
+pub(crate) use bottleneck::Bottleneck;
 pub use load::{LoadMix, LoadRequest};
 use load::{LoadPlan, PlanError};
-use sample::Sample;
+pub(crate) use sample::Sample;
+#[cfg(test)]
+pub(crate) use sample::WorkerSample;
 
 use crate::service::app::{App, JsonClient};
 use crate::service::http::HttpMetrics;
@@ -96,6 +100,15 @@ impl Console {
             q.pop_front();
         }
         q.push_back(s);
+    }
+
+    /// The newest sample.
+    pub(crate) fn latest(&self) -> Option<Sample> {
+        let q = self
+            .samples
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        q.back().cloned()
     }
 
     fn since(&self, t_ms: u64) -> Vec<Sample> {

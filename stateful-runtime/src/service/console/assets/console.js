@@ -201,7 +201,7 @@ let workersShown = false;
 function drawWorkers(w) {
   if (!workersShown) { workersShown = true; $('workers').value = w.workers; }
   const last = w.rescales[w.rescales.length - 1];
-  $('workers-status').textContent = `${w.workers} worker(s)` + (last ? ` · last rescale ${last.from} → ${last.workers}, requests held ${fmt(last.paused_ms)} ms` : '');
+  $('workers-status').textContent = `${w.workers} worker(s)` + (last ? ` · last rescale ${last.from} → ${last.workers}, requests held ${fmt(last.paused_ms)} ms${last.reason ? ' (' + last.reason + ')' : ''}` : '');
 }
 $('rescale').addEventListener('click', async () => {
   $('rescale').disabled = true;
