@@ -224,3 +224,25 @@ fn the_autoscaler_needs_a_data_dir() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("MIN <= MAX"));
 }
+
+#[test]
+fn a_client_that_never_finishes_its_body_does_not_hold_a_rescale_up() {
+    use std::io::Write;
+    let mut dir = TestDir::new(env!("CARGO_BIN_EXE_shop"));
+    let s = dir.start();
+    let addr = s.base().trim_start_matches("http://").to_owned();
+    let mut slow = std::net::TcpStream::connect(&addr).expect("connect");
+    let head = format!(
+        "POST /invoke/Stock/0/add HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1000\r\n\r\n{{"
+    );
+    slow.write_all(head.as_bytes()).expect("a partial request");
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    let paused = rescale(&s, 1);
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "held {:?} ({paused} ms)",
+        t.elapsed()
+    );
+    drop(slow);
+}

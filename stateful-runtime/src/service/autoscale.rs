@@ -70,16 +70,17 @@ impl Policy {
         workers: usize,
         sample: &Sample,
     ) -> Option<(usize, String)> {
+        // After a rescale, and after a failed one: the next decision waits.
+        if self.cooldown > 0 {
+            self.cooldown -= 1;
+            return None;
+        }
         if workers < range.min || workers > range.max {
             let to = workers.clamp(range.min, range.max);
             return Some(self.decided(
                 to,
                 format!("{workers} workers is outside {}..{}", range.min, range.max),
             ));
-        }
-        if self.cooldown > 0 {
-            self.cooldown -= 1;
-            return None;
         }
         let busiest = sample.workers.iter().map(|w| w.busy).fold(0.0, f64::max);
         self.saturated = if sample.bottleneck.kind == "operators" {

@@ -15,7 +15,7 @@
 //! (its shape is in every process's data dir) a rescale is refused.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::Request;
@@ -34,6 +34,17 @@ pub(crate) type Routes = Arc<dyn Fn(Handle) -> Router + Send + Sync>;
 
 /// Most workers a rescale may ask for.
 pub const MAX_WORKERS: usize = 256;
+
+/// How long a rescale waits for the requests being served to finish.
+const DRAIN: Duration = Duration::from_secs(60);
+
+/// How often a new engine is tried while the old one's store is still held (×250 ms).
+const START_TRIES: u32 = 40;
+
+/// The largest request body the gateway buffers, and how long it waits for one.
+const BODY_LIMIT: usize = 2 << 20;
+/// See [`BODY_LIMIT`].
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a rescale was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +72,12 @@ pub enum RescaleError {
         /// What went wrong.
         error: String,
     },
+    /// Requests inside did not finish within the drain bound; nothing changed.
+    #[error("the requests being served did not finish within {} s; nothing changed", DRAIN.as_secs())]
+    Busy,
+    /// The service is stopping.
+    #[error("the service is stopping")]
+    Stopping,
     /// Neither the new nor the old shape started: the service is down.
     #[error("the engine did not start again: {0}")]
     Down(String),
@@ -104,6 +121,8 @@ pub(crate) struct Live {
     /// One rescale at a time.
     switching: tokio::sync::Mutex<()>,
     history: Mutex<Vec<Rescaled>>,
+    /// Set by shutdown: no more rescales.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Live {
@@ -131,6 +150,7 @@ impl Live {
             console,
             switching: tokio::sync::Mutex::new(()),
             history: Mutex::new(Vec::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -158,6 +178,12 @@ impl Live {
             .fallback(move |req: Request| {
                 let me = me.clone();
                 async move {
+                    // The body first, outside the lock: a client that sends it slowly must
+                    // not hold a rescale (and everyone queued behind it) up.
+                    let req = match buffered(req).await {
+                        Ok(r) => r,
+                        Err(refused) => return refused,
+                    };
                     let current = me.current.read().await;
                     let router = current.router.clone();
                     let resp = router.oneshot(req).await.into_response();
@@ -205,6 +231,10 @@ impl Live {
         if !(1..=MAX_WORKERS).contains(&workers) {
             return Err(RescaleError::Workers(workers));
         }
+        let _one = self.switching.lock().await;
+        if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(RescaleError::Stopping);
+        }
         let mut config = self.lock_config().clone();
         if !config.durability.on_disk() {
             return Err(RescaleError::InMemory);
@@ -212,14 +242,15 @@ impl Live {
         if config.cluster.is_some() {
             return Err(RescaleError::Cluster);
         }
-        let _one = self.switching.lock().await;
         let from = config.workers;
         let held = Instant::now();
-        let mut current = self.current.write().await;
+        let Ok(mut current) = tokio::time::timeout(DRAIN, self.current.write()).await else {
+            return Err(RescaleError::Busy);
+        };
         let mut engine = self.engine.write().await;
         // Nothing may hold the old engine (its store stays locked while anything does).
         *engine = None;
-        current.router = Router::new();
+        current.router = switching_router();
         let old = self.lock_runtime().take();
         let stop = Instant::now();
         run_blocking(move || {
@@ -277,20 +308,72 @@ impl Live {
         Ok(done)
     }
 
+    /// Starts an engine; tries again for a while, as the old engine's store stays locked
+    /// until the last view still reading it (a `/debug` scan off the async threads) ends.
     async fn start_engine(&self, config: Config) -> Result<Runtime, String> {
-        let app = self.app.clone();
-        run_blocking(move || app.start(config).map_err(|e| e.to_string())).await
+        let mut tries = 0;
+        loop {
+            let (app, config) = (self.app.clone(), config.clone());
+            match run_blocking(move || app.start(config).map_err(|e| e.to_string())).await {
+                Ok(rt) => return Ok(rt),
+                Err(e) if tries < START_TRIES => {
+                    tracing::debug!(error = %e, "the new engine did not start yet");
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Stops the console's load generator and the engine: in-flight work finishes and
     /// commits.
     pub(crate) fn shutdown(&self) {
         self.console.stop_load();
+        // After a rescale under way (the autoscaler's), and none after it.
+        let _one = self.switching.blocking_lock();
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let rt = self.lock_runtime().take();
         if let Some(rt) = rt {
             rt.shutdown();
         }
     }
+}
+
+/// `req` with its body read (at most [`BODY_LIMIT`], within [`BODY_TIMEOUT`]).
+async fn buffered(req: Request) -> Result<Request, Response> {
+    use axum::http::StatusCode;
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Ok(Ok(bytes)) => Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
+        Ok(Err(e)) => Err(crate::service::http::json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body could not be read (at most {BODY_LIMIT} bytes): {e}"),
+        )),
+        Err(_) => Err(crate::service::http::json_error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )),
+    }
+}
+
+/// What answers while no engine serves (only after a switch that could not start one).
+fn switching_router() -> Router {
+    Router::new().fallback(|| async {
+        let mut r = crate::service::http::json_error(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the engine is being replaced; retry",
+        );
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+        r
+    })
 }
 
 fn ms(since: Instant) -> f64 {
@@ -375,13 +458,25 @@ async fn workers_post(
             );
         }
     };
-    match live.rescale(want.workers).await {
+    // In a task of its own: a client that goes away must not stop a switch half-way.
+    let switch = {
+        let live = live.clone();
+        tokio::spawn(async move { live.rescale(want.workers).await })
+    };
+    let outcome = match switch.await {
+        Ok(o) => o,
+        Err(e) => Err(RescaleError::Down(format!("the rescale failed: {e}"))),
+    };
+    match outcome {
         Ok(done) => axum::Json(done).into_response(),
         Err(e @ RescaleError::Workers(_)) => {
             crate::service::http::json_error(StatusCode::BAD_REQUEST, e)
         }
-        Err(e @ (RescaleError::InMemory | RescaleError::Cluster)) => {
+        Err(e @ (RescaleError::InMemory | RescaleError::Cluster | RescaleError::Stopping)) => {
             crate::service::http::json_error(StatusCode::CONFLICT, e)
+        }
+        Err(e @ RescaleError::Busy) => {
+            crate::service::http::json_error(StatusCode::SERVICE_UNAVAILABLE, e)
         }
         Err(e) => crate::service::http::json_error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }

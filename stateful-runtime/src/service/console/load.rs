@@ -288,9 +288,21 @@ impl Generator {
             return;
         }
         let requests = (mix.setup)();
+        let mut all_ok = true;
         for chunk in requests.chunks(256) {
             let calls = chunk.iter().map(|r| self.send(r, counts));
-            futures_util::future::join_all(calls).await;
+            all_ok &= futures_util::future::join_all(calls)
+                .await
+                .into_iter()
+                .all(|ok| ok);
+        }
+        if !all_ok {
+            // Not prepared: the next run of the mix tries again.
+            let mut done = self
+                .prepared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            done.retain(|n| *n != mix.name);
         }
     }
 

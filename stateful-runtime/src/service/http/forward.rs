@@ -8,7 +8,7 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
@@ -18,6 +18,9 @@ use super::status::error;
 
 /// Marks a forwarded request: its receiver serves it, whatever it computes as the owner.
 const FORWARDED: &str = "x-stateful-forwarded";
+
+/// How long a forwarded request may take (the owner may be rescaling or recovering).
+const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The process that owns idempotency key `key` among `processes`.
 pub fn owner(key: &[u8], processes: usize) -> usize {
@@ -33,7 +36,9 @@ pub fn owner(key: &[u8], processes: usize) -> usize {
 /// known.
 fn elsewhere(gw: &Gw, req: &Request) -> Option<String> {
     let cluster = gw.handle.cluster()?;
-    if req.headers().contains_key(FORWARDED) {
+    // Reads (and `/healthz`, `/metrics`) answer for the process asked.
+    if req.headers().contains_key(FORWARDED) || matches!(*req.method(), Method::GET | Method::HEAD)
+    {
         return None;
     }
     let key = req.headers().get("idempotency-key")?;
@@ -61,7 +66,14 @@ pub(super) async fn by_idempotency_key(State(gw): State<Gw>, req: Request, next:
 }
 
 /// Sends `req` to the gateway at `to` (one HTTP/1.1 connection) and relays its answer.
-async fn forward(to: &str, mut req: Request) -> Result<Response, String> {
+async fn forward(to: &str, req: Request) -> Result<Response, String> {
+    match tokio::time::timeout(FORWARD_TIMEOUT, relay(to, req)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {} s", FORWARD_TIMEOUT.as_secs())),
+    }
+}
+
+async fn relay(to: &str, mut req: Request) -> Result<Response, String> {
     let stream = tokio::net::TcpStream::connect(to)
         .await
         .map_err(|e| e.to_string())?;

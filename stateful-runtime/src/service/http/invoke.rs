@@ -227,10 +227,10 @@ fn fresh_key(gw: &Gw, idem: Option<&str>) -> String {
         }
         None => format!("{:x}", gw.ids.fetch_add(1, Ordering::Relaxed)),
     };
-    // Without a key, ids are per process: the process marks them. With one, the key's owner
-    // makes it (see `forward`), and a retry at any process gets the same.
-    match (gw.process, idem) {
-        (Some(p), None) => format!("{id}p{p}"),
+    // Ids are per process: the process marks them; except those made from an idempotency
+    // key where the key's owner makes them (see `forward`): a retry anywhere gets the same.
+    match (gw.process, idem.is_some() && gw.forwards) {
+        (Some(p), false) => format!("{id}p{p}"),
         _ => id,
     }
 }

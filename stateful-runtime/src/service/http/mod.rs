@@ -67,6 +67,8 @@ pub(crate) struct Gw {
     process: Option<usize>,
     /// Who may use the console, `/debug` and `/state`.
     admin: AdminAccess,
+    /// Requests with an idempotency key go to the key's owner process (see `forward`).
+    forwards: bool,
 }
 
 /// What a gateway is built with besides the engine.
@@ -136,6 +138,13 @@ fn app_routes(mut r: Router<Gw>, app: &App) -> Router<Gw> {
     r
 }
 
+/// Whether the cluster of `handle` knows its gateways (and forwards by idempotency key).
+fn handle_forwards(handle: &Handle) -> bool {
+    handle
+        .cluster()
+        .is_some_and(|c| c.http.iter().any(Option::is_some))
+}
+
 /// Builds the gateway's router for a running engine, with `extra` routes of the app merged in
 /// (open to all; the admin routes follow `options.admin`).
 pub(crate) fn router(
@@ -144,6 +153,7 @@ pub(crate) fn router(
     extra: Option<Router>,
     options: GatewayOptions,
 ) -> Router {
+    let forwards = handle_forwards(&handle);
     let gw = Gw {
         json: app.json(handle.clone()),
         process: handle.cluster().map(|c| c.process),
@@ -152,6 +162,7 @@ pub(crate) fn router(
         http: options.http.unwrap_or_default(),
         ids: Arc::new(AtomicU64::new(crate::storage::unix_ms() << 16)),
         admin: options.admin,
+        forwards,
     };
     let console = options.console.unwrap_or_else(|| {
         let engine = Arc::new(tokio::sync::RwLock::new(Some(gw.json.clone())));
@@ -175,10 +186,7 @@ pub(crate) fn router(
         .route("/invoke/{lambda}/{key}/{handler}", post(invoke::generic))
         .merge(admin);
     // Only a cluster that knows its gateways forwards (nothing more on any other request path).
-    let forwards = gw
-        .handle
-        .cluster()
-        .is_some_and(|c| c.http.iter().any(Option::is_some));
+    let forwards = gw.forwards;
     let forward = axum::middleware::from_fn_with_state(gw.clone(), forward::by_idempotency_key);
     let mut router = app_routes(r, &app)
         .fallback(|| async { status::error(StatusCode::NOT_FOUND, "no such route") })
