@@ -102,10 +102,6 @@ pub struct Rescaled {
     pub reason: Option<String>,
 }
 
-struct Current {
-    router: Router,
-}
-
 /// The service while it runs.
 pub(crate) struct Live {
     app: App,
@@ -115,7 +111,7 @@ pub(crate) struct Live {
     http: Arc<HttpMetrics>,
     engine: EngineSlot,
     console: Arc<Console>,
-    current: RwLock<Current>,
+    current: RwLock<Router>,
     /// The engine (timely's workers are not `Sync`: behind a mutex of its own).
     runtime: Mutex<Option<Runtime>>,
     /// One rescale at a time.
@@ -139,7 +135,7 @@ impl Live {
         let console = Console::start(&app, engine.clone(), http.clone(), mixes);
         let router = gateway(&app, &runtime, routes.as_ref(), (&admin, &http, &console));
         Ok(Arc::new(Live {
-            current: RwLock::new(Current { router }),
+            current: RwLock::new(router),
             runtime: Mutex::new(Some(runtime)),
             app,
             config: Mutex::new(config),
@@ -185,7 +181,7 @@ impl Live {
                         Err(refused) => return refused,
                     };
                     let current = me.current.read().await;
-                    let router = current.router.clone();
+                    let router = current.clone();
                     let resp = router.oneshot(req).await.into_response();
                     drop(current);
                     resp
@@ -250,7 +246,7 @@ impl Live {
         let mut engine = self.engine.write().await;
         // Nothing may hold the old engine (its store stays locked while anything does).
         *engine = None;
-        current.router = switching_router();
+        *current = switching_router();
         let old = self.lock_runtime().take();
         let stop = Instant::now();
         run_blocking(move || {
@@ -281,7 +277,7 @@ impl Live {
         };
         let start_ms = ms(start);
         *engine = Some(self.app.json(runtime.handle()));
-        current.router = gateway(
+        *current = gateway(
             &self.app,
             &runtime,
             self.routes.as_ref(),

@@ -218,13 +218,7 @@ pub(super) async fn route(
 /// request); distinct across the processes of a cluster too.
 fn fresh_key(gw: &Gw, idem: Option<&str>) -> String {
     let id = match idem {
-        Some(k) => {
-            // FNV-1a, then the framework's mixer: stable across runs and builds.
-            let h = k.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-            });
-            format!("i{:x}", stateful_core::mix::finalize(h))
-        }
+        Some(k) => format!("i{:x}", super::forward::key_hash(k.as_bytes())),
         None => format!("{:x}", gw.ids.fetch_add(1, Ordering::Relaxed)),
     };
     // Ids are per process: the process marks them; except those made from an idempotency
