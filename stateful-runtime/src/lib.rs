@@ -35,8 +35,9 @@ pub mod tools;
 
 pub use engine::cluster::ClusterConfig;
 pub use engine::{
-    Config, Durability, ExternalCall, Handle, HandleCall, InvokeError, LambdaDef, Metrics,
-    OperatorMetrics, Program, Recovered, Response, Runtime, SchemaError, SchemaReport, StartError,
+    Config, Durability, ExternalCall, Handle, HandleCall, InvokeError, LambdaDef, LoadError,
+    Loaded, Metrics, OperatorMetrics, Program, Recovered, Response, Runtime, SchemaError,
+    SchemaReport, StartError,
 };
 pub use futures_util::join;
 pub use sdk::{

@@ -94,6 +94,15 @@ pub mod shop {
         price: i64,
     }
 
+    impl StockState {
+        /// An item with `stock` units at `price` (neither negative).
+        pub fn new(stock: i64, price: i64) -> Result<Self, ShopError> {
+            let stock = ShopError::not_negative("the stock", stock)?;
+            let price = ShopError::not_negative("the price", price)?;
+            Ok(StockState { stock, price })
+        }
+    }
+
     /// What `Stock::find` answers.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub struct ItemView {
@@ -125,9 +134,7 @@ pub mod shop {
         /// Sets stock and price (batch initialisation).
         #[create]
         async fn init(ctx: &mut Ctx<Self>, stock: i64, price: i64) -> Result<(), ShopError> {
-            let stock = ShopError::not_negative("the stock", stock)?;
-            let price = ShopError::not_negative("the price", price)?;
-            ctx.set_state(StockState { stock, price });
+            ctx.set_state(StockState::new(stock, price)?);
             Ok(())
         }
 
@@ -171,6 +178,14 @@ pub mod shop {
         credit: i64,
     }
 
+    impl PaymentState {
+        /// A wallet with `credit` (not negative).
+        pub fn new(credit: i64) -> Result<Self, ShopError> {
+            let credit = ShopError::not_negative("the credit", credit)?;
+            Ok(PaymentState { credit })
+        }
+    }
+
     /// What `Payment::find` answers.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub struct UserView {
@@ -201,8 +216,7 @@ pub mod shop {
         /// Creates the user with some credit (batch initialisation).
         #[create]
         async fn init(ctx: &mut Ctx<Self>, credit: i64) -> Result<(), ShopError> {
-            let credit = ShopError::not_negative("the credit", credit)?;
-            ctx.set_state(PaymentState { credit });
+            ctx.set_state(PaymentState::new(credit)?);
             Ok(())
         }
 
@@ -243,6 +257,26 @@ pub mod shop {
         items: Vec<(String, i64)>,
         paid: bool,
         total_cost: i64,
+    }
+
+    impl OrderState {
+        /// An unpaid order of `user_id` for `items` (positive quantities) at `total_cost`.
+        pub fn new(
+            user_id: String,
+            items: Vec<(String, i64)>,
+            total_cost: i64,
+        ) -> Result<Self, ShopError> {
+            let total_cost = ShopError::not_negative("the total cost", total_cost)?;
+            for (_, qty) in &items {
+                ShopError::positive("a quantity", *qty)?;
+            }
+            Ok(OrderState {
+                user_id,
+                items,
+                paid: false,
+                total_cost,
+            })
+        }
     }
 
     /// What `Order::find` answers.
@@ -291,16 +325,7 @@ pub mod shop {
             items: Vec<(String, i64)>,
             total_cost: i64,
         ) -> Result<(), ShopError> {
-            let total_cost = ShopError::not_negative("the total cost", total_cost)?;
-            for (_, qty) in &items {
-                ShopError::positive("a quantity", *qty)?;
-            }
-            ctx.set_state(OrderState {
-                user_id,
-                items,
-                paid: false,
-                total_cost,
-            });
+            ctx.set_state(OrderState::new(user_id, items, total_cost)?);
             Ok(())
         }
 

@@ -1,5 +1,6 @@
-//! The batch-initialisation routes of the shop's REST API. Each fans out to many instances,
-//! so it is an HTTP route of its own that submits one request per instance.
+//! The batch-initialisation routes of the shop's REST API. Each sets many instances at once,
+//! so it is an HTTP route of its own: a bulk load ([`Handle::load`]), thousands of instances
+//! per request and per commit, no handler run per instance.
 
 use axum::Router;
 use axum::extract::Path;
@@ -8,13 +9,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
-use stateful_runtime::{ExternalCall, Handle};
+use stateful_runtime::{Handle, Lambda};
 
-use crate::shop::{Order, Payment, ShopError, Stock};
+use crate::shop::{Order, OrderState, Payment, PaymentState, ShopError, Stock, StockState};
 use stateful_runtime::mix::SplitMix;
-
-/// Instances submitted at once by a batch route.
-const CHUNK: u64 = 5_000;
 
 /// The most instances one batch route creates (400 beyond): a bound on the work one request
 /// can start.
@@ -39,10 +37,7 @@ pub fn batch_routes(handle: Handle) -> Router {
                             "starting_money must not be negative",
                         );
                     }
-                    batch(&h1, n, "Payment", |h, key, _| {
-                        h.call::<Payment>(&key).init(money)
-                    })
-                    .await
+                    batch::<Payment>(&h1, n, |_| PaymentState::new(money)).await
                 },
             ),
         )
@@ -60,10 +55,7 @@ pub fn batch_routes(handle: Handle) -> Router {
                             "starting_stock and item_price must not be negative",
                         );
                     }
-                    batch(&h2, n, "Stock", |h, key, _| {
-                        h.call::<Stock>(&key).init(stock, price)
-                    })
-                    .await
+                    batch::<Stock>(&h2, n, |_| StockState::new(stock, price)).await
                 },
             ),
         )
@@ -87,13 +79,13 @@ pub fn batch_routes(handle: Handle) -> Router {
                             "item_price must be zero or more, and twice it must fit an i64",
                         );
                     };
-                    batch(&h3, n, "Order", |h, key, i| {
+                    batch::<Order>(&h3, n, |i| {
                         let mut r = SplitMix::new(i);
                         let a = r.next_u64() % n_items;
                         let b = r.next_u64() % n_items;
                         let user = r.next_u64() % n_users;
                         let items = vec![(a.to_string(), 1), (b.to_string(), 1)];
-                        h.call::<Order>(&key).init(user.to_string(), items, total)
+                        OrderState::new(user.to_string(), items, total)
                     })
                     .await
                 },
@@ -111,48 +103,54 @@ fn bad_path(e: PathRejection) -> Response {
     error(StatusCode::BAD_REQUEST, e.body_text())
 }
 
-/// Runs `call(handle, key, i)` for the keys "0".."n-1" (the initialisation of `lambda`).
-async fn batch(
+/// Loads instances "0".."n-1" of `L` with the states `state(i)` in bulk.
+///
+/// The first state is checked before anything is loaded (a bad argument is a 400 and changes
+/// nothing); the routes' states differ only in ways that cannot fail after it.
+async fn batch<L>(
     handle: &Handle,
     n: u64,
-    lambda: &str,
-    call: impl Fn(&Handle, String, u64) -> ExternalCall<Result<(), ShopError>>,
-) -> Response {
+    state: impl Fn(u64) -> Result<L::State, ShopError> + Send,
+) -> Response
+where
+    L: Lambda<Key = String>,
+{
     if n > MAX_BATCH {
         return error(
             StatusCode::BAD_REQUEST,
             format!("a batch creates at most {MAX_BATCH} instances, not {n}: split it"),
         );
     }
-    let mut start = 0;
-    while start < n {
-        let end = (start + CHUNK).min(n);
-        // Every call is submitted when it is made; then the chunk's answers are awaited.
-        let pending: Vec<_> = (start..end)
-            .map(|i| call(handle, i.to_string(), i))
-            .collect();
-        for (i, answer) in (start..end).zip(pending) {
-            match answer.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    return error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("batch init failed at {i}: {e}"),
-                    );
-                }
-                Err(e) => {
-                    return error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("batch init stopped at {i}: {e}"),
-                    );
-                }
-            }
-        }
-        start = end;
+    if let Err(e) = state(0) {
+        return error(StatusCode::BAD_REQUEST, e);
     }
-    (
-        StatusCode::OK,
-        axum::Json(json!({ "msg": format!("Batch init for {lambda} successful"), "n": n })),
-    )
-        .into_response()
+    let mut failed = None;
+    let instances = (0..n).map_while(|i| match state(i) {
+        Ok(s) => Some((i.to_string(), s)),
+        Err(e) => {
+            failed = Some((i, e));
+            None
+        }
+    });
+    let loaded = handle.load::<L, _>(instances).await;
+    if let Some((i, e)) = failed {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("batch init stopped at {i} of {n}: {e}"),
+        );
+    }
+    match loaded {
+        Ok(done) => (
+            StatusCode::OK,
+            axum::Json(json!({
+                "msg": format!("Batch init for {} successful", L::NAME),
+                "n": done.instances,
+            })),
+        )
+            .into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("batch init of {} stopped: {e}", L::NAME),
+        ),
+    }
 }

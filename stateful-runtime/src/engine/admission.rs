@@ -126,6 +126,22 @@ impl Handle {
         }
     }
 
+    /// A bulk load's request (see `engine::load`): `key` is the first of its keys, `args` a
+    /// `LoadChunk` whose keys all have the same owner.
+    pub(crate) fn submit_load(
+        &self,
+        lambda: u16,
+        key: Vec<u8>,
+        args: Vec<u8>,
+    ) -> Result<oneshot::Receiver<Response>, InvokeError> {
+        if self.shared.admission.stopping.load(Ordering::Acquire) {
+            return Err(InvokeError::ShuttingDown);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.admit(lambda, key, super::load::LOAD_HANDLER, args, None, tx)?;
+        Ok(rx)
+    }
+
     /// Logs the request and hands it to the worker that takes its key.
     fn admit(
         &self,

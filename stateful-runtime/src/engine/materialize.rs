@@ -23,9 +23,16 @@ use crate::storage::{CommitRecord, StateStore};
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Records queued before the committer waits for the materialiser (backpressure).
 const MAX_QUEUED: usize = 4096;
+/// Instance writes queued before the committer waits (bulk loads make few, large records).
+const MAX_QUEUED_WRITES: usize = 500_000;
+
+/// Instance writes applied to the store in one batch.
+const MAX_APPLY_WRITES: usize = 50_000;
 
 struct Queue {
     records: VecDeque<Arc<CommitRecord>>,
+    /// The instance writes of `records`.
+    writes: usize,
     /// The last epoch the committer made durable (with or without a record).
     through: u64,
     stopping: bool,
@@ -59,6 +66,7 @@ impl Materializer {
         let m = Arc::new(Materializer {
             queue: Mutex::new(Queue {
                 records: VecDeque::new(),
+                writes: 0,
                 through: applied,
                 stopping: false,
             }),
@@ -90,13 +98,16 @@ impl Materializer {
     /// epoch with nothing to keep has no record); waits while the store is far behind.
     pub(crate) fn enqueue(&self, records: Vec<Arc<CommitRecord>>, through: u64) {
         let mut q = self.lock();
-        while q.records.len() > MAX_QUEUED && !self.failed.load(Ordering::Acquire) {
+        while (q.records.len() > MAX_QUEUED || q.writes > MAX_QUEUED_WRITES)
+            && !self.failed.load(Ordering::Acquire)
+        {
             q = self
                 .changed
                 .wait_timeout(q, Duration::from_millis(10))
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
+        q.writes += records.iter().map(|r| r.writes.len()).sum::<usize>();
         q.records.extend(records);
         q.through = q.through.max(through);
         self.changed.notify_all();
@@ -154,8 +165,21 @@ impl Materializer {
             .ceiling
             .as_ref()
             .map_or(u64::MAX, |c| c.load(Ordering::Acquire));
-        let n = q.records.iter().take_while(|r| r.epoch <= limit).count();
+        // At most MAX_APPLY_WRITES writes at once (at least one record): one store batch
+        // stays small however large the epochs.
+        let mut writes = 0;
+        let n = q
+            .records
+            .iter()
+            .take_while(|r| {
+                let take = r.epoch <= limit
+                    && (writes == 0 || writes + r.writes.len() <= MAX_APPLY_WRITES);
+                writes += r.writes.len().max(1);
+                take
+            })
+            .count();
         let batch: Vec<_> = q.records.drain(..n).collect();
+        q.writes -= batch.iter().map(|r| r.writes.len()).sum::<usize>();
         let last = batch.last().map_or(0, |r| r.epoch);
         let reach = if q.records.is_empty() {
             q.through.min(limit).max(last)

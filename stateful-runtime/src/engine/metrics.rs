@@ -55,6 +55,8 @@ pub struct OperatorMetrics {
     pub cached_bytes: AtomicU64,
     /// Invocations that failed (the handler's `Err`, or a runtime failure).
     pub failed: AtomicU64,
+    /// Instances set by bulk loads ([`crate::Handle::load`]).
+    pub loaded: AtomicU64,
     /// Invocation times from start to answer (callees included), in powers of two:
     /// bucket `i` counts those under 2^i µs (the last, the rest).
     pub durations: [AtomicU64; DURATION_BUCKETS],

@@ -27,6 +27,7 @@ pub(crate) mod driver;
 pub(crate) mod faults;
 mod handle;
 pub(crate) mod idempotency;
+pub(crate) mod load;
 mod materialize;
 mod metrics;
 mod now;
@@ -48,6 +49,7 @@ pub use config::{
 };
 pub use faults::Fault;
 pub use handle::{ExternalCall, Handle, HandleCall, Response};
+pub use load::{LoadError, Loaded};
 pub use metrics::{DURATION_BUCKETS, Metrics, OperatorMetrics};
 pub use program::{LambdaDef, Program, register};
 pub use runtime::{Recovered, Runtime};

@@ -8,8 +8,10 @@
 //!
 //! State is stored by `(lambda, key group, key)` and versioned by epoch, so that a run with a
 //! different worker count loads the same data and history can be read back for time travel.
-//! An epoch is applied whole or not at all, and only once it is durable in the log (in a
-//! cluster: committed on every process), so the store never needs to roll anything back.
+//! An epoch is applied only once it is durable in the log (in a cluster: committed on every
+//! process), so the store never needs to roll anything back: the checkpoint moves past an
+//! epoch only once all of it is applied, and an epoch a crash cut short is applied again from
+//! the log on start-up (every write of an epoch can be applied twice with the same result).
 
 use stateful_core::keys::KeyGroup;
 
@@ -73,8 +75,9 @@ pub struct Compacted {
 pub trait StateStore: Send + Sync + 'static {
     /// The last epoch applied and the counters to resume from (all 0 for a new store).
     fn checkpoint(&self) -> Result<Checkpoint, ReadError>;
-    /// Applies committed epochs (after the checkpoint, in order), each whole or not at all,
-    /// and moves the checkpoint to the last of them. Durable after [`StateStore::flush`].
+    /// Applies committed epochs (after the checkpoint, in order) and moves the checkpoint to
+    /// the last of them. Durable after [`StateStore::flush`]. A crash may leave part of an
+    /// epoch after the checkpoint applied; applying it again (recovery) completes it.
     fn apply(&self, epochs: &[std::sync::Arc<CommitRecord>]) -> Result<(), WriteError>;
     /// Makes everything applied durable, against a power cut too.
     fn flush(&self) -> Result<(), WriteError>;

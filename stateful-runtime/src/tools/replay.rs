@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use super::at::{AtError, parse_at};
 use super::open::{OpenForReadingError, open_for_reading};
+use crate::engine::load::{LOAD_HANDLER, entries_set};
 use crate::engine::{Config, Program, Runtime};
 use crate::storage::ReadError;
 use stateful_core::records::ingress::IngressRecord;
@@ -124,12 +125,18 @@ fn replay_order(
         let Some(last) = step.last() else { break };
         from = last.request.seq + 1;
         let more = step.len() == STEP;
-        for c in step {
+        for mut c in step {
             if until.is_some_and(|u| !u.keeps(&c.request)) {
                 report.skipped += 1;
-            } else {
-                done.push((c.order, c.request));
+                continue;
             }
+            if c.request.handler == LOAD_HANDLER {
+                // Only what the load set then (its busy entries came in later requests).
+                c.request.args = entries_set(&c.request.args, &c.response).map_err(|e| {
+                    ReplayError::Runtime(format!("load request {}: {e}", c.request.seq))
+                })?;
+            }
+            done.push((c.order, c.request));
         }
         if !more {
             break;
@@ -156,9 +163,12 @@ pub fn replay(
     let rt = Runtime::start(program, config).map_err(|e| ReplayError::Runtime(e.to_string()))?;
     let h = rt.handle();
     for r in requests {
-        let rx = h
-            .submit(r.lambda, r.key, r.handler, r.args, Some(replay_key(r.seq)))
-            .map_err(|e| ReplayError::Runtime(format!("request {}: {e}", r.seq)))?;
+        let rx = if r.handler == LOAD_HANDLER {
+            h.submit_load(r.lambda, r.key, r.args)
+        } else {
+            h.submit(r.lambda, r.key, r.handler, r.args, Some(replay_key(r.seq)))
+        };
+        let rx = rx.map_err(|e| ReplayError::Runtime(format!("request {}: {e}", r.seq)))?;
         rx.blocking_recv()
             .map_err(|_| ReplayError::Runtime(format!("request {} was not answered", r.seq)))?;
         report.replayed += 1;

@@ -22,6 +22,7 @@
 mod cache;
 mod coordinator;
 mod executor;
+mod load;
 mod locks;
 mod table;
 
@@ -301,6 +302,9 @@ impl<L: Lambda> Shard<L> {
             // A stale duplicate of an attempt that already ended.
             return;
         }
+        if call.handler == crate::engine::load::LOAD_HANDLER {
+            return self.on_load(call, fx);
+        }
         if let Err(e) = self.ensure_loaded(&call.key) {
             self.reply(&call.reply, txn, Err(e), Vec::new(), None, fx);
             return;
@@ -500,16 +504,13 @@ impl<L: Lambda> ShardRuntime for Shard<L> {
     }
 }
 
+/// A one-lambda app and a one-worker environment for the shard's unit tests.
 #[cfg(test)]
-mod tests {
+pub(super) mod fixture {
     use super::*;
-    use crate::storage::{
-        Checkpoint, CommitRecord, CompactError, Compacted, Completion, Horizon, OpenError,
-        ReadError, Version, WriteError,
-    };
 
     #[stateful_macros::app]
-    mod one {
+    pub(crate) mod one {
         use crate::prelude::*;
 
         #[lambda(key = String, state = i64)]
@@ -519,6 +520,39 @@ mod tests {
             }
         }
     }
+
+    /// Worker 0 of 1, 16 key groups, no cache bound, on `store`.
+    pub(crate) fn env(store: Arc<dyn StateStore>) -> Env {
+        Env {
+            worker: 0,
+            workers: 1,
+            groups: 16,
+            participants: Arc::new(vec![vec![0]]),
+            store,
+            finished: Rc::new(RefCell::new(Vec::new())),
+            epoch: Rc::new(std::cell::Cell::new(0)),
+            metrics: Arc::new(Metrics::new(1, 1)),
+            op: 0,
+            order: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            traces: false,
+            processes: 1,
+            faults: Arc::default(),
+            now: Arc::default(),
+            cache_budget: usize::MAX,
+            materialized: Arc::new(|| 0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{
+        Checkpoint, CommitRecord, CompactError, Compacted, Completion, Horizon, OpenError,
+        ReadError, Version, WriteError,
+    };
+
+    use super::fixture::{env, one};
 
     /// A store whose reads fail (a disk gone bad).
     struct Unreadable;
@@ -595,24 +629,7 @@ mod tests {
     #[test]
     fn a_store_read_failure_is_a_storage_error_naming_the_lambda() {
         let mut shard = Shard::<one::Cell>::new();
-        shard.init(Env {
-            worker: 0,
-            workers: 1,
-            groups: 16,
-            participants: Arc::new(vec![vec![0]]),
-            store: Arc::new(Unreadable),
-            finished: Rc::new(RefCell::new(Vec::new())),
-            epoch: Rc::new(std::cell::Cell::new(0)),
-            metrics: Arc::new(Metrics::new(1, 1)),
-            op: 0,
-            order: Arc::new(std::sync::atomic::AtomicU64::new(0)),
-            traces: false,
-            processes: 1,
-            faults: Arc::default(),
-            now: Arc::default(),
-            cache_budget: usize::MAX,
-            materialized: Arc::new(|| 0),
-        });
+        shard.init(env(Arc::new(Unreadable)));
         match shard.ensure_loaded(b"k") {
             Err(CallError::Storage(m)) => {
                 assert!(m.contains("Cell") && m.contains("the disk is gone"), "{m}");

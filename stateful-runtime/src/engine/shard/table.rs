@@ -177,6 +177,19 @@ impl<S: Clone + serde::Serialize> StateTable<S> {
         }
     }
 
+    /// Sets `key` to `value` outside any lock holder (a bulk load): no undo entry, so the
+    /// change stays and commits with the open epoch. Only for a key no attempt holds.
+    pub(crate) fn put(&self, key: &[u8], value: S, encoded: Vec<u8>, writer: u64) {
+        let mut t = self.inner.borrow_mut();
+        let t = &mut *t;
+        t.values.insert(key.to_vec(), Some(value));
+        let d = t.dirty.entry(key.to_vec()).or_default();
+        d.encoded = Some(encoded);
+        if !d.writers.contains(&writer) {
+            d.writers.push(writer);
+        }
+    }
+
     /// Records a delete by `writer` under `scope`: the instance is absent from now on.
     pub(crate) fn write_absent(&self, key: &[u8], scope: &[u64], writer: u64) {
         let mut t = self.inner.borrow_mut();

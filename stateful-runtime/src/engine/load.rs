@@ -1,0 +1,305 @@
+//! Bulk loads: [`Handle::load`] sets the state of many instances of one lambda, thousands per
+//! request and per commit, without running a handler for each.
+//!
+//! ```text
+//! (key, state)* ─encode─▶ one bucket per owner worker ─ full (CHUNK) ─▶ a request
+//!   Call{handler: LOAD, args: LoadChunk} ─▶ the owner's shard puts each free key (shard::load)
+//!   answer (once its epoch is durable): the busy keys ─▶ sent again, a little later
+//! ```
+//!
+//! A load is not one transaction: each instance is set atomically, between the requests that
+//! use it, and the load returns once every instance is durable. An instance a running request
+//! holds is set after that request ends. Loading the same instances again sets them again.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::config::InvokeError;
+use super::handle::{Handle, Response};
+use crate::sdk::{CallError, Lambda, wire};
+
+/// The handler index of a bulk load's request (no lambda has that many handlers).
+pub(crate) const LOAD_HANDLER: u16 = u16::MAX;
+
+/// Instances per request.
+const CHUNK: usize = 2048;
+/// Requests of one load in flight at once, per worker.
+const IN_FLIGHT_PER_WORKER: usize = 4;
+/// How often an instance held by running requests is tried again before the load fails.
+const MAX_BUSY_TRIES: u32 = 1000;
+/// The pause before busy instances are tried again.
+const BUSY_PAUSE: Duration = Duration::from_millis(2);
+
+/// A bulk load's request: encoded keys and encoded states, all owned by one worker.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct LoadChunk {
+    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// [`LoadChunk`] as it is sent (the same encoding, borrowed).
+#[derive(Serialize)]
+struct LoadChunkRef<'a> {
+    entries: &'a [(Vec<u8>, Vec<u8>)],
+}
+
+/// A shard's answer to a [`LoadChunk`]: the entries it could not set yet (held by a request).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct LoadAnswer {
+    pub busy: Vec<u32>,
+}
+
+/// What a finished [`Handle::load`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// Instances set.
+    pub instances: u64,
+    /// Requests it took (each one commit's share of the load).
+    pub requests: u64,
+    /// Instances sent again because a running request held them.
+    pub busy_retries: u64,
+}
+
+/// Why a bulk load stopped. Instances of requests answered before it stopped are set (and
+/// durable); the rest may or may not be: loading them again is safe.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The lambda is not part of this engine's app.
+    #[error("{0} is not a lambda of this app")]
+    UnknownLambda(String),
+    /// A key or a state does not encode.
+    #[error("a {what} of {lambda} does not encode: {message}")]
+    Encode {
+        /// The lambda loaded.
+        lambda: &'static str,
+        /// `key` or `state`.
+        what: &'static str,
+        /// The encoder's message.
+        message: String,
+    },
+    /// The engine refused a request of the load (shutting down, a failed cluster).
+    #[error("the engine refused the load: {0}")]
+    Refused(#[from] InvokeError),
+    /// The engine failed a request of the load.
+    #[error("the engine failed the load: {0}")]
+    Failed(CallError),
+    /// Some instances stayed held by running requests.
+    #[error("{0} instances stayed held by running requests; nothing else is missing")]
+    Busy(usize),
+}
+
+/// A request of the load on its way.
+struct InFlight {
+    rx: oneshot::Receiver<Response>,
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
+    tries: u32,
+}
+
+/// The state of one load: buckets filling, requests in flight, what it did.
+struct Loader<'h> {
+    handle: &'h Handle,
+    lambda: u16,
+    buckets: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
+    in_flight: VecDeque<InFlight>,
+    max_in_flight: usize,
+    done: Loaded,
+}
+
+impl Handle {
+    /// Sets the state of many instances of `L` (creating or replacing each), thousands per
+    /// request and per commit; returns once every instance is durable. Not one transaction:
+    /// each instance is set atomically, and one a running request holds is set after it.
+    ///
+    /// ```no_run
+    /// # use stateful_runtime::prelude::*;
+    /// # #[stateful_runtime::app] mod bank {
+    /// #     use stateful_runtime::prelude::*;
+    /// #     #[lambda(key = String, state = i64)]
+    /// #     impl Account { async fn get(ctx: &mut Ctx<Self>) -> Result<i64, Rejection> { Ok(*ctx.state()) } }
+    /// # }
+    /// # async fn run(handle: stateful_runtime::Handle) -> Result<(), Box<dyn std::error::Error>> {
+    /// let accounts = (0..1_000_000).map(|i| (format!("acct-{i}"), 100i64));
+    /// let done = handle.load::<bank::Account, _>(accounts).await?;
+    /// assert_eq!(done.instances, 1_000_000);
+    /// # Ok(()) }
+    /// ```
+    pub async fn load<L, I>(&self, instances: I) -> Result<Loaded, LoadError>
+    where
+        L: Lambda,
+        I: IntoIterator<Item = (L::Key, L::State)>,
+    {
+        let known = self
+            .program()
+            .lambda(L::ID)
+            .is_some_and(|l| l.name == L::NAME);
+        if !known {
+            return Err(LoadError::UnknownLambda(L::NAME.to_owned()));
+        }
+        let placement = self.shared.placement;
+        let mut loader = Loader {
+            handle: self,
+            lambda: L::ID,
+            buckets: vec![Vec::new(); placement.total_workers()],
+            in_flight: VecDeque::new(),
+            max_in_flight: IN_FLIGHT_PER_WORKER * placement.workers.max(1),
+            done: Loaded::default(),
+        };
+        for (key, state) in instances {
+            let encode = |what, message: String| LoadError::Encode {
+                lambda: L::NAME,
+                what,
+                message,
+            };
+            let key = wire::encode("the key", &key).map_err(|e| encode("key", e.to_string()))?;
+            let state = crate::sdk::schema::encode::<L>(&state)
+                .map_err(|e| encode("state", e.to_string()))?;
+            let owner = placement.owner(&key);
+            loader.buckets[owner].push((key, state));
+            if loader.buckets[owner].len() >= CHUNK {
+                let entries = std::mem::take(&mut loader.buckets[owner]);
+                loader.send(entries, 0).await?;
+            }
+        }
+        loader.finish().await
+    }
+}
+
+/// The part of a logged load request that it set (its answer names the busy entries, which
+/// later requests set): what a replay must load to reproduce it.
+pub(crate) fn entries_set(args: &[u8], response: &[u8]) -> Result<Vec<u8>, String> {
+    let mut chunk: LoadChunk = postcard::from_bytes(args).map_err(|e| e.to_string())?;
+    let answer: Result<super::super::sdk::Outcome, CallError> =
+        postcard::from_bytes(response).map_err(|e| e.to_string())?;
+    let answer = match answer {
+        Ok(outcome) => {
+            postcard::from_bytes::<LoadAnswer>(&outcome.bytes).map_err(|e| e.to_string())?
+        }
+        // A failed load set nothing.
+        Err(_) => LoadAnswer {
+            busy: (0..chunk.entries.len() as u32).collect(),
+        },
+    };
+    let busy: std::collections::HashSet<u32> = answer.busy.into_iter().collect();
+    let mut i = 0;
+    chunk.entries.retain(|_| {
+        i += 1;
+        !busy.contains(&(i - 1))
+    });
+    postcard::to_stdvec(&chunk).map_err(|e| e.to_string())
+}
+
+impl Loader<'_> {
+    /// Sends one request (waiting for the oldest first when enough are in flight).
+    async fn send(
+        &mut self,
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
+        tries: u32,
+    ) -> Result<(), LoadError> {
+        while self.in_flight.len() >= self.max_in_flight {
+            self.receive_oldest().await?;
+        }
+        let Some(key) = entries.first().map(|(k, _)| k.clone()) else {
+            return Ok(());
+        };
+        let args = postcard::to_stdvec(&LoadChunkRef { entries: &entries })
+            .map_err(|e| LoadError::Failed(CallError::Codec(e.to_string())))?;
+        let rx = loop {
+            match self
+                .handle
+                .submit_load(self.lambda, key.clone(), args.clone())
+            {
+                Ok(rx) => break rx,
+                Err(InvokeError::Overloaded(_)) => {
+                    // The in-flight bound is shared with every other client: wait for room.
+                    if self.in_flight.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    } else {
+                        self.receive_oldest().await?;
+                    }
+                }
+                Err(e) => return Err(LoadError::Refused(e)),
+            }
+        };
+        self.in_flight.push_back(InFlight { rx, entries, tries });
+        self.done.requests += 1;
+        Ok(())
+    }
+
+    /// Waits for the oldest request in flight; sends its busy entries again.
+    async fn receive_oldest(&mut self) -> Result<(), LoadError> {
+        let Some(f) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let resp = f.rx.await.map_err(|_| InvokeError::ShuttingDown)?;
+        let outcome = resp.result.map_err(LoadError::Failed)?;
+        let answer: LoadAnswer = postcard::from_bytes(&outcome.bytes)
+            .map_err(|e| LoadError::Failed(CallError::Codec(e.to_string())))?;
+        self.done.instances += (f.entries.len() - answer.busy.len()) as u64;
+        if answer.busy.is_empty() {
+            return Ok(());
+        }
+        if f.tries + 1 >= MAX_BUSY_TRIES {
+            return Err(LoadError::Busy(answer.busy.len()));
+        }
+        let mut entries = f.entries;
+        let busy: Vec<_> = answer
+            .busy
+            .iter()
+            .filter_map(|&i| entries.get_mut(i as usize).map(std::mem::take))
+            .collect();
+        self.done.busy_retries += busy.len() as u64;
+        tokio::time::sleep(BUSY_PAUSE).await;
+        Box::pin(self.send(busy, f.tries + 1)).await
+    }
+
+    /// Sends what the buckets hold and waits for every answer.
+    async fn finish(mut self) -> Result<Loaded, LoadError> {
+        for i in 0..self.buckets.len() {
+            let entries = std::mem::take(&mut self.buckets[i]);
+            if !entries.is_empty() {
+                self.send(entries, 0).await?;
+            }
+        }
+        while !self.in_flight.is_empty() {
+            self.receive_oldest().await?;
+        }
+        Ok(self.done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sdk::Outcome;
+
+    fn chunk(n: u8) -> Vec<u8> {
+        let entries = (0..n).map(|i| (vec![i], vec![i, i])).collect();
+        postcard::to_stdvec(&LoadChunk { entries }).expect("encodes")
+    }
+
+    fn answered(busy: Vec<u32>) -> Vec<u8> {
+        let bytes = postcard::to_stdvec(&LoadAnswer { busy }).expect("encodes");
+        crate::engine::protocol::response_bytes(&Ok(Outcome { ok: true, bytes }))
+    }
+
+    fn keys(args: &[u8]) -> Vec<u8> {
+        let c: LoadChunk = postcard::from_bytes(args).expect("decodes");
+        c.entries.into_iter().map(|(k, _)| k[0]).collect()
+    }
+
+    #[test]
+    fn a_replayed_load_sets_what_the_original_set_and_not_its_busy_entries() {
+        let set = entries_set(&chunk(5), &answered(vec![1, 3])).expect("filters");
+        assert_eq!(keys(&set), vec![0, 2, 4]);
+        assert_eq!(
+            keys(&entries_set(&chunk(3), &answered(vec![])).expect("all")),
+            vec![0, 1, 2]
+        );
+        let failed = crate::engine::protocol::response_bytes(&Err(CallError::Stopped));
+        assert!(keys(&entries_set(&chunk(3), &failed).expect("none")).is_empty());
+        assert!(entries_set(&[9, 9], &answered(vec![])).is_err(), "bad args");
+    }
+}

@@ -1,0 +1,171 @@
+//! Bulk loads (`Handle::load`): thousands of instances per request, durable when it returns,
+//! correct next to requests that use the same instances, and refused for another app's lambda.
+#![allow(missing_docs)]
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use stateful_runtime::testing::TestApp;
+use stateful_runtime::{Config, LoadError};
+
+#[stateful_runtime::app]
+pub mod notes {
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    pub struct Note {
+        pub text: String,
+        pub edits: u32,
+    }
+
+    #[lambda(key = u64, state = Note)]
+    impl Notebook {
+        #[public]
+        async fn write(ctx: &mut Ctx<Self>, text: String) -> Result<u32, Rejection> {
+            let mut n = ctx.state_mut();
+            n.text = text;
+            n.edits += 1;
+            Ok(n.edits)
+        }
+
+        #[public]
+        async fn read(ctx: &Ctx<Self>) -> Result<Note, Rejection> {
+            Ok(ctx.state().clone())
+        }
+
+        /// Writes this note's text into note `to`, holding this note meanwhile.
+        #[public]
+        async fn relay(ctx: &mut Ctx<Self>, to: u64) -> Result<u32, Rejection> {
+            let text = ctx.state().text.clone();
+            ctx.call::<Notebook>(&to).write(text).await?;
+            let mut n = ctx.state_mut();
+            n.edits += 1;
+            Ok(n.edits)
+        }
+    }
+}
+
+#[stateful_runtime::app]
+pub mod other {
+    #[lambda(key = u64, state = u64)]
+    impl Elsewhere {
+        #[public]
+        async fn get(ctx: &Ctx<Self>) -> Result<u64, Rejection> {
+            Ok(*ctx.state())
+        }
+    }
+}
+
+use notes::{Note, Notebook};
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(f)
+}
+
+fn loaded(i: u64) -> Note {
+    Note {
+        text: format!("loaded {i}"),
+        edits: 1000,
+    }
+}
+
+#[test]
+fn a_load_sets_every_instance_in_few_requests_and_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 20_000u64;
+    {
+        let mut config = Config::durable(dir.path(), 2);
+        config.cache_bytes = Some(64 * 1024);
+        let t = TestApp::start(notes::app(), config).expect("starts");
+        let done = block_on(
+            t.handle()
+                .load::<Notebook, _>((0..n).map(|i| (i, loaded(i)))),
+        )
+        .expect("loads");
+        assert_eq!(done.instances, n);
+        assert!(
+            done.requests <= n / 1000,
+            "thousands per request: {} requests for {n} instances",
+            done.requests
+        );
+        let set: u64 = t
+            .handle()
+            .metrics()
+            .operators
+            .iter()
+            .map(|m| m.loaded.load(Relaxed))
+            .sum();
+        assert_eq!(set, n, "the shards count what they set");
+        assert_eq!(t.call::<Notebook>(7u64).read().wait(), Ok(loaded(7)));
+        assert_eq!(t.call::<Notebook>(7u64).write("x".into()).wait(), Ok(1001));
+    }
+    let t = TestApp::start(notes::app(), Config::durable(dir.path(), 1)).expect("restarts");
+    for i in (0..n).step_by(997) {
+        let want = if i == 7 {
+            Note {
+                text: "x".into(),
+                edits: 1001,
+            }
+        } else {
+            loaded(i)
+        };
+        assert_eq!(t.call::<Notebook>(i).read().wait(), Ok(want), "note {i}");
+    }
+    assert_eq!(t.call::<Notebook>(n - 1).read().wait(), Ok(loaded(n - 1)));
+}
+
+#[test]
+fn a_load_next_to_writes_of_the_same_instances_loses_neither_and_replays_exactly() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (old, new) = (root.path().join("old"), root.path().join("new"));
+    let t = TestApp::start(notes::app(), Config::durable(&old, 2)).expect("starts");
+    let hot = 200u64;
+    let handle = t.handle().clone();
+    let loader = std::thread::spawn(move || {
+        block_on(handle.load::<Notebook, _>((0..10 * hot).map(|i| (i % hot, loaded(i % hot)))))
+    });
+    // Writes, and relays from note to note (each holds its note while it waits for the
+    // other's: some are in the middle of a transaction when a load reaches their notes).
+    let changes: Vec<_> = (0..5 * hot)
+        .map(|i| match i % 2 {
+            0 => t.call::<Notebook>(i % hot).write("w".into()),
+            _ => t.call::<Notebook>(i % hot).relay((i * 7 + 3) % hot),
+        })
+        .collect();
+    for c in changes {
+        assert!(c.wait().is_ok(), "every change succeeds");
+    }
+    let done = loader.join().expect("the loader").expect("loads");
+    assert_eq!(done.instances, 10 * hot);
+    eprintln!("{} busy retries", done.busy_retries);
+    for k in 0..hot {
+        let note = t.call::<Notebook>(k).read().wait().expect("reads");
+        // Every note was loaded (1000 edits), and later changes only count up.
+        assert!(note.edits >= 1000, "note {k} lost its load: {note:?}");
+        assert!(note.edits > 1000 || note == loaded(k), "note {k}: {note:?}");
+    }
+    drop(t);
+    // A replay, one request at a time, sets what each load request set then (not the
+    // entries that were busy, which later requests set): the same states.
+    let program = notes::app().program().clone();
+    let report = stateful_runtime::tools::replay::replay(program.clone(), &old, &new, None)
+        .expect("replays");
+    assert!(report.replayed > 5 * hot, "{report:?}");
+    let diff = stateful_runtime::tools::diff::diff_at(&program, &old, &new, None).expect("diffs");
+    assert!(diff.instances.is_empty(), "{:?}", diff.instances);
+    assert!(diff.responses.is_empty(), "{:?}", diff.responses);
+}
+
+#[test]
+fn a_load_of_another_apps_lambda_is_refused_and_changes_nothing() {
+    let t = TestApp::start(notes::app(), Config::in_memory(1)).expect("starts");
+    let r = block_on(t.handle().load::<other::Elsewhere, _>([(1, 5)]));
+    assert!(
+        matches!(&r, Err(LoadError::UnknownLambda(name)) if name == "Elsewhere"),
+        "{r:?}"
+    );
+    assert_eq!(t.call::<Notebook>(1u64).read().wait(), Ok(Note::default()));
+    let empty = block_on(t.handle().load::<Notebook, _>(std::iter::empty())).expect("loads");
+    assert_eq!((empty.instances, empty.requests), (0, 0));
+}
