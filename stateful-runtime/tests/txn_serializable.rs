@@ -10,6 +10,11 @@
 //! acyclic (the run is conflict-serializable), that aborted programs left no trace, and that
 //! replaying the committed programs one by one in that order against a model gives exactly the
 //! answers the programs got and the final register values.
+//!
+//! The same check runs on a durable engine whose instance cache holds almost nothing (every
+//! instance is evicted after each epoch and read back from the store), across a crash: a child
+//! process runs the first half of the programs and is SIGKILLed once it has its answers, and the
+//! second half runs after recovery.
 #![allow(missing_docs)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -87,7 +92,7 @@ pub mod regs {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum POp {
     Read(usize),
     Add(usize, i64),
@@ -105,14 +110,36 @@ fn reg(i: usize) -> String {
     format!("r{i}")
 }
 
+/// Answers of the committed programs, by program id.
+type Results = HashMap<u64, Vec<(i64, u64)>>;
+/// Final registers: value and writers.
+type Finals = BTreeMap<usize, (i64, Vec<u64>)>;
+
+fn fail(e: impl std::fmt::Display) -> TestCaseError {
+    TestCaseError::fail(e.to_string())
+}
+
 fn check(programs: &[(Vec<POp>, bool)], workers: usize) -> Result<(), TestCaseError> {
     let rt = regs::app()
         .start(Config::in_memory(workers))
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        .map_err(fail)?;
     let h = regs::app().json(rt.handle());
-    // All programs at once.
+    let results = run_all(&h, programs, 0)?;
+    let finals = dump(&h)?;
+    drop(h);
+    rt.shutdown();
+    verify(programs, &results, &finals)
+}
+
+/// Runs `programs` (ids from `first`) all at once; the answers of those that committed.
+fn run_all(
+    h: &stateful_runtime::JsonClient,
+    programs: &[(Vec<POp>, bool)],
+    first: usize,
+) -> Result<Results, TestCaseError> {
     let mut pending = Vec::new();
-    for (i, (ops, abort)) in programs.iter().enumerate() {
+    for (j, (ops, abort)) in programs.iter().enumerate() {
+        let i = first + j;
         let ops: Vec<serde_json::Value> = ops
             .iter()
             .map(|o| match o {
@@ -136,26 +163,31 @@ fn check(programs: &[(Vec<POp>, bool)], workers: usize) -> Result<(), TestCaseEr
                 .map_err(|e| TestCaseError::fail(e.to_string()))?,
         ));
     }
-    let mut results: HashMap<u64, Vec<(i64, u64)>> = HashMap::new();
-    for (i, (l, hd, rx)) in pending.into_iter().enumerate() {
+    let mut results = Results::new();
+    for (j, (l, hd, rx)) in pending.into_iter().enumerate() {
+        let i = first + j;
         let resp = rx
             .blocking_recv()
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         match h.to_json(l, hd, resp) {
             JsonResponse::Ok(v) => {
-                prop_assert!(!programs[i].1, "program {i} aborts but succeeded");
+                prop_assert!(!programs[j].1, "program {i} aborts but succeeded");
                 let out: Vec<(i64, u64)> =
                     serde_json::from_value(v).map_err(|e| TestCaseError::fail(e.to_string()))?;
                 results.insert(i as u64, out);
             }
-            JsonResponse::Rejected { .. } => prop_assert!(programs[i].1, "program {i} rejected"),
+            JsonResponse::Rejected { .. } => prop_assert!(programs[j].1, "program {i} rejected"),
             JsonResponse::Failed(e) => {
                 return Err(TestCaseError::fail(format!("program {i}: {e}")));
             }
         }
     }
-    // Final registers.
-    let mut finals: BTreeMap<usize, (i64, Vec<u64>)> = BTreeMap::new();
+    Ok(results)
+}
+
+/// The final registers.
+fn dump(h: &stateful_runtime::JsonClient) -> Result<Finals, TestCaseError> {
+    let mut finals = Finals::new();
     for r in 0..3 {
         match h.invoke_blocking("Register", &reg(r), "dump", serde_json::Value::Null) {
             Ok(JsonResponse::Ok(v)) => {
@@ -167,11 +199,17 @@ fn check(programs: &[(Vec<POp>, bool)], workers: usize) -> Result<(), TestCaseEr
             other => return Err(TestCaseError::fail(format!("dump: {other:?}"))),
         }
     }
-    drop(h);
-    rt.shutdown();
+    Ok(finals)
+}
 
+/// The run's answers and final registers are those of a serial order of the programs.
+fn verify(
+    programs: &[(Vec<POp>, bool)],
+    results: &Results,
+    finals: &Finals,
+) -> Result<(), TestCaseError> {
     // Aborted programs left no trace; committed ones wrote exactly their adds.
-    for (r, (_, writers)) in &finals {
+    for (r, (_, writers)) in finals {
         let mut expected: HashMap<u64, usize> = HashMap::new();
         for (i, (ops, abort)) in programs.iter().enumerate() {
             if *abort {
@@ -194,7 +232,7 @@ fn check(programs: &[(Vec<POp>, bool)], workers: usize) -> Result<(), TestCaseEr
     // Order constraints: edges a -> b mean a serialised before b.
     let committed: Vec<u64> = results.keys().copied().collect();
     let mut edges: HashSet<(u64, u64)> = HashSet::new();
-    for (&p, out) in &results {
+    for (&p, out) in results {
         for (op, (_, version)) in programs[p as usize].0.iter().zip(out) {
             let r = match op {
                 POp::Read(r) | POp::Add(r, _) => *r,
@@ -262,7 +300,7 @@ fn check(programs: &[(Vec<POp>, bool)], workers: usize) -> Result<(), TestCaseEr
             p
         );
     }
-    for (r, (value, _)) in &finals {
+    for (r, (value, _)) in finals {
         prop_assert_eq!(
             model.get(r).map_or(0, |m| m.0),
             *value,
@@ -271,6 +309,89 @@ fn check(programs: &[(Vec<POp>, bool)], workers: usize) -> Result<(), TestCaseEr
         );
     }
     Ok(())
+}
+
+/// A cache of one byte: after each epoch every instance that may go, goes.
+fn tiny_cache(dir: &std::path::Path, workers: usize) -> Config {
+    let mut config = Config::durable(dir, workers);
+    config.cache_bytes = Some(1);
+    config
+}
+
+/// Run as a child: the programs of `STATEFUL_MODEL_PROGRAMS` on the data dir
+/// `STATEFUL_MODEL_DIR`; prints their answers as one JSON line, then waits to be killed.
+#[test]
+#[ignore = "run by a_tiny_cache_and_a_crash_keep_the_serial_order as a child process"]
+fn tiny_cache_child() {
+    let (Ok(dir), Ok(programs)) = (
+        std::env::var("STATEFUL_MODEL_DIR"),
+        std::env::var("STATEFUL_MODEL_PROGRAMS"),
+    ) else {
+        return;
+    };
+    let programs: Vec<(Vec<POp>, bool)> = serde_json::from_str(&programs).expect("programs");
+    let rt = regs::app()
+        .start(tiny_cache(std::path::Path::new(&dir), 2))
+        .expect("starts");
+    let h = regs::app().json(rt.handle());
+    let results = run_all(&h, &programs, 0).expect("runs");
+    let results: BTreeMap<u64, Vec<(i64, u64)>> = results.into_iter().collect();
+    println!(
+        "answers {}",
+        serde_json::to_string(&results).expect("encodes")
+    );
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// The first half of `programs` in a child process that is SIGKILLed once answered (its
+/// store may lag its log), the second half after recovery; all with a one-byte cache.
+fn check_tiny_cache_across_a_crash(
+    programs: &[(Vec<POp>, bool)],
+    workers: usize,
+) -> Result<(), TestCaseError> {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().map_err(fail)?;
+    let half = programs.len() / 2;
+    let mut child = std::process::Command::new(std::env::current_exe().map_err(fail)?)
+        .args(["--exact", "tiny_cache_child", "--ignored", "--nocapture"])
+        .env("STATEFUL_MODEL_DIR", dir.path())
+        .env(
+            "STATEFUL_MODEL_PROGRAMS",
+            serde_json::to_string(&programs[..half]).map_err(fail)?,
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(fail)?;
+    let stdout = child.stdout.take().ok_or_else(|| fail("no stdout"))?;
+    let line = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("answers ").map(str::to_owned));
+    child.kill().map_err(fail)?;
+    child.wait().map_err(fail)?;
+    let first: BTreeMap<u64, Vec<(i64, u64)>> =
+        serde_json::from_str(&line.ok_or_else(|| fail("the child gave no answers"))?)
+            .map_err(fail)?;
+    let rt = regs::app()
+        .start(tiny_cache(dir.path(), workers))
+        .map_err(fail)?;
+    let h = regs::app().json(rt.handle());
+    let mut results = run_all(&h, &programs[half..], half)?;
+    results.extend(first);
+    let finals = dump(&h)?;
+    let evicted: u64 = h
+        .handle()
+        .metrics()
+        .operators
+        .iter()
+        .map(|m| m.evictions.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    drop(h);
+    rt.shutdown();
+    prop_assert!(evicted > 0, "the one-byte cache evicted");
+    verify(programs, &results, &finals)
 }
 
 proptest! {
@@ -282,5 +403,17 @@ proptest! {
         workers in 1usize..=3,
     ) {
         check(&programs, workers)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_tiny_cache_and_a_crash_keep_the_serial_order(
+        programs in prop::collection::vec(program(), 4..24),
+        workers in 1usize..=3,
+    ) {
+        check_tiny_cache_across_a_crash(&programs, workers)?;
     }
 }

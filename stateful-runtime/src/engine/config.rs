@@ -62,6 +62,9 @@ pub struct Config {
     /// Bytes of instances kept in memory, over all workers and lambdas (`None`: no bound);
     /// clean instances beyond it are evicted and read back from the store when used.
     pub cache_bytes: Option<u64>,
+    /// Bytes of the durable store's page cache (sled's; its memory grows somewhat past it
+    /// with the size of the store).
+    pub store_cache_bytes: u64,
 }
 
 /// The default cache: a quarter of the machine's memory (1 GiB where it cannot be read).
@@ -93,6 +96,7 @@ impl Default for Config {
             history: HistoryRetention::default(),
             cluster: None,
             cache_bytes: Some(default_cache_bytes()),
+            store_cache_bytes: crate::storage::DEFAULT_PAGE_CACHE_BYTES,
         }
     }
 }

@@ -7,6 +7,10 @@
 //!   answer (once its epoch is durable): the busy keys ─▶ sent again, a little later
 //! ```
 //!
+//! A load keeps the store close behind (it waits while more than `MAX_STORE_LAG` of its
+//! writes are not in the store yet), and ends once the store holds all of it with one empty
+//! request: its epoch lets every shard evict what the load put in its cache beyond budget.
+//!
 //! A load is not one transaction: each instance is set atomically, between the requests that
 //! use it, and the load returns once every instance is durable. An instance a running request
 //! holds is set after that request ends. Loading the same instances again sets them again.
@@ -32,6 +36,9 @@ const IN_FLIGHT_PER_WORKER: usize = 4;
 const MAX_BUSY_TRIES: u32 = 1000;
 /// The pause before busy instances are tried again.
 const BUSY_PAUSE: Duration = Duration::from_millis(2);
+/// Instance writes the store may lag behind the log before a load waits for it: a shard can
+/// only evict what the store holds, so this bounds how far a load overfills the caches.
+const MAX_STORE_LAG: usize = 4 * CHUNK * 8;
 
 /// A bulk load's request: encoded keys and encoded states, all owned by one worker.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -234,6 +241,10 @@ impl Loader<'_> {
             return Ok(());
         };
         let resp = f.rx.await.map_err(|_| InvokeError::ShuttingDown)?;
+        let store = &self.handle.shared.materializer;
+        while store.queued_writes() > MAX_STORE_LAG {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let outcome = resp.result.map_err(LoadError::Failed)?;
         let answer: LoadAnswer = postcard::from_bytes(&outcome.bytes)
             .map_err(|e| LoadError::Failed(CallError::Codec(e.to_string())))?;
@@ -266,7 +277,25 @@ impl Loader<'_> {
         while !self.in_flight.is_empty() {
             self.receive_oldest().await?;
         }
+        if self.done.requests > 0 {
+            self.settle().await?;
+        }
         Ok(self.done)
+    }
+
+    /// Waits until the store holds everything answered, then sends one empty request: the
+    /// shards evict after its epoch, and what the load cached beyond budget can go now.
+    async fn settle(&mut self) -> Result<(), LoadError> {
+        let shared = &self.handle.shared;
+        let acknowledged = shared.acknowledged_epoch();
+        while shared.materializer.applied() < acknowledged {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let args = postcard::to_stdvec(&LoadChunkRef { entries: &[] })
+            .map_err(|e| LoadError::Failed(CallError::Codec(e.to_string())))?;
+        let rx = self.handle.submit_load(self.lambda, Vec::new(), args)?;
+        let resp = rx.await.map_err(|_| InvokeError::ShuttingDown)?;
+        resp.result.map(|_| ()).map_err(LoadError::Failed)
     }
 }
 

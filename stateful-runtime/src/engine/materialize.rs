@@ -118,6 +118,11 @@ impl Materializer {
         self.changed.notify_all();
     }
 
+    /// Instance writes queued, not yet applied.
+    pub(crate) fn queued_writes(&self) -> usize {
+        self.lock().writes
+    }
+
     /// The last epoch applied to the store.
     pub(crate) fn applied(&self) -> u64 {
         self.applied.load(Ordering::Acquire)

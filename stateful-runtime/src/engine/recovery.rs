@@ -72,7 +72,7 @@ pub(crate) fn open(
         });
     let app = program.name();
     let dir = DataDir::open_or_create(&root, app, config.key_groups, layout)?;
-    let store = dir.open_store()?;
+    let store = dir.open_store_with_cache(config.store_cache_bytes)?;
     store.check_app(app)?;
     let cp = store.checkpoint()?;
     let (mut log, mut after, report) = dir.open_log_on(fs, sync, cp.epoch)?;

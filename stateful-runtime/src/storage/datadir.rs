@@ -163,9 +163,14 @@ impl DataDir {
     /// Opens the store, waiting up to a second for a lock that a store dropped a moment ago in
     /// this process still holds (sled releases it from a background thread).
     pub fn open_store(&self) -> Result<SledStore, OpenError> {
+        self.open_store_with_cache(super::sled_store::DEFAULT_PAGE_CACHE_BYTES)
+    }
+
+    /// [`DataDir::open_store`] with a page cache of `bytes` for the store.
+    pub fn open_store_with_cache(&self, bytes: u64) -> Result<SledStore, OpenError> {
         let deadline = std::time::Instant::now() + Duration::from_secs(1);
         loop {
-            match SledStore::open(&self.state_path()) {
+            match SledStore::open_with_cache(&self.state_path(), bytes) {
                 Err(OpenError::Locked(_)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
                 }

@@ -31,7 +31,7 @@ pub use datadir::DataDir;
 pub(crate) use datadir::apply_tail;
 pub use error::{CompactError, OpenError, ReadError, WriteError};
 pub use memory::MemoryStore;
-pub use sled_store::SledStore;
+pub use sled_store::{DEFAULT_PAGE_CACHE_BYTES, SledStore};
 pub use store::{
     Checkpoint, CommitRecord, Compacted, Completion, CompletionEntry, Horizon, MessageId,
     MessageRecord, StateStore, Version, WriteRecord,

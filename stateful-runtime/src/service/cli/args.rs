@@ -259,10 +259,15 @@ pub(crate) struct ServeArgs {
     pub history_max_mb: Option<u64>,
     /// MiB of state instances kept in memory, over all workers (default: a quarter of the
     /// machine's memory); beyond it, clean instances are evicted (least recently used first)
-    /// and read back from the store when used. `0`: no bound. Memory also grows with the
-    /// requests in flight (--max-in-flight) and, in the store's page cache, with the data.
+    /// and read back from the store when used. `0`: no bound. Memory is about this, plus
+    /// --store-cache-mb, plus the store's own index (about 60 bytes per stored instance with
+    /// sled), plus the requests in flight (--max-in-flight); docs/performance.md has the
+    /// numbers.
     #[arg(long)]
     pub cache_mb: Option<u64>,
+    /// MiB of the durable store's page cache (sled's).
+    #[arg(long, default_value_t = crate::storage::DEFAULT_PAGE_CACHE_BYTES >> 20)]
+    pub store_cache_mb: u64,
     /// Requests admitted at once; beyond it a request gets 503 with `Retry-After: 1` and
     /// changes nothing.
     #[arg(long, default_value_t = crate::engine::DEFAULT_MAX_IN_FLIGHT as u64, value_parser = clap::value_parser!(u64).range(1..))]

@@ -30,6 +30,7 @@ fn config(args: &ServeArgs, data_dir: &std::path::Path) -> Result<Config, String
     if let Some(mb) = args.cache_mb {
         config.cache_bytes = (mb > 0).then(|| mb.saturating_mul(1 << 20));
     }
+    config.store_cache_bytes = args.store_cache_mb.saturating_mul(1 << 20);
     config.max_in_flight = usize::try_from(args.max_in_flight).unwrap_or(usize::MAX);
     if args.autoscale.is_some() && (!durability.on_disk() || args.cluster.is_some()) {
         return Err("--autoscale rescales a single process with a data dir: drop --in-memory, --durability none or --cluster".to_owned());
