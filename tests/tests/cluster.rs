@@ -928,6 +928,13 @@ fn an_idempotent_retry_at_another_process_gets_the_first_answer_and_runs_once() 
                 (200, &first.body),
                 "{key} retried at {p}"
             );
+            // A client's own forwarding marker does not make a process serve a key it
+            // does not own.
+            let spoofed = post_marked(c.clients[p].base(), "/accounts/a1/deposit/5", &key);
+            assert!(
+                spoofed.starts_with("HTTP/1.1 200") && spoofed.ends_with(first.body.as_str()),
+                "{key} at {p} with a forged marker: {spoofed}"
+            );
         }
     }
     let balance = c.clients[1].get("/accounts/a1").ok()["balance"].as_i64();
@@ -945,4 +952,21 @@ fn an_idempotent_retry_at_another_process_gets_the_first_answer_and_runs_once() 
         c.clients[1].get(&format!("/accounts/{account}")).ok()["balance"],
         7
     );
+}
+
+/// `POST path` to `base` with an `Idempotency-Key` and the forwarding marker header a client
+/// might forge; the raw answer.
+fn post_marked(base: &str, path: &str, key: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).expect("connects");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nIdempotency-Key: {key}\r\n\
+         x-stateful-forwarded: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("writes");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("reads");
+    out
 }

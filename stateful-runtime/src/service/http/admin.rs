@@ -105,9 +105,26 @@ fn offered(req: &Request) -> Option<String> {
         req.uri().query().and_then(|q| {
             q.split('&')
                 .find_map(|kv| kv.strip_prefix("token="))
-                .map(str::to_owned)
+                .and_then(percent_decoded)
         })
     })
+}
+
+/// A query value decoded (`%xx` escapes, `+` for a space); `None` when malformed.
+fn percent_decoded(v: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut bytes = v.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'%' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 impl AdminAccess {
@@ -152,6 +169,21 @@ mod tests {
         let (given, none) =
             AdminAccess::for_listener("10.0.0.1:80".parse().expect("addr"), Some("s3cret".into()));
         assert!(none.is_none() && given.admits(Some("s3cret")) && !given.admits(Some("s3cret!")));
+    }
+
+    #[test]
+    fn a_query_token_is_percent_decoded() {
+        assert_eq!(percent_decoded("a%2Fb%3D+c").as_deref(), Some("a/b= c"));
+        assert_eq!(percent_decoded("plain").as_deref(), Some("plain"));
+        for bad in ["%", "%4", "%zz", "%ff"] {
+            assert_eq!(percent_decoded(bad), None, "{bad}");
+        }
+        let access = AdminAccess::token("s3cr/t=");
+        let req = |uri: &str| Request::builder().uri(uri).body(axum::body::Body::empty());
+        let ok = req("/console?token=s3cr%2Ft%3D").expect("a request");
+        let raw = req("/console?token=s3cr/t%3").expect("a request");
+        assert!(access.admits_request(&ok));
+        assert!(!access.admits_request(&raw));
     }
 
     #[test]

@@ -5,13 +5,17 @@
 //!
 //! Where the owner's address is not known (a host file without `http=`) the request is served
 //! where it arrived, as before: a retry must then reach the same process.
+//!
+//! A forwarded request carries a marker whose value is a hash of the cluster's host file, so
+//! a client cannot make a process serve a key it does not own by sending the header (it is
+//! not a secret from whoever can read the host file). Connections to the owners are pooled;
+//! hop-by-hop headers are not passed on, either way.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::TokioIo;
 
 use super::Gw;
 use super::status::error;
@@ -37,12 +41,58 @@ pub fn owner(key: &[u8], processes: usize) -> usize {
     usize::try_from(key_hash(key) % p).unwrap_or(0)
 }
 
+/// The marker's value in this cluster: a hash of its host file's addresses.
+fn marker(cluster: &crate::engine::cluster::ClusterConfig) -> String {
+    let mut all = cluster.addresses.join("\n");
+    for h in &cluster.http {
+        all.push('\n');
+        all.push_str(h.as_deref().unwrap_or("-"));
+    }
+    format!("{:016x}", key_hash(all.as_bytes()))
+}
+
+/// Headers that belong to one connection, not to the request or answer (RFC 9110, 7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes the hop-by-hop headers, and those the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut axum::http::HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(axum::http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|n| n.trim().to_ascii_lowercase()))
+        .collect();
+    for h in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(named.iter().map(String::as_str))
+    {
+        headers.remove(h);
+    }
+}
+
 /// Where `req` must go instead of here: the owner's gateway, if it is another process's and
 /// known.
 fn elsewhere(gw: &Gw, req: &Request) -> Option<String> {
     let cluster = gw.handle.cluster()?;
     // Reads (and `/healthz`, `/metrics`) answer for the process asked.
-    if req.headers().contains_key(FORWARDED) || matches!(*req.method(), Method::GET | Method::HEAD)
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return None;
+    }
+    // Forwarded by a process of this cluster: served here.
+    if req
+        .headers()
+        .get(FORWARDED)
+        .is_some_and(|v| v.as_bytes() == marker(cluster).as_bytes())
     {
         return None;
     }
@@ -58,7 +108,7 @@ fn elsewhere(gw: &Gw, req: &Request) -> Option<String> {
 pub(super) async fn by_idempotency_key(State(gw): State<Gw>, req: Request, next: Next) -> Response {
     match elsewhere(&gw, &req) {
         None => next.run(req).await,
-        Some(to) => match forward(&to, req).await {
+        Some(to) => match forward(&gw, &to, req).await {
             Ok(r) => r,
             Err(e) => error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -70,33 +120,44 @@ pub(super) async fn by_idempotency_key(State(gw): State<Gw>, req: Request, next:
     }
 }
 
-/// Sends `req` to the gateway at `to` (one HTTP/1.1 connection) and relays its answer.
-async fn forward(to: &str, req: Request) -> Result<Response, String> {
-    match tokio::time::timeout(FORWARD_TIMEOUT, relay(to, req)).await {
+/// Sends `req` to the gateway at `to` and relays its answer.
+async fn forward(gw: &Gw, to: &str, req: Request) -> Result<Response, String> {
+    match tokio::time::timeout(FORWARD_TIMEOUT, relay(gw, to, req)).await {
         Ok(r) => r,
         Err(_) => Err(format!("no answer within {} s", FORWARD_TIMEOUT.as_secs())),
     }
 }
 
-async fn relay(to: &str, mut req: Request) -> Result<Response, String> {
-    let stream = tokio::net::TcpStream::connect(to)
+type Client =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
+
+/// The pooled HTTP/1.1 client of this process's forwarding.
+fn client() -> &'static Client {
+    static CLIENT: std::sync::OnceLock<Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .build_http()
+    })
+}
+
+async fn relay(gw: &Gw, to: &str, req: Request) -> Result<Response, String> {
+    let marker = gw.handle.cluster().map(marker).unwrap_or_default();
+    let (mut parts, body) = req.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri = format!("http://{to}{path}")
+        .parse()
+        .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(axum::http::header::HOST);
+    let marker = HeaderValue::from_str(&marker).map_err(|e| e.to_string())?;
+    parts.headers.insert(FORWARDED, marker);
+    let resp = client()
+        .request(Request::from_parts(parts, body))
         .await
         .map_err(|e| e.to_string())?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "forwarding connection");
-        }
-    });
-    req.headers_mut()
-        .insert(FORWARDED, HeaderValue::from_static("1"));
-    if let Ok(host) = HeaderValue::from_str(to) {
-        req.headers_mut().insert(axum::http::header::HOST, host);
-    }
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
     Ok((parts.status, parts.headers, Body::new(body)).into_response())
 }
 
@@ -113,5 +174,24 @@ mod tests {
         }
         assert!(seen.iter().all(|n| *n > 50), "{seen:?}");
         assert_eq!(super::owner(b"x", 1), 0);
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_stripped() {
+        let mut h = axum::http::HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive, x-private"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("x-private", "1"),
+            ("idempotency-key", "k"),
+            ("content-type", "application/json"),
+        ] {
+            h.insert(k, v.parse().expect("a header value"));
+        }
+        super::strip_hop_by_hop(&mut h);
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str().to_owned()).collect();
+        left.sort();
+        assert_eq!(left, ["content-type", "idempotency-key"]);
     }
 }
