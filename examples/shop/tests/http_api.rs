@@ -113,6 +113,16 @@ fn payment_routes_happy_path() {
         );
     }
     s.get("/payment/find_user/3").err(404);
+    // The request log names the bulk load and how many instances it set.
+    let log = s.get("/debug/log?lambda=Payment").ok();
+    let load = log
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|r| r["handler"] == "load")
+        .unwrap_or_else(|| panic!("a load in {log}"))
+        .clone();
+    assert_eq!(load["args"], json!({ "instances": 3 }));
 }
 
 #[test]

@@ -215,6 +215,22 @@ fn the_autoscaler_removes_a_worker_from_an_idle_service_and_says_why() {
 }
 
 #[test]
+fn a_manual_rescale_under_the_autoscaler_stays_in_its_range_and_is_not_undone_at_once() {
+    let mut dir = TestDir::new(env!("CARGO_BIN_EXE_shop")).with_workers(1);
+    let s = dir.start_with(&["--autoscale", "1..2"]);
+    // Quiet at the minimum for longer than a decision takes: the quiet seconds pile up.
+    std::thread::sleep(Duration::from_secs(12));
+    let outside = s.post_body("/admin/workers", r#"{"workers": 3}"#);
+    assert_eq!(outside.status, 409, "{}", outside.body);
+    assert!(outside.body.contains("1..2"), "{}", outside.body);
+    // A rescale from outside starts the cooldown: those seconds were another shape's.
+    rescale(&s, 2);
+    std::thread::sleep(Duration::from_secs(5));
+    let shape = s.get("/admin/workers").ok();
+    assert_eq!(shape["workers"], 2, "undone at once: {shape}");
+}
+
+#[test]
 fn the_autoscaler_needs_a_data_dir() {
     let dir = TestDir::new(env!("CARGO_BIN_EXE_shop"));
     let out = dir.run(&["serve", "--in-memory", "--autoscale", "1..2"]);

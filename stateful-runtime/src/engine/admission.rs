@@ -73,6 +73,12 @@ impl Handle {
                 "idempotency keys starting with `{DELIVERY_PREFIX}` are the engine's own"
             )));
         }
+        if handler == super::load::LOAD_HANDLER {
+            return Err(InvokeError::UnknownHandler {
+                lambda: lambda.to_string(),
+                handler: handler.to_string(),
+            });
+        }
         self.submit_internal(lambda, key, handler, args, idempotency_key)
     }
 
@@ -93,7 +99,8 @@ impl Handle {
             .program
             .lambda(lambda)
             .ok_or_else(|| InvokeError::UnknownLambda(lambda.to_string()))?;
-        if usize::from(handler) >= entry.handlers.len() {
+        let load = handler == super::load::LOAD_HANDLER;
+        if usize::from(handler) >= entry.handlers.len() && !load {
             return Err(InvokeError::UnknownHandler {
                 lambda: entry.name.to_owned(),
                 handler: handler.to_string(),
@@ -133,13 +140,15 @@ impl Handle {
         lambda: u16,
         key: Vec<u8>,
         args: Vec<u8>,
+        idempotency_key: Option<String>,
     ) -> Result<oneshot::Receiver<Response>, InvokeError> {
-        if self.shared.admission.stopping.load(Ordering::Acquire) {
-            return Err(InvokeError::ShuttingDown);
-        }
-        let (tx, rx) = oneshot::channel();
-        self.admit(lambda, key, super::load::LOAD_HANDLER, args, None, tx)?;
-        Ok(rx)
+        self.submit_internal(
+            lambda,
+            key,
+            super::load::LOAD_HANDLER,
+            args,
+            idempotency_key,
+        )
     }
 
     /// Logs the request and hands it to the worker that takes its key.

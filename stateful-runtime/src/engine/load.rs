@@ -39,6 +39,9 @@ const BUSY_PAUSE: Duration = Duration::from_millis(2);
 /// Instance writes the store may lag behind the log before a load waits for it: a shard can
 /// only evict what the store holds, so this bounds how far a load overfills the caches.
 const MAX_STORE_LAG: usize = 4 * CHUNK * 8;
+/// The longest a load waits for the store (beyond it, it goes on: the wait only bounds how
+/// far a load overfills the caches; a stopped or cut-off store must not hang it).
+const MAX_STORE_WAIT: Duration = Duration::from_secs(10);
 
 /// A bulk load's request: encoded keys and encoded states, all owned by one worker.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -93,8 +96,9 @@ pub enum LoadError {
     /// The engine failed a request of the load.
     #[error("the engine failed the load: {0}")]
     Failed(CallError),
-    /// Some instances stayed held by running requests.
-    #[error("{0} instances stayed held by running requests; nothing else is missing")]
+    /// Some instances stayed held by running requests through every try; the load stopped
+    /// there (what was not answered yet may be missing: run it again).
+    #[error("{0} instances stayed held by running requests; the load stopped: run it again")]
     Busy(usize),
 }
 
@@ -198,6 +202,20 @@ pub(crate) fn entries_set(args: &[u8], response: &[u8]) -> Result<Vec<u8>, Strin
     postcard::to_stdvec(&chunk).map_err(|e| e.to_string())
 }
 
+/// How many instances a load's request carries (`None`: not a load's arguments).
+pub(crate) fn chunk_len(args: &[u8]) -> Option<usize> {
+    postcard::from_bytes::<LoadChunk>(args)
+        .ok()
+        .map(|c| c.entries.len())
+}
+
+/// How many entries a load's answer names as busy.
+pub(crate) fn busy_entries(answer: &[u8]) -> Result<usize, String> {
+    postcard::from_bytes::<LoadAnswer>(answer)
+        .map(|a| a.busy.len())
+        .map_err(|e| e.to_string())
+}
+
 impl Loader<'_> {
     /// Sends one request (waiting for the oldest first when enough are in flight).
     async fn send(
@@ -216,7 +234,7 @@ impl Loader<'_> {
         let rx = loop {
             match self
                 .handle
-                .submit_load(self.lambda, key.clone(), args.clone())
+                .submit_load(self.lambda, key.clone(), args.clone(), None)
             {
                 Ok(rx) => break rx,
                 Err(InvokeError::Overloaded(_)) => {
@@ -242,9 +260,8 @@ impl Loader<'_> {
         };
         let resp = f.rx.await.map_err(|_| InvokeError::ShuttingDown)?;
         let store = &self.handle.shared.materializer;
-        while store.queued_writes() > MAX_STORE_LAG {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        self.wait_for_store(|| store.queued_writes() <= MAX_STORE_LAG)
+            .await;
         let outcome = resp.result.map_err(LoadError::Failed)?;
         let answer: LoadAnswer = postcard::from_bytes(&outcome.bytes)
             .map_err(|e| LoadError::Failed(CallError::Codec(e.to_string())))?;
@@ -288,14 +305,52 @@ impl Loader<'_> {
     async fn settle(&mut self) -> Result<(), LoadError> {
         let shared = &self.handle.shared;
         let acknowledged = shared.acknowledged_epoch();
-        while shared.materializer.applied() < acknowledged {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        let caught_up = self
+            .wait_for_store(|| shared.materializer.applied() >= acknowledged)
+            .await;
+        if !caught_up {
+            tracing::warn!(
+                "a bulk load finished while the store was more than {} s behind; the caches shrink at the next request",
+                MAX_STORE_WAIT.as_secs()
+            );
+            return Ok(());
         }
         let args = postcard::to_stdvec(&LoadChunkRef { entries: &[] })
             .map_err(|e| LoadError::Failed(CallError::Codec(e.to_string())))?;
-        let rx = self.handle.submit_load(self.lambda, Vec::new(), args)?;
+        let rx = loop {
+            match self
+                .handle
+                .submit_load(self.lambda, Vec::new(), args.clone(), None)
+            {
+                Ok(rx) => break rx,
+                // Everything is set and durable: room for one more request will come.
+                Err(InvokeError::Overloaded(_)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await
+                }
+                Err(e) => return Err(LoadError::Refused(e)),
+            }
+        };
         let resp = rx.await.map_err(|_| InvokeError::ShuttingDown)?;
         resp.result.map(|_| ()).map_err(LoadError::Failed)
+    }
+
+    /// Waits until `ready` (checked every millisecond), at most [`MAX_STORE_WAIT`], and not
+    /// once the engine stops or its cluster failed; whether it became ready.
+    async fn wait_for_store(&self, ready: impl Fn() -> bool) -> bool {
+        let shared = &self.handle.shared;
+        let deadline = std::time::Instant::now() + MAX_STORE_WAIT;
+        while !ready() {
+            let stopping = shared
+                .admission
+                .stopping
+                .load(std::sync::atomic::Ordering::Acquire);
+            let failed = shared.placement.processes > 1 && super::cluster::has_failed();
+            if stopping || failed || std::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        true
     }
 }
 

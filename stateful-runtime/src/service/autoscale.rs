@@ -114,6 +114,14 @@ impl Policy {
         None
     }
 
+    /// A rescale happened (anyone's): counting starts again after the cooldown.
+    pub fn rescaled(&mut self) {
+        *self = Policy {
+            cooldown: COOLDOWN,
+            ..Policy::default()
+        };
+    }
+
     fn decided(&mut self, to: usize, why: String) -> (usize, String) {
         *self = Policy {
             cooldown: COOLDOWN,
@@ -127,8 +135,15 @@ impl Policy {
 pub(crate) async fn run(live: Arc<Live>, range: Range) {
     let mut policy = Policy::default();
     let mut seen = 0;
+    let mut rescales = live.rescales();
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        // A rescale from the CLI, the API or the console starts the cooldown too: the
+        // seconds counted before it were another shape's.
+        if live.rescales() != rescales {
+            rescales = live.rescales();
+            policy.rescaled();
+        }
         let Some(sample) = live.latest_sample() else {
             continue;
         };
@@ -147,6 +162,7 @@ pub(crate) async fn run(live: Arc<Live>, range: Range) {
         {
             tracing::warn!(error = %e, "the autoscaler's rescale failed");
         }
+        rescales = live.rescales();
     }
 }
 

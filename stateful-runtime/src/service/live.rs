@@ -78,6 +78,16 @@ pub enum RescaleError {
     /// The service is stopping.
     #[error("the service is stopping")]
     Stopping,
+    /// The autoscaler keeps the workers within a range this is outside of.
+    #[error("the autoscaler keeps {min}..{max} workers (--autoscale): {workers} is outside it")]
+    OutsideAutoscale {
+        /// Asked for.
+        workers: usize,
+        /// The autoscaler's fewest.
+        min: usize,
+        /// Its most.
+        max: usize,
+    },
     /// Neither the new nor the old shape started: the service is down.
     #[error("the engine did not start again: {0}")]
     Down(String),
@@ -119,6 +129,8 @@ pub(crate) struct Live {
     history: Mutex<Vec<Rescaled>>,
     /// Set by shutdown: no more rescales.
     stopping: std::sync::atomic::AtomicBool,
+    /// The autoscaler's range, when one runs: a manual rescale must stay within it.
+    autoscale: std::sync::OnceLock<crate::service::autoscale::Range>,
 }
 
 impl Live {
@@ -147,6 +159,7 @@ impl Live {
             switching: tokio::sync::Mutex::new(()),
             history: Mutex::new(Vec::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            autoscale: std::sync::OnceLock::new(),
         }))
     }
 
@@ -216,6 +229,20 @@ impl Live {
     /// Replaces the engine by one with `workers` workers, holding requests meanwhile.
     pub(crate) async fn rescale(&self, workers: usize) -> Result<Rescaled, RescaleError> {
         self.rescale_because(workers, None).await
+    }
+
+    /// Records that an autoscaler keeps the workers within `range` (manual rescales outside it
+    /// are refused).
+    pub(crate) fn set_autoscale(&self, range: crate::service::autoscale::Range) {
+        let _ = self.autoscale.set(range);
+    }
+
+    /// Rescales done so far (by anyone).
+    pub(crate) fn rescales(&self) -> usize {
+        self.history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     /// [`Live::rescale`], recording `reason` with it.
@@ -454,6 +481,16 @@ async fn workers_post(
             );
         }
     };
+    if let Some(r) = live.autoscale.get()
+        && !(r.min..=r.max).contains(&want.workers)
+    {
+        let e = RescaleError::OutsideAutoscale {
+            workers: want.workers,
+            min: r.min,
+            max: r.max,
+        };
+        return crate::service::http::json_error(StatusCode::CONFLICT, e);
+    }
     // In a task of its own: a client that goes away must not stop a switch half-way.
     let switch = {
         let live = live.clone();

@@ -96,14 +96,23 @@ pub(crate) fn target_name(app: &App, r: &IngressRecord) -> Option<String> {
         .codec(r.lambda)
         .and_then(|c| c.key_to_json(&r.key).ok())
         .unwrap_or(Value::Null);
-    let handler = def
-        .handlers
-        .get(usize::from(r.handler))
-        .map_or("?", |h| h.name);
+    let handler = handler_name(def, r.handler);
     Some(format!("{}.{handler}({key})", def.name))
 }
 
+/// The name of handler `h` of `def`: `load` for a bulk load's request, `?` when unknown.
+fn handler_name(def: &crate::engine::LambdaDef, h: u16) -> &'static str {
+    if h == crate::engine::load::LOAD_HANDLER {
+        return "load";
+    }
+    def.handlers.get(usize::from(h)).map_or("?", |h| h.name)
+}
+
 fn args_of(app: &App, r: &IngressRecord) -> Value {
+    if r.handler == crate::engine::load::LOAD_HANDLER {
+        return crate::engine::load::chunk_len(&r.args)
+            .map_or(Value::Null, |n| serde_json::json!({ "instances": n }));
+    }
     app.codec(r.lambda)
         .and_then(|c| c.args_to_json(r.handler, &r.args).ok())
         .unwrap_or(Value::Null)
@@ -256,11 +265,7 @@ pub fn log_filtered(
                     .codec(r.lambda)
                     .and_then(|c| c.key_to_json(&r.key).ok())
                     .unwrap_or(Value::Null),
-                handler: def
-                    .handlers
-                    .get(usize::from(r.handler))
-                    .map_or("?", |h| h.name)
-                    .to_owned(),
+                handler: handler_name(def, r.handler).to_owned(),
                 args: args_of(app, &r),
                 outcome: e.outcome.as_str(),
             })

@@ -163,19 +163,44 @@ pub fn replay(
     let rt = Runtime::start(program, config).map_err(|e| ReplayError::Runtime(e.to_string()))?;
     let h = rt.handle();
     for r in requests {
-        let rx = if r.handler == LOAD_HANDLER {
-            h.submit_load(r.lambda, r.key, r.args)
+        let load = r.handler == LOAD_HANDLER;
+        let (seq, key) = (r.seq, Some(replay_key(r.seq)));
+        let rx = if load {
+            h.submit_load(r.lambda, r.key, r.args, key)
         } else {
-            h.submit(r.lambda, r.key, r.handler, r.args, Some(replay_key(r.seq)))
+            h.submit(r.lambda, r.key, r.handler, r.args, key)
         };
-        let rx = rx.map_err(|e| ReplayError::Runtime(format!("request {}: {e}", r.seq)))?;
-        rx.blocking_recv()
-            .map_err(|_| ReplayError::Runtime(format!("request {} was not answered", r.seq)))?;
+        let rx = rx.map_err(|e| ReplayError::Runtime(format!("request {seq}: {e}")))?;
+        let resp = rx
+            .blocking_recv()
+            .map_err(|_| ReplayError::Runtime(format!("request {seq} was not answered")))?;
+        if load {
+            check_load_replayed(seq, &resp.result)?;
+        }
         report.replayed += 1;
     }
     drop(h);
     rt.shutdown();
     Ok(report)
+}
+
+/// A replayed load must set everything it is given (one request at a time, nothing holds an
+/// instance; a message delivery of the replay's own could).
+fn check_load_replayed(
+    seq: u64,
+    result: &Result<crate::sdk::Outcome, crate::sdk::CallError>,
+) -> Result<(), ReplayError> {
+    let busy = match result {
+        Ok(o) => crate::engine::load::busy_entries(&o.bytes)
+            .map_err(|e| ReplayError::Runtime(format!("load request {seq}: {e}")))?,
+        Err(e) => return Err(ReplayError::Runtime(format!("load request {seq}: {e}"))),
+    };
+    if busy > 0 {
+        return Err(ReplayError::Runtime(format!(
+            "load request {seq}: {busy} instances were held during the replay; it would not be exact"
+        )));
+    }
+    Ok(())
 }
 
 /// The idempotency key a replayed request carries in the new data dir.

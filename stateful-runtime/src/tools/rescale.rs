@@ -12,7 +12,7 @@
 //! not move: history (old versions, traces), completion records and idempotency keys: the
 //! new dirs start their history at the rescale.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use stateful_core::keys::worker_of;
@@ -177,7 +177,13 @@ fn write_target(
         process: p,
         workers,
     });
-    let data = DataDir::create(dir, app, groups, layout)?;
+    // Written beside the target and renamed into place once flushed: the store applies a
+    // large record in several batches, and a crash must not leave a half-written target.
+    let staging = staging_path(dir);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(OpenError::from)?;
+    }
+    let data = DataDir::create(&staging, app, groups, layout)?;
     let store = data.open_store()?;
     store.check_app(app)?;
     let record = CommitRecord {
@@ -191,7 +197,22 @@ fn write_target(
     };
     store.apply(&[Arc::new(record)])?;
     store.flush()?;
+    drop(store);
+    drop(data);
+    std::fs::rename(&staging, dir).map_err(OpenError::from)?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(OpenError::from)?;
+    }
     Ok(())
+}
+
+/// Where a target dir is written before it is renamed into place.
+fn staging_path(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".rescaling");
+    dir.with_file_name(name)
 }
 
 /// The sources are one single-process dir, or every process of one cluster.

@@ -93,6 +93,7 @@ pub(crate) fn serve(
             "{name}: the autoscaler keeps {}..{} workers (decisions in GET /admin/workers and the console)",
             range.min, range.max
         );
+        live.set_autoscale(range);
         tokio.spawn(crate::service::autoscale::run(live.clone(), range));
     }
     println!("{name}: console on {console}");

@@ -110,7 +110,7 @@ fn offered(req: &Request) -> Option<String> {
     })
 }
 
-/// A query value decoded (`%xx` escapes, `+` for a space); `None` when malformed.
+/// A query value with its `%xx` escapes decoded (a `+` stays a `+`); `None` when malformed.
 fn percent_decoded(v: &str) -> Option<String> {
     let mut out = Vec::with_capacity(v.len());
     let mut bytes = v.bytes();
@@ -120,7 +120,6 @@ fn percent_decoded(v: &str) -> Option<String> {
                 let hex = [bytes.next()?, bytes.next()?];
                 out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
             }
-            b'+' => out.push(b' '),
             b => out.push(b),
         }
     }
@@ -173,7 +172,7 @@ mod tests {
 
     #[test]
     fn a_query_token_is_percent_decoded() {
-        assert_eq!(percent_decoded("a%2Fb%3D+c").as_deref(), Some("a/b= c"));
+        assert_eq!(percent_decoded("a%2Fb%3D+c").as_deref(), Some("a/b=+c"));
         assert_eq!(percent_decoded("plain").as_deref(), Some("plain"));
         for bad in ["%", "%4", "%zz", "%ff"] {
             assert_eq!(percent_decoded(bad), None, "{bad}");

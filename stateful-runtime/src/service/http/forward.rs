@@ -71,11 +71,14 @@ fn strip_hop_by_hop(headers: &mut axum::http::HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(',').map(|n| n.trim().to_ascii_lowercase()))
         .collect();
-    for h in HOP_BY_HOP
+    // What the forwarding routes on, and the request's own content, stay whatever
+    // `Connection` names.
+    let kept = ["idempotency-key", "content-type", "content-length"];
+    let named = named
         .iter()
-        .copied()
-        .chain(named.iter().map(String::as_str))
-    {
+        .map(String::as_str)
+        .filter(|n| !kept.contains(n));
+    for h in HOP_BY_HOP.iter().copied().chain(named) {
         headers.remove(h);
     }
 }
@@ -180,7 +183,7 @@ mod tests {
     fn hop_by_hop_headers_and_those_connection_names_are_stripped() {
         let mut h = axum::http::HeaderMap::new();
         for (k, v) in [
-            ("connection", "keep-alive, x-private"),
+            ("connection", "keep-alive, x-private, idempotency-key"),
             ("keep-alive", "timeout=5"),
             ("transfer-encoding", "chunked"),
             ("x-private", "1"),
