@@ -73,6 +73,12 @@ pub(crate) fn open(
     let app = program.name();
     let dir = DataDir::open_or_create(&root, app, config.key_groups, layout)?;
     let store = dir.open_store_with_cache(config.store_cache_bytes)?;
+    // A cluster may agree on an epoch below one this store holds part of: never split one.
+    let store = if config.cluster.is_some() {
+        store.with_whole_epochs()
+    } else {
+        store
+    };
     store.check_app(app)?;
     let cp = store.checkpoint()?;
     let (mut log, mut after, report) = dir.open_log_on(fs, sync, cp.epoch)?;

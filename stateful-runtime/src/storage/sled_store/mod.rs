@@ -72,6 +72,8 @@ use layout::*;
 pub struct SledStore {
     db: sled::Db,
     dir: PathBuf,
+    /// Apply every epoch in one batch, however large (a cluster process's store).
+    whole_epochs: bool,
 }
 
 impl SledStore {
@@ -96,7 +98,16 @@ impl SledStore {
         Ok(Self {
             db,
             dir: dir.to_owned(),
+            whole_epochs: false,
         })
+    }
+
+    /// Never splits an epoch, however large (more memory for large epochs). For a cluster
+    /// process: its restart may agree on an epoch below one its store holds part of, and
+    /// then the log can no longer complete that epoch.
+    pub fn with_whole_epochs(mut self) -> Self {
+        self.whole_epochs = true;
+        self
     }
 
     /// One epoch into `b` (which is applied and started again whenever it is full).
@@ -189,6 +200,8 @@ const BATCH_OPS: usize = 500;
 struct Batches {
     open: sled::Batch,
     ops: usize,
+    /// Whether an epoch larger than a batch may be split.
+    split: bool,
 }
 
 impl Batches {
@@ -212,7 +225,7 @@ impl Batches {
 
     fn counted(&mut self, db: &sled::Db) -> Result<(), WriteError> {
         self.ops += 1;
-        if self.ops >= BATCH_OPS {
+        if self.split && self.ops >= BATCH_OPS {
             // Only an epoch larger than a batch gets here: it is split.
             self.apply(db)?;
         }
@@ -258,7 +271,10 @@ impl StateStore for SledStore {
             return Ok(());
         };
         let mut cp = self.checkpoint()?;
-        let mut b = Batches::default();
+        let mut b = Batches {
+            split: !self.whole_epochs,
+            ..Batches::default()
+        };
         let mut claimed = BTreeSet::new();
         for r in epochs {
             if r.epoch <= cp.epoch {
