@@ -41,6 +41,11 @@ fn crash_child() {
         .and_then(|k| k.parse().ok())
         .unwrap_or(20);
     let store = SledStore::open(std::path::Path::new(&dir)).expect("opens");
+    let store = if std::env::var("STATEFUL_CRASH_WHOLE").is_ok() {
+        store.with_whole_epochs()
+    } else {
+        store
+    };
     let mut epoch = store.checkpoint().expect("reads").epoch;
     loop {
         epoch += 1;
@@ -54,11 +59,16 @@ fn crash_child() {
     }
 }
 
-/// Runs the child on `dir` with `keys` keys per epoch, SIGKILLs it after `ms` and reopens the
-/// store: its checkpoint epoch, at least the last one the child flushed.
-fn crash_and_reopen(dir: &std::path::Path, keys: u16, ms: u64) -> SledStore {
+/// Runs the child on `dir` with `keys` keys per epoch (`whole`: a store that never splits an
+/// epoch), SIGKILLs it after `ms` and reopens the store: its checkpoint epoch, at least the
+/// last one the child flushed.
+fn crash_and_reopen(dir: &std::path::Path, keys: u16, ms: u64, whole: bool) -> SledStore {
     let exe = std::env::current_exe().expect("test binary");
-    let mut child = std::process::Command::new(&exe)
+    let mut command = std::process::Command::new(&exe);
+    if whole {
+        command.env("STATEFUL_CRASH_WHOLE", "1");
+    }
+    let mut child = command
         .args([
             "--exact",
             "storage::crash_tests::crash_child",
@@ -93,7 +103,7 @@ fn value_of(store: &SledStore, k: u16) -> Option<Vec<u8>> {
 fn sled_keeps_whole_epochs_across_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     for round in 0..3u64 {
-        let store = crash_and_reopen(dir.path(), 20, 300 + 150 * round);
+        let store = crash_and_reopen(dir.path(), 20, 300 + 150 * round, false);
         let at = store.checkpoint().expect("reads").epoch;
         for k in 0..20 {
             assert_eq!(
@@ -111,7 +121,7 @@ fn an_epoch_larger_than_a_batch_cut_short_by_sigkill_is_completed_by_applying_it
     let keys = 3000;
     let mut cut_short = 0;
     for round in 0..3u64 {
-        let store = crash_and_reopen(dir.path(), keys, 300 + 170 * round);
+        let store = crash_and_reopen(dir.path(), keys, 300 + 170 * round, false);
         let at = store.checkpoint().expect("reads").epoch;
         let (this, next) = (at.to_be_bytes().to_vec(), (at + 1).to_be_bytes().to_vec());
         let mut ahead = 0;
@@ -137,4 +147,21 @@ fn an_epoch_larger_than_a_batch_cut_short_by_sigkill_is_completed_by_applying_it
         }
     }
     eprintln!("{cut_short} of 3 kills cut an epoch short");
+}
+
+#[test]
+fn a_store_that_keeps_epochs_whole_never_shows_part_of_one_after_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = 3000;
+    for round in 0..3u64 {
+        let store = crash_and_reopen(dir.path(), keys, 300 + 170 * round, true);
+        let at = store.checkpoint().expect("reads").epoch;
+        for k in 0..keys {
+            assert_eq!(
+                value_of(&store, k),
+                (at > 0).then(|| at.to_be_bytes().to_vec()),
+                "round {round}: key {k} is not at epoch {at}: a partly applied epoch"
+            );
+        }
+    }
 }
