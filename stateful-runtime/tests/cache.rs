@@ -7,42 +7,16 @@ use std::sync::atomic::Ordering::Relaxed;
 use stateful_runtime::Config;
 use stateful_runtime::testing::TestApp;
 
-#[stateful_runtime::app]
-pub mod notes {
-    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-    pub struct Note {
-        pub text: String,
-        pub edits: u32,
-    }
+mod common;
 
-    #[lambda(key = u64, state = Note)]
-    impl Notebook {
-        #[public]
-        async fn write(ctx: &mut Ctx<Self>, text: String) -> Result<u32, Rejection> {
-            let mut n = ctx.state_mut();
-            n.text = text;
-            n.edits += 1;
-            Ok(n.edits)
-        }
-
-        #[public]
-        async fn read(ctx: &Ctx<Self>) -> Result<Note, Rejection> {
-            Ok(ctx.state().clone())
-        }
-    }
-}
-
-use notes::Notebook;
+use common::notes::{self, Notebook};
+use common::sum;
 
 const BUDGET: u64 = 64 * 1024;
 const NOTES: u64 = 3_000;
 
 fn text(i: u64) -> String {
     format!("{i:0>120}")
-}
-
-fn sum(t: &TestApp, f: impl Fn(&stateful_runtime::OperatorMetrics) -> u64) -> u64 {
-    t.handle().metrics().operators.iter().map(f).sum()
 }
 
 #[test]
@@ -64,9 +38,9 @@ fn a_cache_far_below_the_data_evicts_and_reads_back_every_value() {
         assert_eq!(note.text, text(i + 1), "note {i}");
         assert_eq!(note.edits, 2);
     }
-    let evictions = sum(&t, |m| m.evictions.load(Relaxed));
-    let misses = sum(&t, |m| m.cache_misses.load(Relaxed));
-    let cached = sum(&t, |m| m.cached_bytes.load(Relaxed));
+    let evictions = sum(t.handle(), |m| m.evictions.load(Relaxed));
+    let misses = sum(t.handle(), |m| m.cache_misses.load(Relaxed));
+    let cached = sum(t.handle(), |m| m.cached_bytes.load(Relaxed));
     eprintln!("evictions {evictions}, misses {misses}, cached {cached} B of {BUDGET} B");
     // 3,000 notes of ~250 B are ~750 kB: ten times the budget.
     assert!(evictions > NOTES, "instances were evicted ({evictions})");
@@ -88,5 +62,5 @@ fn without_a_bound_nothing_is_evicted() {
     for i in 0..500u64 {
         assert_eq!(t.call::<Notebook>(i).read().wait().expect("reads").edits, 1);
     }
-    assert_eq!(sum(&t, |m| m.evictions.load(Relaxed)), 0);
+    assert_eq!(sum(t.handle(), |m| m.evictions.load(Relaxed)), 0);
 }

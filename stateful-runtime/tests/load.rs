@@ -8,41 +8,6 @@ use stateful_runtime::testing::TestApp;
 use stateful_runtime::{Config, LoadError};
 
 #[stateful_runtime::app]
-pub mod notes {
-    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-    pub struct Note {
-        pub text: String,
-        pub edits: u32,
-    }
-
-    #[lambda(key = u64, state = Note)]
-    impl Notebook {
-        #[public]
-        async fn write(ctx: &mut Ctx<Self>, text: String) -> Result<u32, Rejection> {
-            let mut n = ctx.state_mut();
-            n.text = text;
-            n.edits += 1;
-            Ok(n.edits)
-        }
-
-        #[public]
-        async fn read(ctx: &Ctx<Self>) -> Result<Note, Rejection> {
-            Ok(ctx.state().clone())
-        }
-
-        /// Writes this note's text into note `to`, holding this note meanwhile.
-        #[public]
-        async fn relay(ctx: &mut Ctx<Self>, to: u64) -> Result<u32, Rejection> {
-            let text = ctx.state().text.clone();
-            ctx.call::<Notebook>(&to).write(text).await?;
-            let mut n = ctx.state_mut();
-            n.edits += 1;
-            Ok(n.edits)
-        }
-    }
-}
-
-#[stateful_runtime::app]
 pub mod other {
     #[lambda(key = u64, state = u64)]
     impl Elsewhere {
@@ -53,15 +18,10 @@ pub mod other {
     }
 }
 
-use notes::{Note, Notebook};
+mod common;
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(f)
-}
+use common::notes::{self, Note, Notebook};
+use common::{block_on, sum};
 
 fn loaded(i: u64) -> Note {
     Note {
@@ -89,13 +49,7 @@ fn a_load_sets_every_instance_in_few_requests_and_survives_a_restart() {
             "thousands per request: {} requests for {n} instances",
             done.requests
         );
-        let set: u64 = t
-            .handle()
-            .metrics()
-            .operators
-            .iter()
-            .map(|m| m.loaded.load(Relaxed))
-            .sum();
+        let set = sum(t.handle(), |m| m.loaded.load(Relaxed));
         assert_eq!(set, n, "the shards count what they set");
         assert_eq!(t.call::<Notebook>(7u64).read().wait(), Ok(loaded(7)));
         assert_eq!(t.call::<Notebook>(7u64).write("x".into()).wait(), Ok(1001));

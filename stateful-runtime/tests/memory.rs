@@ -14,6 +14,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use stateful_runtime::Config;
 use stateful_runtime::testing::TestApp;
 
+mod common;
+
+use common::{block_on, sum};
+
 #[stateful_runtime::app]
 pub mod notes {
     #[lambda(key = u64, state = String)]
@@ -42,14 +46,6 @@ fn rss_mib() -> u64 {
     (pages * 4096) >> 20
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(f)
-}
-
 /// Loads STEPS × STEP pages; the RSS after the first step and after the last, and the bytes
 /// the instance cache holds at the end.
 fn load_pages(cache: Option<u64>) -> (u64, u64, u64) {
@@ -74,13 +70,7 @@ fn load_pages(cache: Option<u64>) -> (u64, u64, u64) {
     let last = rss_mib();
     let read = t.call::<notes::Page>(7u64).read().wait().expect("reads");
     assert_eq!(read, format!("{:0>TEXT$}", 7));
-    let cached = t
-        .handle()
-        .metrics()
-        .operators
-        .iter()
-        .map(|m| m.cached_bytes.load(Relaxed))
-        .sum();
+    let cached = sum(t.handle(), |m| m.cached_bytes.load(Relaxed));
     (first, last, cached)
 }
 

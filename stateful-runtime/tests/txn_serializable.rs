@@ -20,6 +20,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use proptest::prelude::*;
+
+mod common;
 use stateful_runtime::{Config, JsonResponse};
 
 /// Registers and programs over them.
@@ -381,13 +383,9 @@ fn check_tiny_cache_across_a_crash(
     let mut results = run_all(&h, &programs[half..], half)?;
     results.extend(first);
     let finals = dump(&h)?;
-    let evicted: u64 = h
-        .handle()
-        .metrics()
-        .operators
-        .iter()
-        .map(|m| m.evictions.load(std::sync::atomic::Ordering::Relaxed))
-        .sum();
+    let evicted = common::sum(h.handle(), |m| {
+        m.evictions.load(std::sync::atomic::Ordering::Relaxed)
+    });
     drop(h);
     rt.shutdown();
     prop_assert!(evicted > 0, "the one-byte cache evicted");

@@ -231,26 +231,33 @@ impl Loader<'_> {
         };
         let args = postcard::to_stdvec(&LoadChunkRef { entries: &entries })
             .map_err(|e| LoadError::Failed(CallError::Codec(e.to_string())))?;
-        let rx = loop {
+        let rx = self.submit(key, args).await?;
+        self.in_flight.push_back(InFlight { rx, entries, tries });
+        self.done.requests += 1;
+        Ok(())
+    }
+
+    /// Submits one request of the load; while the engine is overloaded (its in-flight bound is
+    /// shared with every other client), waits for room: for an answer of the load's own when
+    /// it has requests in flight, else a moment.
+    async fn submit(
+        &mut self,
+        key: Vec<u8>,
+        args: Vec<u8>,
+    ) -> Result<oneshot::Receiver<Response>, LoadError> {
+        loop {
             match self
                 .handle
                 .submit_load(self.lambda, key.clone(), args.clone(), None)
             {
-                Ok(rx) => break rx,
-                Err(InvokeError::Overloaded(_)) => {
-                    // The in-flight bound is shared with every other client: wait for room.
-                    if self.in_flight.is_empty() {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    } else {
-                        self.receive_oldest().await?;
-                    }
+                Ok(rx) => return Ok(rx),
+                Err(InvokeError::Overloaded(_)) if self.in_flight.is_empty() => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
+                Err(InvokeError::Overloaded(_)) => self.receive_oldest().await?,
                 Err(e) => return Err(LoadError::Refused(e)),
             }
-        };
-        self.in_flight.push_back(InFlight { rx, entries, tries });
-        self.done.requests += 1;
-        Ok(())
+        }
     }
 
     /// Waits for the oldest request in flight; sends its busy entries again.
@@ -317,19 +324,7 @@ impl Loader<'_> {
         }
         let args = postcard::to_stdvec(&LoadChunkRef { entries: &[] })
             .map_err(|e| LoadError::Failed(CallError::Codec(e.to_string())))?;
-        let rx = loop {
-            match self
-                .handle
-                .submit_load(self.lambda, Vec::new(), args.clone(), None)
-            {
-                Ok(rx) => break rx,
-                // Everything is set and durable: room for one more request will come.
-                Err(InvokeError::Overloaded(_)) => {
-                    tokio::time::sleep(Duration::from_millis(5)).await
-                }
-                Err(e) => return Err(LoadError::Refused(e)),
-            }
-        };
+        let rx = self.submit(Vec::new(), args).await?;
         let resp = rx.await.map_err(|_| InvokeError::ShuttingDown)?;
         resp.result.map(|_| ()).map_err(LoadError::Failed)
     }
