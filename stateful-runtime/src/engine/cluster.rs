@@ -4,8 +4,9 @@
 //! host file: one `host:port` per line, process 0 first (timely connects the processes)
 //! process p, T workers each: global workers p*T .. p*T+T-1; key group g -> worker_of(g, N*T)
 //! start:  every process recovers to the same epoch (min over processes of their last durable
-//!         epoch; later records are cut from the logs), agreed through a first, tiny timely
-//!         execution; then the engine starts
+//!         epoch, leaving out those that stopped cleanly; later records are cut from the
+//!         logs), agreed through a first, tiny timely execution, with the first completion
+//!         order (past every process's); then the engine starts
 //! commit: epochs close on the clock; each process logs every epoch (an empty one too) and
 //!         fsyncs it; a response is released when the probe passes its epoch, i.e. every
 //!         operator of every process has made it durable; only then is it materialised
@@ -121,19 +122,24 @@ impl ClusterConfig {
 }
 
 /// What every process tells the others before recovering: its index, whether its data dir
-/// has state, its last durable epoch, and its clock (unix µs).
-type Announce = (u64, bool, u64, u64);
+/// has state, its last durable epoch, its clock (unix µs), a bound on the completion orders it
+/// logged, and whether it stopped cleanly at that epoch (`storage::clean_stop`).
+type Announce = (u64, bool, u64, u64, u64, bool);
 
 /// What the processes agreed on.
 pub(crate) struct Agreed {
-    /// The epoch to recover to: the minimum of the processes' committed epochs (every process
-    /// wrote it, and no response of a later epoch was released).
+    /// The epoch to recover to: the minimum of the committed epochs of the processes that did
+    /// not stop cleanly (every process wrote it, and no response of a later epoch was
+    /// released); when all stopped cleanly, the largest (nothing is cut).
     pub committed: u64,
     /// The first epoch of the run, the same on every process: an operator processes the
     /// messages of the open commit epoch at once, so all must start at the same one (one
     /// that started ahead would take locks for later epochs while an earlier epoch still
     /// runs elsewhere, and the two could wait for each other).
     pub start_epoch: u64,
+    /// Past every completion order any process logged: the first order of every process (so
+    /// that, in replay order, the requests after a restart come after those before).
+    pub next_order: u64,
 }
 
 /// Agrees with the other processes on the epoch to recover to and the first epoch of the
@@ -141,6 +147,8 @@ pub(crate) struct Agreed {
 pub(crate) fn agree_on_committed(
     cluster: &ClusterConfig,
     committed: Option<u64>,
+    orders: u64,
+    clean: bool,
 ) -> Result<Agreed, String> {
     let now = crate::storage::unix_us();
     let me = cluster.process as u64;
@@ -157,7 +165,14 @@ pub(crate) fn agree_on_committed(
                 .inspect(move |a: &Announce| sink.borrow_mut().push(*a))
                 .probe_with(&probe);
         });
-        input.send((me, committed.is_some(), committed.unwrap_or(0), now));
+        input.send((
+            me,
+            committed.is_some(),
+            committed.unwrap_or(0),
+            now,
+            orders,
+            clean,
+        ));
         input.advance_to(1);
         drop(input);
         while probe.less_than(&1) {
@@ -187,11 +202,17 @@ pub(crate) fn agree_on_committed(
              or move state with `rescale`)"
         ));
     }
-    let committed = all.iter().map(|a| a.2).min().unwrap_or(0);
+    // A process that stopped cleanly took part in no epoch after its last: only the others
+    // bound the epoch to recover to (all clean: nothing is cut).
+    let crashed = all.iter().filter(|a| !a.5).map(|a| a.2).min();
+    let committed = crashed
+        .or_else(|| all.iter().map(|a| a.2).max())
+        .unwrap_or(0);
     let latest_clock = all.iter().map(|a| a.3).max().unwrap_or(now);
     Ok(Agreed {
         committed,
         start_epoch: latest_clock.max(committed + 1),
+        next_order: all.iter().map(|a| a.4).max().unwrap_or(orders),
     })
 }
 

@@ -119,6 +119,10 @@ pub enum Body {
         participants: Vec<Addr>,
         /// The callee's call tree (when traces are recorded).
         trace: Option<Box<TraceNode>>,
+        /// In a cluster: the largest completion order the callee and its own callees had seen
+        /// (a Lamport clock, so that the root's order comes after every conflicting one; 0 in
+        /// one process, where the order counter is shared).
+        clock: u64,
     },
     /// Undo the writes of `txn` at `key` made under `scope`, then ack.
     Rollback {
@@ -152,6 +156,9 @@ pub enum Body {
         key: Vec<u8>,
         /// Keep (true) or undo the attempt's writes.
         commit: bool,
+        /// The request's completion order (0 for an undone attempt): in a cluster the owner's
+        /// order counter moves past it, so that a later conflicting request orders after it.
+        order: u64,
     },
     /// To a root coordinator: an older request needs a lock this attempt holds.
     Wound {

@@ -43,16 +43,17 @@ pub(crate) struct Storage {
 
 /// Opens (or creates) the data dir of `config` for `program` (or memory), its log on `fs`,
 /// recovers, and checks the stored state against the program's lambdas; in a cluster `agree`
-/// turns this process's last durable epoch into the agreement of all.
+/// turns this process's last durable epoch (and a bound on the completion orders it handed
+/// out) into the agreement of all.
 pub(crate) fn open(
     program: &Program,
     config: &Config,
     fs: Arc<dyn LogFs>,
-    agree: impl FnOnce(Option<u64>) -> Result<Option<Agreed>, StartError>,
+    agree: impl FnOnce(Option<u64>, u64, bool) -> Result<Option<Agreed>, StartError>,
 ) -> Result<(Storage, Option<Agreed>), StartError> {
     let sync = match config.durability {
         Durability::None => {
-            let agreed = agree(None)?;
+            let agreed = agree(None, 0, false)?;
             return Ok((in_memory(config), agreed));
         }
         Durability::Fsync => SyncMode::Fsync,
@@ -83,7 +84,12 @@ pub(crate) fn open(
     let cp = store.checkpoint()?;
     let (mut log, mut after, report) = dir.open_log_on(fs, sync, cp.epoch)?;
     let last = report.last_epoch.max(cp.epoch);
-    let agreed = agree((last > 0).then_some(last))?;
+    // Past every order this process logged, cut epochs included.
+    let orders = after
+        .last()
+        .map_or(cp.next_order, |r| r.next_order.max(cp.next_order));
+    let clean = crate::storage::clean_stop::stopped_cleanly_at(&root, last);
+    let agreed = agree((last > 0).then_some(last), orders, clean)?;
     if let Some(a) = &agreed {
         if a.committed < cp.epoch {
             return Err(StartError::Open(OpenError::Corrupt(format!(
@@ -104,9 +110,9 @@ pub(crate) fn open(
     let next_seq = after
         .last()
         .map_or(cp.next_seq, |r| r.next_seq.max(cp.next_seq));
-    let next_order = after
-        .last()
-        .map_or(cp.next_order, |r| r.next_order.max(cp.next_order));
+    // In a cluster, past every order any process logged: requests after a restart order
+    // after all before it.
+    let next_order = agreed.as_ref().map_or(orders, |a| a.next_order.max(orders));
     let store = Arc::new(store);
     crate::storage::apply_tail(store.as_ref(), &mut log, after)?;
     let schema = super::schema_check::check(&dir, store.as_ref(), program.lambdas())?;

@@ -133,11 +133,11 @@ fn open_storage(
     fs: Arc<dyn LogFs>,
 ) -> Result<(Storage, Option<Agreed>), StartError> {
     let cluster = config.cluster.clone();
-    super::recovery::open(program, config, fs, |last| match &cluster {
+    super::recovery::open(program, config, fs, |last, orders, clean| match &cluster {
         None => Ok(None),
         Some(c) => {
             super::cluster::watch_connections();
-            super::cluster::agree_on_committed(c, last)
+            super::cluster::agree_on_committed(c, last, orders, clean)
                 .map(Some)
                 .map_err(StartError::Engine)
         }
@@ -246,10 +246,29 @@ impl Runtime {
             c.stop();
         }
         if let Some(g) = self.guards.take() {
-            drop(g.join());
+            let finished = g.join().iter().all(Result::is_ok);
             shared.pipeline.close();
             shared.materializer.stop();
+            if finished {
+                mark_clean_stop(shared);
+            }
         }
+    }
+}
+
+/// A cluster process whose dataflow ran to its end with every peer: records its last epoch
+/// as a clean stop (`storage::clean_stop`).
+fn mark_clean_stop(shared: &Shared) {
+    let durable = shared.config.durability != super::config::Durability::None;
+    if shared.placement.processes == 1 || !durable || super::cluster::has_failed() {
+        return;
+    }
+    let Some(dir) = &shared.config.data_dir else {
+        return;
+    };
+    let epoch = shared.clock.durable_epoch();
+    if let Err(e) = crate::storage::clean_stop::mark(dir, epoch) {
+        tracing::warn!(error = %e, "cannot record the clean stop; the restart recovers as after a crash");
     }
 }
 

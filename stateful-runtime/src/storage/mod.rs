@@ -12,6 +12,7 @@
 //! A layer of its own below the engine: it knows records and bytes, never lambdas' types.
 //! Errors are per operation: [`OpenError`], [`ReadError`], [`WriteError`], [`CompactError`].
 
+pub(crate) mod clean_stop;
 mod compactor;
 #[cfg(test)]
 mod crash_tests;

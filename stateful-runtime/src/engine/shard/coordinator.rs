@@ -92,6 +92,7 @@ impl<L: Lambda> Shard<L> {
         result: Result<Outcome, CallError>,
         participants: Vec<Addr>,
         trace: Option<Box<TraceNode>>,
+        clock: u64,
         fx: &mut Effects,
     ) {
         let env = self.env().clone();
@@ -104,6 +105,9 @@ impl<L: Lambda> Shard<L> {
         let aborted = rec.wounded || matches!(result, Err(CallError::Aborted));
         // A panic anywhere fails the request as a whole: nothing it did stays.
         let panicked = matches!(result, Err(CallError::Panicked(_)));
+        let retried = aborted && rec.attempt + 1 < MAX_ATTEMPTS;
+        // The request's place in the completion order, taken before its locks go.
+        let order = if retried { 0 } else { env.next_order(clock) };
         for p in &participants {
             fx.out.push(Msg {
                 worker: env.owner(&p.key),
@@ -112,13 +116,14 @@ impl<L: Lambda> Shard<L> {
                     txn,
                     key: p.key.clone(),
                     commit: !aborted && !panicked,
+                    order,
                 },
             });
         }
         if aborted {
             env.metrics.aborts.fetch_add(1, Relaxed);
         }
-        if aborted && rec.attempt + 1 < MAX_ATTEMPTS {
+        if retried {
             rec.attempt += 1;
             rec.wounded = false;
             let mut call = rec.call.clone();
@@ -164,7 +169,7 @@ impl<L: Lambda> Shard<L> {
                 idempotency_key,
             },
             result,
-            order: env.order.fetch_add(1, Relaxed),
+            order,
             trace: trace.unwrap_or_default(),
         };
         if ingress == env.worker {

@@ -47,6 +47,8 @@ struct Inv {
     children: Vec<TraceNode>,
     rollbacks: u32,
     started: std::time::Instant,
+    /// The largest clock its callees answered with (see `clock`).
+    clock: u64,
 }
 
 /// The invocations of a shard, by id.
@@ -159,6 +161,7 @@ impl<L: Lambda> Shard<L> {
                     children: Vec::new(),
                     rollbacks: 0,
                     started: std::time::Instant::now(),
+                    clock: 0,
                 };
                 self.invs.map.insert(id, inv);
                 self.poll(id, fx);
@@ -326,7 +329,8 @@ impl<L: Lambda> Shard<L> {
                 children: inv.children,
             })
         });
-        self.reply(&inv.reply, inv.txn, result, participants, trace, fx);
+        let clock = inv.clock;
+        self.reply_after(&inv.reply, inv.txn, result, participants, trace, clock, fx);
     }
 
     /// Answers a call: to the suspended caller, or (for a root) to its coordinator here.
@@ -339,6 +343,22 @@ impl<L: Lambda> Shard<L> {
         trace: Option<Box<TraceNode>>,
         fx: &mut Effects,
     ) {
+        self.reply_after(reply, txn, result, participants, trace, 0, fx);
+    }
+
+    /// [`Self::reply`] for a call whose callees answered with clocks up to `clock`.
+    #[allow(clippy::too_many_arguments)]
+    fn reply_after(
+        &mut self,
+        reply: &ReplyTo,
+        txn: Txn,
+        result: Result<Outcome, CallError>,
+        participants: Vec<Addr>,
+        trace: Option<Box<TraceNode>>,
+        clock: u64,
+        fx: &mut Effects,
+    ) {
+        let clock = clock.max(self.env().clock());
         match reply {
             ReplyTo::Caller {
                 worker,
@@ -354,13 +374,15 @@ impl<L: Lambda> Shard<L> {
                     result,
                     participants,
                     trace,
+                    clock,
                 },
             }),
-            ReplyTo::Root { .. } => self.root_ended(txn, result, participants, trace, fx),
+            ReplyTo::Root { .. } => self.root_ended(txn, result, participants, trace, clock, fx),
         }
     }
 
     /// The reply to a call of invocation `inv` arrived: record it and poll the invocation.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_reply(
         &mut self,
         inv: u64,
@@ -368,11 +390,13 @@ impl<L: Lambda> Shard<L> {
         result: Result<Outcome, CallError>,
         participants: Vec<Addr>,
         trace: Option<Box<TraceNode>>,
+        clock: u64,
         fx: &mut Effects,
     ) {
         let Some(i) = self.invs.map.get_mut(&inv) else {
             return;
         };
+        i.clock = i.clock.max(clock);
         i.outstanding = i.outstanding.saturating_sub(1);
         if let Some(t) = trace {
             i.children.push(*t);

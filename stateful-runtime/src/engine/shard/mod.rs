@@ -20,6 +20,7 @@
 //! only ever waits for an older one (wound-wait on the root's age).
 
 mod cache;
+mod clock;
 mod coordinator;
 mod executor;
 mod load;
@@ -405,7 +406,8 @@ impl<L: Lambda> ShardRuntime for Shard<L> {
                 result,
                 participants,
                 trace,
-            } => self.on_reply(inv, slot, result, participants, trace, fx),
+                clock,
+            } => self.on_reply(inv, slot, result, participants, trace, clock, fx),
             Body::Rollback {
                 txn,
                 key,
@@ -423,7 +425,15 @@ impl<L: Lambda> ShardRuntime for Shard<L> {
                 });
             }
             Body::RollbackAck { inv, slot } => self.on_rollback_ack(inv, slot, fx),
-            Body::Release { txn, key, commit } => self.on_release(txn, key, commit, fx),
+            Body::Release {
+                txn,
+                key,
+                commit,
+                order,
+            } => {
+                self.env().observed(order);
+                self.on_release(txn, key, commit, fx)
+            }
             Body::Wound { txn } => self.on_wound(txn, fx),
             Body::Wounded { txn } => self.on_wounded(txn, fx),
             Body::Completed(done) => self.completed(*done),
