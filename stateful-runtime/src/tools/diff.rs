@@ -1,10 +1,11 @@
 //! What differs between two data dirs (a run and its replay): the committed state of every
 //! instance, and the response of every request.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::open::open_for_reading;
-use super::replay::{ReplayError, replay_key};
+use super::replay::{ReplayError, replay_key_in};
 use crate::engine::Program;
 use crate::storage::{Completion, StateStore};
 use stateful_core::records::ingress::IngressRecord;
@@ -42,12 +43,42 @@ pub struct DiffReport {
     pub responses: Vec<ResponseDiff>,
 }
 
-/// The epochs to compare at for request `seq` of the old dir: right after it committed there,
+/// The stores of the old run: one process's, or those of every process of a cluster (each
+/// instance and each request is in one of them).
+struct Old(Vec<Arc<dyn StateStore>>);
+
+impl Old {
+    fn completion(&self, seq: u64) -> Result<Option<Completion>, ReplayError> {
+        for s in &self.0 {
+            if let Some(c) = s.completion(seq)? {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+
+    fn get(&self, lambda: u16, group: u16, key: &[u8], at: Option<u64>) -> StateResult {
+        for s in &self.0 {
+            let v = match at {
+                None => s.get(lambda, group, key)?,
+                Some(e) => s.get_at(lambda, group, key, e)?,
+            };
+            if v.is_some() {
+                return Ok(v);
+            }
+        }
+        Ok(None)
+    }
+}
+
+type StateResult = Result<Option<Vec<u8>>, ReplayError>;
+
+/// The epochs to compare at for request `seq` of the old run: right after it committed there,
 /// and right after the replay of every request committed with or before it in the new one.
 fn epochs_at(
-    a: &dyn StateStore,
+    a: &Old,
     b: &dyn StateStore,
-    log: &[Completion],
+    log: &[(String, Completion)],
     seq: u64,
 ) -> Result<(u64, u64), ReplayError> {
     let old_epoch = a
@@ -59,9 +90,9 @@ fn epochs_at(
         })?
         .epoch;
     let mut new_epoch = None::<u64>;
-    for r in log {
+    for (key, r) in log {
         if r.epoch <= old_epoch
-            && let Some(c) = b.completion_by_idempotency_key(&replay_key(r.request.seq))?
+            && let Some(c) = b.completion_by_idempotency_key(key)?
         {
             new_epoch = Some(new_epoch.map_or(c.epoch, |e| e.max(c.epoch)));
         }
@@ -76,21 +107,26 @@ fn epochs_at(
 
 fn instance_diffs(
     program: &Program,
-    a: &dyn StateStore,
+    a: &Old,
     b: &dyn StateStore,
     epochs: Option<(u64, u64)>,
 ) -> Result<Vec<InstanceDiff>, ReplayError> {
     let mut out = Vec::new();
     for entry in program.lambdas() {
-        let mut keys = a.keys(entry.id)?;
-        keys.extend(b.keys(entry.id)?);
+        let mut keys = b.keys(entry.id)?;
+        for s in &a.0 {
+            keys.extend(s.keys(entry.id)?);
+        }
         keys.sort();
         keys.dedup();
         for (group, key) in keys {
             let (x, y) = match epochs {
-                None => (a.get(entry.id, group, &key)?, b.get(entry.id, group, &key)?),
+                None => (
+                    a.get(entry.id, group, &key, None)?,
+                    b.get(entry.id, group, &key)?,
+                ),
                 Some((ea, eb)) => (
-                    a.get_at(entry.id, group, &key, ea)?,
+                    a.get(entry.id, group, &key, Some(ea))?,
                     b.get_at(entry.id, group, &key, eb)?,
                 ),
             };
@@ -115,18 +151,47 @@ pub fn diff_at(
     new: &Path,
     at: Option<u64>,
 ) -> Result<DiffReport, ReplayError> {
-    let (_, a) = open_for_reading(program.name(), old)?;
+    diff_all(program, &[old.to_owned()], new, at)
+}
+
+/// [`diff_at`] for a run whose data dirs are `old` (those of every process of a cluster, or
+/// one process's) against `new`, the single-process replay of them all.
+pub fn diff_all(
+    program: &Program,
+    old: &[PathBuf],
+    new: &Path,
+    at: Option<u64>,
+) -> Result<DiffReport, ReplayError> {
+    if at.is_some() && old.len() > 1 {
+        return Err(ReplayError::Until(
+            "--at seq:N names a request of one process: diff a cluster's dirs as of now".into(),
+        ));
+    }
+    let mut stores = Vec::new();
+    // Each old request with the key its replay carries.
+    let mut log = Vec::new();
+    for dir in old {
+        let (data, store) = open_for_reading(program.name(), dir)?;
+        let process = (old.len() > 1).then(|| data.meta().cluster.map_or(0, |l| l.process));
+        for c in store.completions_from(0, usize::MAX)? {
+            log.push((replay_key_in(process, c.request.seq), c));
+        }
+        stores.push(store);
+    }
+    let a = Old(stores);
     let (_, b) = open_for_reading(program.name(), new)?;
-    let log = a.completions_from(0, usize::MAX)?;
     let epochs = at
-        .map(|seq| epochs_at(a.as_ref(), b.as_ref(), &log, seq))
+        .map(|seq| epochs_at(&a, b.as_ref(), &log, seq))
         .transpose()?;
     let mut report = DiffReport {
-        instances: instance_diffs(program, a.as_ref(), b.as_ref(), epochs)?,
+        instances: instance_diffs(program, &a, b.as_ref(), epochs)?,
         responses: Vec::new(),
     };
-    let horizon = a.horizon()?.epoch;
-    for was in log {
+    let mut horizon = 0;
+    for s in &a.0 {
+        horizon = horizon.max(s.horizon()?.epoch);
+    }
+    for (key, was) in log {
         // After `at`, or with a response compacted away: not compared.
         if epochs.is_some_and(|(ea, _)| was.epoch > ea) || was.epoch < horizon {
             continue;
@@ -136,9 +201,7 @@ pub fn diff_at(
         if was.request.handler == crate::engine::load::LOAD_HANDLER {
             continue;
         }
-        let now = b
-            .completion_by_idempotency_key(&replay_key(was.request.seq))?
-            .map(|c| c.response);
+        let now = b.completion_by_idempotency_key(&key)?.map(|c| c.response);
         if now.as_ref() != Some(&was.response) {
             report.responses.push(ResponseDiff {
                 request: was.request,

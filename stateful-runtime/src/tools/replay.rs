@@ -12,8 +12,13 @@
 //! original states and responses exactly. The log holds every request that changed state,
 //! was rejected or failed, or carried an idempotency key; successful reads are not kept (they
 //! changed nothing, so the states replay the same without them).
+//!
+//! A cluster's processes each log their own requests, with orders from a Lamport clock
+//! (`engine::shard::clock`): replaying the data dirs of all its processes merges their logs
+//! by (order, process), a serial order consistent with every conflict of the whole cluster,
+//! into one single-process data dir.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::at::{AtError, parse_at};
@@ -42,6 +47,9 @@ pub enum ReplayError {
     /// The store failed.
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// The dirs given are not every process of one cluster, each once.
+    #[error("{0}")]
+    NotOneCluster(String),
     /// History was compacted: the commit order of early requests is gone.
     #[error(
         "the history of this data dir is compacted (requests below {0} are forgotten), so it cannot be replayed exactly; replay needs a service run with --history-retention forever"
@@ -106,22 +114,49 @@ pub(crate) fn not_empty(dir: &Path) -> bool {
 /// Completion records read per step.
 const STEP: usize = 4096;
 
-/// The logged requests of `old` in replay order: by completion order.
+/// The logged requests of `old` in replay order (by completion order, then process), each
+/// with the idempotency key it is replayed with; and the dirs' key groups.
 fn replay_order(
     program: &Program,
-    old: &Path,
+    old: &[PathBuf],
     until: Option<Until>,
     report: &mut ReplayReport,
-) -> Result<Vec<IngressRecord>, ReplayError> {
-    let (_, old_store) = open_for_reading(program.name(), old)?;
-    let below = old_store.horizon()?.forgotten_below_seq;
+) -> Result<(Vec<(String, IngressRecord)>, u16), ReplayError> {
+    let mut done = Vec::new();
+    let mut processes = Vec::new();
+    let mut groups = 0;
+    for dir in old {
+        let (data, store) = open_for_reading(program.name(), dir)?;
+        let process = data.meta().cluster.map_or(0, |l| l.process);
+        processes.push((data.meta().cluster.map_or(1, |l| l.processes), process));
+        groups = data.key_groups();
+        read_log(store.as_ref(), process, until, report, &mut done)?;
+    }
+    check_one_cluster(old, &processes)?;
+    done.sort_by_key(|(order, process, r)| (*order, *process, r.seq));
+    let cluster = old.len() > 1;
+    let keyed = done
+        .into_iter()
+        .map(|(_, p, r)| (replay_key_in(cluster.then_some(p), r.seq), r))
+        .collect();
+    Ok((keyed, groups))
+}
+
+/// Appends the logged requests of one process's store to `done`, with their order.
+fn read_log(
+    store: &dyn crate::storage::StateStore,
+    process: usize,
+    until: Option<Until>,
+    report: &mut ReplayReport,
+    done: &mut Vec<(u64, usize, IngressRecord)>,
+) -> Result<(), ReplayError> {
+    let below = store.horizon()?.forgotten_below_seq;
     if below > 1 {
         return Err(ReplayError::Compacted(below));
     }
-    let mut done = Vec::new();
     let mut from = 0;
     loop {
-        let step = old_store.completions_from(from, STEP)?;
+        let step = store.completions_from(from, STEP)?;
         let Some(last) = step.last() else { break };
         from = last.request.seq + 1;
         let more = step.len() == STEP;
@@ -136,14 +171,34 @@ fn replay_order(
                     ReplayError::Runtime(format!("load request {}: {e}", c.request.seq))
                 })?;
             }
-            done.push((c.order, c.request));
+            done.push((c.order, process, c.request));
         }
         if !more {
             break;
         }
     }
-    done.sort_by_key(|(order, r)| (*order, r.seq));
-    Ok(done.into_iter().map(|(_, r)| r).collect())
+    Ok(())
+}
+
+/// One dir of a single process, or one dir of each process of one cluster: (processes of its
+/// cluster, its process) of every dir.
+fn check_one_cluster(old: &[PathBuf], dirs: &[(usize, usize)]) -> Result<(), ReplayError> {
+    let mut seen: Vec<usize> = dirs.iter().map(|d| d.1).collect();
+    seen.sort_unstable();
+    let processes = dirs.first().map_or(0, |d| d.0);
+    let whole = dirs.iter().all(|d| d.0 == processes) && seen == (0..processes).collect::<Vec<_>>();
+    if whole {
+        return Ok(());
+    }
+    let given: Vec<String> = old.iter().map(|p| p.display().to_string()).collect();
+    Err(ReplayError::NotOneCluster(format!(
+        "replay needs the data dir of one process, or those of every process of one cluster, each once; \
+         {} were given ({}), of processes {:?} of clusters of {:?} processes",
+        old.len(),
+        given.join(", "),
+        dirs.iter().map(|d| d.1).collect::<Vec<_>>(),
+        dirs.iter().map(|d| d.0).collect::<Vec<_>>()
+    )))
 }
 
 /// Replays the logged requests of `old` into the new data dir `new` with `program`.
@@ -153,18 +208,30 @@ pub fn replay(
     new: &Path,
     until: Option<Until>,
 ) -> Result<ReplayReport, ReplayError> {
+    replay_all(program, &[old.to_owned()], new, until)
+}
+
+/// Replays the logged requests of the data dirs `old` (one process's, or those of every
+/// process of a cluster) into the new single-process data dir `new` with `program`.
+pub fn replay_all(
+    program: Arc<Program>,
+    old: &[PathBuf],
+    new: &Path,
+    until: Option<Until>,
+) -> Result<ReplayReport, ReplayError> {
     if not_empty(new) {
         return Err(ReplayError::TargetExists(new.display().to_string()));
     }
     let mut report = ReplayReport::default();
-    let requests = replay_order(&program, old, until, &mut report)?;
+    let (requests, groups) = replay_order(&program, old, until, &mut report)?;
     let mut config = Config::durable(new, 1);
     config.commit_interval_ms = 1;
+    config.key_groups = groups;
     let rt = Runtime::start(program, config).map_err(|e| ReplayError::Runtime(e.to_string()))?;
     let h = rt.handle();
-    for r in requests {
+    for (key, r) in requests {
         let load = r.handler == LOAD_HANDLER;
-        let (seq, key) = (r.seq, Some(replay_key(r.seq)));
+        let (seq, key) = (r.seq, Some(key));
         let rx = if load {
             h.submit_load(r.lambda, r.key, r.args, key)
         } else {
@@ -206,4 +273,13 @@ fn check_load_replayed(
 /// The idempotency key a replayed request carries in the new data dir.
 pub fn replay_key(old_seq: u64) -> String {
     format!("replay:{old_seq}")
+}
+
+/// [`replay_key`] of a request of `process` when a cluster's dirs are replayed (each
+/// process numbers its requests on its own).
+pub fn replay_key_in(process: Option<usize>, old_seq: u64) -> String {
+    match process {
+        None => replay_key(old_seq),
+        Some(p) => format!("replay:{p}/{old_seq}"),
+    }
 }

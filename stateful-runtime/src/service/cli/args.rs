@@ -61,9 +61,10 @@ pub(crate) enum Command {
     /// Re-run the logged requests of a data dir with this binary into a new data dir, in the
     /// order they committed (so unchanged code reproduces every state and response).
     Replay {
-        /// The data dir to replay.
-        #[arg(long)]
-        data_dir: PathBuf,
+        /// The data dir to replay; for a cluster, give the dir of every process (repeat the
+        /// flag): their logs merge into one single-process data dir.
+        #[arg(long, required = true)]
+        data_dir: Vec<PathBuf>,
         /// The new data dir to create.
         #[arg(long)]
         into: PathBuf,
@@ -74,10 +75,10 @@ pub(crate) enum Command {
     /// List the instances whose state differs between two data dirs (a run and its replay),
     /// and the requests whose responses differ.
     Diff {
-        /// The original data dir.
-        old: PathBuf,
-        /// The replayed data dir.
-        new: PathBuf,
+        /// The original data dir (for a cluster: the dirs of all its processes), then the
+        /// replayed one.
+        #[arg(required = true, num_args = 2.., value_names = ["OLD", "NEW"])]
+        dirs: Vec<PathBuf>,
         /// Compare as of request `seq:N` of the old dir (right after it committed there, and
         /// right after its replay in the new one) instead of now.
         #[arg(long)]

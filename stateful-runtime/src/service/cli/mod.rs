@@ -104,9 +104,7 @@ impl Service {
                 into,
                 until,
             }) => tools::replay(app, &data_dir, &into, until.as_deref()),
-            Some(Command::Diff { old, new, at, json }) => {
-                tools::diff(app, &old, &new, at.as_deref(), json)
-            }
+            Some(Command::Diff { dirs, at, json }) => tools::diff(app, &dirs, at.as_deref(), json),
             Some(Command::Rescale {
                 from,
                 into,

@@ -181,13 +181,18 @@ pub(crate) fn rescale(app: &App, from: &[PathBuf], into: &[PathBuf], workers: us
 }
 
 /// `replay`.
-pub(crate) fn replay(app: &App, old: &Path, new: &Path, until: Option<&str>) -> ExitCode {
-    use crate::tools::replay::{Until, replay};
+pub(crate) fn replay(
+    app: &App,
+    old: &[std::path::PathBuf],
+    new: &Path,
+    until: Option<&str>,
+) -> ExitCode {
+    use crate::tools::replay::{Until, replay_all};
     let until = match until.map(Until::parse).transpose() {
         Ok(u) => u,
         Err(e) => return fail(app, e),
     };
-    match replay(app.program().clone(), old, new, until) {
+    match replay_all(app.program().clone(), old, new, until) {
         Ok(r) => {
             println!(
                 "replayed {} requests into {} ({} after --until skipped)",
@@ -202,7 +207,18 @@ pub(crate) fn replay(app: &App, old: &Path, new: &Path, until: Option<&str>) -> 
 }
 
 /// `diff`.
-pub(crate) fn diff(app: &App, old: &Path, new: &Path, at: Option<&str>, json: bool) -> ExitCode {
+pub(crate) fn diff(
+    app: &App,
+    dirs: &[std::path::PathBuf],
+    at: Option<&str>,
+    json: bool,
+) -> ExitCode {
+    let Some((new, old)) = dirs.split_last().filter(|(_, old)| !old.is_empty()) else {
+        return fail(
+            app,
+            "diff needs the old data dir (or a cluster's) and the new one",
+        );
+    };
     let at = match at.map(|s| {
         s.strip_prefix("seq:")
             .and_then(|n| n.parse::<u64>().ok())
@@ -212,7 +228,7 @@ pub(crate) fn diff(app: &App, old: &Path, new: &Path, at: Option<&str>, json: bo
         Some(Ok(seq)) => Some(seq),
         Some(Err(e)) => return fail(app, e),
     };
-    let d = match crate::tools::diff::diff_at(app.program(), old, new, at) {
+    let d = match crate::tools::diff::diff_all(app.program(), old, new, at) {
         Ok(d) => views::diff(app, d),
         Err(e) => return fail(app, e),
     };
