@@ -21,7 +21,7 @@ pub mod other {
 mod common;
 
 use common::notes::{self, Note, Notebook};
-use common::{block_on, sum};
+use common::sum;
 
 fn loaded(i: u64) -> Note {
     Note {
@@ -38,11 +38,9 @@ fn a_load_sets_every_instance_in_few_requests_and_survives_a_restart() {
         let mut config = Config::durable(dir.path(), 2);
         config.cache_bytes = Some(64 * 1024);
         let t = TestApp::start(notes::app(), config).expect("starts");
-        let done = block_on(
-            t.handle()
-                .load::<Notebook, _>((0..n).map(|i| (i, loaded(i)))),
-        )
-        .expect("loads");
+        let done = t
+            .load::<Notebook>((0..n).map(|i| (i, loaded(i))))
+            .expect("loads");
         assert_eq!(done.instances, n);
         assert!(
             done.requests <= n / 1000,
@@ -77,7 +75,7 @@ fn a_load_next_to_writes_of_the_same_instances_loses_neither_and_replays_exactly
     let hot = 200u64;
     let handle = t.handle().clone();
     let loader = std::thread::spawn(move || {
-        block_on(handle.load::<Notebook, _>((0..10 * hot).map(|i| (i % hot, loaded(i % hot)))))
+        handle.load_blocking::<Notebook, _>((0..10 * hot).map(|i| (i % hot, loaded(i % hot))))
     });
     // Writes, and relays from note to note (each holds its note while it waits for the
     // other's: some are in the middle of a transaction when a load reaches their notes).
@@ -114,12 +112,26 @@ fn a_load_next_to_writes_of_the_same_instances_loses_neither_and_replays_exactly
 #[test]
 fn a_load_of_another_apps_lambda_is_refused_and_changes_nothing() {
     let t = TestApp::start(notes::app(), Config::in_memory(1)).expect("starts");
-    let r = block_on(t.handle().load::<other::Elsewhere, _>([(1, 5)]));
+    let r = t.load::<other::Elsewhere>([(1, 5)]);
     assert!(
         matches!(&r, Err(LoadError::UnknownLambda(name)) if name == "Elsewhere"),
         "{r:?}"
     );
     assert_eq!(t.call::<Notebook>(1u64).read().wait(), Ok(Note::default()));
-    let empty = block_on(t.handle().load::<Notebook, _>(std::iter::empty())).expect("loads");
+    let empty = t.load::<Notebook>(std::iter::empty()).expect("loads");
     assert_eq!((empty.instances, empty.requests), (0, 0));
+}
+
+#[test]
+fn a_blocking_load_inside_an_async_context_is_refused_and_changes_nothing() {
+    let t = TestApp::start(notes::app(), Config::in_memory(1)).expect("starts");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let r = runtime.block_on(async { t.load::<Notebook>([(1, loaded(1))]) });
+    assert!(matches!(r, Err(LoadError::InAsyncContext)), "{r:?}");
+    assert_eq!(t.call::<Notebook>(1u64).read().wait(), Ok(Note::default()));
+    // Outside it, the same load sets the note.
+    t.load::<Notebook>([(1, loaded(1))]).expect("loads");
+    assert_eq!(t.call::<Notebook>(1u64).read().wait(), Ok(loaded(1)));
 }

@@ -22,7 +22,7 @@ use stateful_runtime::testing::TestApp;
 
 mod common;
 
-use common::{block_on, sum};
+use common::sum;
 
 #[stateful_runtime::app]
 pub mod notes {
@@ -93,7 +93,7 @@ fn load_pages(cache: Option<u64>) -> ((u64, u64), (u64, u64), u64) {
     let mut first = (0, 0);
     for step in 0..STEPS {
         let pages = (step * STEP..(step + 1) * STEP).map(|i| (i, format!("{i:0>TEXT$}")));
-        let done = block_on(t.handle().load::<notes::Page, _>(pages)).expect("loads");
+        let done = t.load::<notes::Page>(pages).expect("loads");
         assert_eq!(done.instances, STEP);
         t.settle();
         // After the second step: the allocator and the store are warm.

@@ -100,6 +100,13 @@ pub enum LoadError {
     /// there (what was not answered yet may be missing: run it again).
     #[error("{0} instances stayed held by running requests; the load stopped: run it again")]
     Busy(usize),
+    /// [`Handle::load_blocking`] was called inside an async context, where it would block
+    /// the executor.
+    #[error("load_blocking was called inside an async context: `.await` Handle::load there")]
+    InAsyncContext,
+    /// [`Handle::load_blocking`] could not start the runtime it waits on.
+    #[error("cannot start a runtime to wait for the load on: {0}")]
+    NoRuntime(std::io::Error),
 }
 
 /// A request of the load on its way.
@@ -175,6 +182,24 @@ impl Handle {
             }
         }
         loader.finish().await
+    }
+
+    /// [`Handle::load`] for code outside an async context (a `main`, a plain `#[test]`):
+    /// waits for it on this thread. Inside an async context it refuses
+    /// ([`LoadError::InAsyncContext`]): `.await` [`Handle::load`] there.
+    pub fn load_blocking<L, I>(&self, instances: I) -> Result<Loaded, LoadError>
+    where
+        L: Lambda,
+        I: IntoIterator<Item = (L::Key, L::State)>,
+    {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(LoadError::InAsyncContext);
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(LoadError::NoRuntime)?;
+        runtime.block_on(self.load::<L, I>(instances))
     }
 }
 

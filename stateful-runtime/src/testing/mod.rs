@@ -164,6 +164,16 @@ impl TestApp {
         }
     }
 
+    /// Sets the state of many instances of `T` at once ([`Handle::load`]: thousands per
+    /// request and per commit), waiting on this thread; call it outside an async context
+    /// (in a `#[tokio::test]`, `.await` `t.handle().load` instead).
+    pub fn load<T: Lambda>(
+        &self,
+        instances: impl IntoIterator<Item = (T::Key, T::State)>,
+    ) -> Result<crate::engine::Loaded, crate::engine::LoadError> {
+        self.handle.load_blocking::<T, _>(instances)
+    }
+
     /// The engine's handle (submit encoded requests, metrics, the store).
     pub fn handle(&self) -> &Handle {
         &self.handle

@@ -1,5 +1,5 @@
-//! What several of these test binaries share: a notes app, a way to wait for a future outside
-//! async code, and sums of the engine's per-operator counters.
+//! What several of these test binaries share: a notes app and sums of the engine's
+//! per-operator counters.
 #![allow(dead_code, missing_docs)]
 
 use stateful_runtime::{Handle, OperatorMetrics};
@@ -37,15 +37,6 @@ pub mod notes {
             Ok(n.edits)
         }
     }
-}
-
-/// Runs `f` to completion on a current-thread tokio runtime.
-pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(f)
 }
 
 /// `f` summed over every operator of the engine behind `handle`.
