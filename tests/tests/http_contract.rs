@@ -61,6 +61,13 @@ fn generic_invoke_health_metrics_graph_and_state() {
 
     // One rejection, for the 400 counter.
     s.get("/accounts/nobody").err(400);
+    // Three client errors, for the 4xx counter: no such route, no such lambda, a bad body.
+    s.post("/no/such/route").err(404);
+    s.post("/invoke/Nope/1/get").err(404);
+    assert_eq!(
+        s.post_body("/invoke/Account/a/deposit", "{not json").status,
+        422
+    );
 
     let h = s.get("/healthz");
     assert_eq!((h.status, h.body.as_str()), (200, "ok\n"));
@@ -80,10 +87,16 @@ fn generic_invoke_health_metrics_graph_and_state() {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no {class} counter in {}", m.body))
     };
-    // Invocations so far: create, deposit, balance, open, accounts/sugar (2xx); nobody (400).
+    // Invocations so far: create, deposit, balance, open, accounts/sugar (2xx); nobody (400);
+    // the three above (4xx).
     assert_eq!(
-        (counter("2xx"), counter("400"), counter("5xx")),
-        (5, 1, 0),
+        (
+            counter("2xx"),
+            counter("400"),
+            counter("4xx"),
+            counter("5xx")
+        ),
+        (5, 1, 3, 0),
         "{}",
         m.body
     );

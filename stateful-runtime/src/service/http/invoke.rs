@@ -72,9 +72,8 @@ async fn run(
     args: Vec<u8>,
     idem: Option<String>,
 ) -> Response {
-    let t0 = std::time::Instant::now();
     let clustered = gw.process.is_some();
-    let resp = match submit(gw, lambda, handler, key, args, idem).await {
+    match submit(gw, lambda, handler, key, args, idem).await {
         Err(e) => invoke_error(e),
         Ok(rx) => tokio::select! {
             r = rx => match r {
@@ -90,14 +89,24 @@ async fn run(
                 invoke_error(InvokeError::ClusterFailed)
             }
         },
-    };
+    }
+}
+
+/// `POST /invoke/{lambda}/{key}/{handler}`, counted in the gateway's metrics.
+pub(super) async fn generic(
+    State(gw): State<Gw>,
+    path: Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let t0 = std::time::Instant::now();
+    let resp = generic_uncounted(&gw, path, headers, body).await;
     gw.http.observe(resp.status(), t0.elapsed());
     resp
 }
 
-/// `POST /invoke/{lambda}/{key}/{handler}`.
-pub(super) async fn generic(
-    State(gw): State<Gw>,
+async fn generic_uncounted(
+    gw: &Gw,
     Path((lambda, key, handler)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -114,13 +123,13 @@ pub(super) async fn generic(
         Err(e) => invoke_error(e),
         // Internal handlers (no route, no `#[public]`) are not there from outside: a 404,
         // as for a handler that does not exist, saying why.
-        Ok((l, h, ..)) if !is_public(&gw, l, h) => error(
+        Ok((l, h, ..)) if !is_public(gw, l, h) => error(
             StatusCode::NOT_FOUND,
             format!(
                 "lambda `{lambda}` has no public handler `{handler}`: only handlers with a #[route] or #[public] are reachable from outside"
             ),
         ),
-        Ok((l, h, key, args)) => run(&gw, l, h, key, args, idem).await,
+        Ok((l, h, key, args)) => run(gw, l, h, key, args, idem).await,
     }
 }
 
@@ -187,6 +196,19 @@ pub(super) async fn route(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let t0 = std::time::Instant::now();
+    let resp = route_uncounted(&gw, target, params, headers, body).await;
+    gw.http.observe(resp.status(), t0.elapsed());
+    resp
+}
+
+async fn route_uncounted(
+    gw: &Gw,
+    target: RouteTarget,
+    params: HashMap<String, String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let idem = match idempotency_key(&headers) {
         Ok(k) => k,
         Err(r) => return r,
@@ -194,13 +216,13 @@ pub(super) async fn route(
     let Some(codec) = gw.app.codec(target.lambda) else {
         return error(StatusCode::NOT_FOUND, "no such lambda");
     };
-    let json_args = match route_args(&gw, target, &params, &body) {
+    let json_args = match route_args(gw, target, &params, &body) {
         Ok(a) => a,
         Err(r) => return r,
     };
     let key_str = match params.get("key") {
         Some(k) => k.clone(),
-        None => fresh_key(&gw, idem.as_deref()),
+        None => fresh_key(gw, idem.as_deref()),
     };
     let key = match codec.key_from_str(&key_str) {
         Ok(k) => k,
@@ -210,7 +232,7 @@ pub(super) async fn route(
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    run(&gw, target.lambda, target.handler, key, args, idem).await
+    run(gw, target.lambda, target.handler, key, args, idem).await
 }
 
 /// The key of a `key = new` route: fresh for every request, or, for a request with an

@@ -17,7 +17,7 @@ mod debug;
 mod forward;
 mod invoke;
 mod metrics;
-mod status;
+pub(crate) mod status;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -189,7 +189,11 @@ pub(crate) fn router(
     let forwards = gw.forwards;
     let forward = axum::middleware::from_fn_with_state(gw.clone(), forward::by_idempotency_key);
     let mut router = app_routes(r, &app)
-        .fallback(|| async { status::error(StatusCode::NOT_FOUND, "no such route") })
+        .fallback(|State(gw): State<Gw>| async move {
+            let resp = status::error(StatusCode::NOT_FOUND, "no such route");
+            gw.http.observe(resp.status(), std::time::Duration::ZERO);
+            resp
+        })
         .with_state(gw);
     if let Some(extra) = extra {
         router = router.merge(extra);
