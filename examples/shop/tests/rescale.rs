@@ -121,6 +121,28 @@ fn a_rescale_is_refused_in_memory_and_for_bad_bodies_and_changes_nothing() {
         422
     );
     assert_eq!(s.get("/admin/workers").ok()["workers"], 2);
+    // Another method: a 405, in JSON.
+    let other = s.client().request("DELETE", "/admin/workers", None, None);
+    assert_eq!(other.status, 405);
+    let e: serde_json::Value = serde_json::from_str(&other.body).expect("a JSON error");
+    assert!(
+        e["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("method not allowed")),
+        "{e}"
+    );
+    // The workers it has: nothing restarts, nothing is recorded.
+    let same = s.post_body("/admin/workers", r#"{"workers": 2}"#).ok();
+    assert_eq!(
+        (same["changed"].clone(), same["paused_ms"].clone()),
+        (false.into(), 0.0.into())
+    );
+    assert_eq!(
+        s.get("/admin/workers").ok()["rescales"],
+        serde_json::json!([])
+    );
+    let out = dir.run(&["workers", "2", "--url", s.base()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already 2 workers"));
     // The CLI's `workers` does the same.
     let out = dir.run(&["workers", "1", "--url", s.base()]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -203,6 +225,7 @@ fn the_autoscaler_removes_a_worker_from_an_idle_service_and_says_why() {
         std::thread::sleep(Duration::from_millis(500));
     };
     assert_eq!(shape["workers"], 1, "{shape}");
+    assert_eq!(shape["autoscale"], serde_json::json!({"min": 1, "max": 2}));
     let why = shape["rescales"][0]["reason"].as_str().unwrap_or_default();
     assert!(
         why.starts_with("autoscaler: every worker under 20% busy"),

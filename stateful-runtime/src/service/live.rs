@@ -110,6 +110,9 @@ pub struct Rescaled {
     pub at_ms: u64,
     /// Who asked, and why (`None`: `POST /admin/workers`).
     pub reason: Option<String>,
+    /// Whether anything changed: asked for the workers it already has, the service does not
+    /// restart its engine (and nothing is held).
+    pub changed: bool,
 }
 
 /// The service while it runs.
@@ -183,6 +186,10 @@ impl Live {
                 "/admin/workers",
                 axum::routing::get(workers_get).post(workers_post),
             )
+            // Its errors in JSON too (a 405 for another method).
+            .route_layer(axum::middleware::map_response(
+                crate::service::http::status::json_errors,
+            ))
             .with_state(self.clone())
             .fallback(move |req: Request| {
                 let me = me.clone();
@@ -266,6 +273,18 @@ impl Live {
             return Err(RescaleError::Cluster);
         }
         let from = config.workers;
+        if workers == from {
+            return Ok(Rescaled {
+                from,
+                workers,
+                paused_ms: 0.0,
+                stop_ms: 0.0,
+                start_ms: 0.0,
+                at_ms: crate::storage::unix_ms(),
+                reason,
+                changed: false,
+            });
+        }
         let held = Instant::now();
         let Ok(mut current) = tokio::time::timeout(DRAIN, self.current.write()).await else {
             return Err(RescaleError::Busy);
@@ -322,6 +341,7 @@ impl Live {
             start_ms,
             at_ms: crate::storage::unix_ms(),
             reason,
+            changed: true,
         };
         tracing::info!(from, workers, paused_ms = done.paused_ms, "rescaled");
         self.history
@@ -436,7 +456,15 @@ fn gateway(
 #[derive(Serialize)]
 struct Shape {
     workers: usize,
+    /// `--autoscale MIN..MAX`, when the autoscaler runs.
+    autoscale: Option<AutoscaleShape>,
     rescales: Vec<Rescaled>,
+}
+
+#[derive(Serialize)]
+struct AutoscaleShape {
+    min: usize,
+    max: usize,
 }
 
 /// `GET /admin/workers`: the number of workers and the rescales so far.
@@ -449,6 +477,10 @@ async fn workers_get(
     }
     axum::Json(Shape {
         workers: live.workers(),
+        autoscale: live.autoscale.get().map(|r| AutoscaleShape {
+            min: r.min,
+            max: r.max,
+        }),
         rescales: live.history(),
     })
     .into_response()

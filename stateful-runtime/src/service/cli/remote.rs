@@ -51,6 +51,10 @@ pub(crate) fn workers(name: &str, n: usize, url: &str, token: Option<&str>) -> E
     match request(url, "POST", "/admin/workers", &body, token) {
         Ok((200, answer)) => {
             let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+            if v["changed"] == serde_json::Value::Bool(false) {
+                println!("{name}: already {} workers; nothing changed", v["workers"]);
+                return ExitCode::SUCCESS;
+            }
             println!(
                 "{name}: {} → {} workers; requests held {:.0} ms (stop {:.0} ms, start {:.0} ms)",
                 v["from"],
