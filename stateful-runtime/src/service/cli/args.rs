@@ -259,11 +259,12 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     pub history_max_mb: Option<u64>,
     /// MiB of state instances kept in memory, over all workers (default: a quarter of the
-    /// machine's memory); beyond it, clean instances are evicted (least recently used first)
-    /// and read back from the store when used. `0`: no bound. Memory is about this, plus
-    /// --store-cache-mb, plus the store's own index (about 60 bytes per stored instance with
-    /// sled), plus the requests in flight (--max-in-flight); docs/performance.md has the
-    /// numbers.
+    /// machine's memory); beyond it, clean instances are evicted (CLOCK: one used since the
+    /// hand last passed gets a second chance) and read back from the store when used. `0`: no
+    /// bound. Memory is about this, plus --store-cache-mb, plus the store's own index (about
+    /// 60 bytes per stored instance with sled), plus the requests in flight (--max-in-flight);
+    /// a bulk load also leaves freed buffers in the allocator (100-200 MiB more right after
+    /// one). docs/performance.md has the numbers.
     #[arg(long)]
     pub cache_mb: Option<u64>,
     /// MiB of the durable store's page cache (sled's).
@@ -274,8 +275,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = crate::engine::DEFAULT_MAX_IN_FLIGHT as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_in_flight: u64,
     /// Run as one process of a cluster: a file with one `host:port` per line (timely's
-    /// connections between the processes, process 0 first). Needs --process; every process
-    /// needs its own --data-dir and --listen, and the same --workers.
+    /// connections between the processes, process 0 first), each optionally followed by
+    /// `http=host:port`, the process's gateway (then a retried Idempotency-Key is answered
+    /// at any process). Needs --process; every process needs its own --data-dir and
+    /// --listen, and the same --workers.
     #[arg(long, requires = "process")]
     pub cluster: Option<PathBuf>,
     /// This process's line in the --cluster file (from 0).
