@@ -1024,7 +1024,15 @@ fn run_contended_transfers(c: &mut Cluster) -> World {
             }
         });
         c.stop();
+        // A clean stop is recorded, and spent by the restart that reads it (a crash of the
+        // next run must be judged by the logs alone).
+        for d in &c.dirs {
+            assert!(d.join("clean-stop").exists(), "{}", d.display());
+        }
         c.start();
+        for d in &c.dirs {
+            assert!(!d.join("clean-stop").exists(), "{}", d.display());
+        }
     }
     w
 }
@@ -1058,6 +1066,23 @@ fn replay_of_a_three_process_clusters_logs_equals_the_original_instance_by_insta
     assert!(!partial.status.success());
     let err = String::from_utf8_lossy(&partial.stderr);
     assert!(err.contains("every process of one cluster"), "{err}");
+    assert!(!new.exists(), "a refused replay creates nothing");
+    // --until cuts one process's log: refused for a cluster's dirs.
+    let mut args: Vec<&std::ffi::OsStr> =
+        vec!["replay".as_ref(), "--until".as_ref(), "seq:5".as_ref()];
+    for d in &dirs {
+        args.extend(["--data-dir".as_ref(), d.as_os_str()]);
+    }
+    args.extend(["--into".as_ref(), new.as_os_str()]);
+    let cut = Command::new(FIXTURE)
+        .args(&args)
+        .output()
+        .expect("run replay");
+    assert!(!cut.status.success());
+    assert!(
+        String::from_utf8_lossy(&cut.stderr).contains("--until"),
+        "{cut:?}"
+    );
     assert!(!new.exists(), "a refused replay creates nothing");
 
     let mut args: Vec<&std::ffi::OsStr> = vec!["replay".as_ref()];

@@ -129,8 +129,9 @@ type Announce = (u64, bool, u64, u64, u64, bool);
 /// What the processes agreed on.
 pub(crate) struct Agreed {
     /// The epoch to recover to: the minimum of the committed epochs of the processes that did
-    /// not stop cleanly (every process wrote it, and no response of a later epoch was
-    /// released); when all stopped cleanly, the largest (nothing is cut).
+    /// not stop cleanly (each of them wrote it, one that stopped cleanly took part in nothing
+    /// after its last, and no response of a later epoch was released); when all stopped
+    /// cleanly, the largest (nothing is cut; the others' logs are brought up to it).
     pub committed: u64,
     /// The first epoch of the run, the same on every process: an operator processes the
     /// messages of the open commit epoch at once, so all must start at the same one (one

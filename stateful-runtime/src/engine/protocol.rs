@@ -119,9 +119,10 @@ pub enum Body {
         participants: Vec<Addr>,
         /// The callee's call tree (when traces are recorded).
         trace: Option<Box<TraceNode>>,
-        /// In a cluster: the largest completion order the callee and its own callees had seen
-        /// (a Lamport clock, so that the root's order comes after every conflicting one; 0 in
-        /// one process, where the order counter is shared).
+        /// In a cluster: the order counters of the callee's process and of its own callees'
+        /// (the largest; each is one past every order released there): a Lamport clock, so
+        /// that the root's order comes after every conflicting one. 0 in one process, where
+        /// the order counter is shared.
         clock: u64,
     },
     /// Undo the writes of `txn` at `key` made under `scope`, then ack.

@@ -20,7 +20,7 @@ use super::program::Program;
 use super::schema_check::SchemaReport;
 use crate::storage::log::fs::LogFs;
 use crate::storage::log::{CommitLog, SyncMode};
-use crate::storage::{DataDir, MemoryStore, OpenError, StateStore};
+use crate::storage::{Checkpoint, CommitRecord, DataDir, MemoryStore, OpenError, StateStore};
 
 /// The storage of a run.
 pub(crate) struct Storage {
@@ -84,26 +84,15 @@ pub(crate) fn open(
     let cp = store.checkpoint()?;
     let (mut log, mut after, report) = dir.open_log_on(fs, sync, cp.epoch)?;
     let last = report.last_epoch.max(cp.epoch);
-    // Past every order this process logged, cut epochs included.
+    // Past every order this process handed out or saw released here (its counter at its last
+    // record), cut epochs included; the cluster's bound is the max over processes.
     let orders = after
         .last()
         .map_or(cp.next_order, |r| r.next_order.max(cp.next_order));
     let clean = crate::storage::clean_stop::stopped_cleanly_at(&root, last);
     let agreed = agree((last > 0).then_some(last), orders, clean)?;
     if let Some(a) = &agreed {
-        if a.committed < cp.epoch {
-            return Err(StartError::Open(OpenError::Corrupt(format!(
-                "the cluster agreed on epoch {}, but this process's store holds epoch {}",
-                a.committed, cp.epoch
-            ))));
-        }
-        let cut = log
-            .cut_after(a.committed, cp.epoch)
-            .map_err(OpenError::from)?;
-        after.retain(|r| r.epoch <= a.committed);
-        if cut > 0 {
-            tracing::info!(epochs = cut, "cut epochs not committed on every process");
-        }
+        align_with_cluster(&root, &mut log, &mut after, &cp, a)?;
     }
     let replayed = after.len();
     let durable_epoch = after.last().map_or(cp.epoch, |r| r.epoch);
@@ -136,6 +125,51 @@ pub(crate) fn open(
         schema,
     };
     Ok((storage, agreed))
+}
+
+/// Brings this process's log to the epoch the cluster agreed on: cuts what lies beyond it,
+/// or (a process that stopped cleanly before the others' last epoch) appends an empty record
+/// at it, so that every log ends there; then the clean-stop marker is spent (it vouches for
+/// the run that wrote it only: a crash of the next run is judged by the logs).
+fn align_with_cluster(
+    root: &std::path::Path,
+    log: &mut CommitLog,
+    after: &mut Vec<CommitRecord>,
+    cp: &Checkpoint,
+    a: &Agreed,
+) -> Result<(), StartError> {
+    if a.committed < cp.epoch {
+        return Err(StartError::Open(OpenError::Corrupt(format!(
+            "the cluster agreed on epoch {}, but this process's store holds epoch {}",
+            a.committed, cp.epoch
+        ))));
+    }
+    let cut = log
+        .cut_after(a.committed, cp.epoch)
+        .map_err(OpenError::from)?;
+    after.retain(|r| r.epoch <= a.committed);
+    if cut > 0 {
+        tracing::info!(epochs = cut, "cut epochs not committed on every process");
+    }
+    let last = log.last_epoch().max(cp.epoch);
+    if last < a.committed {
+        let record = CommitRecord {
+            epoch: a.committed,
+            prev_epoch: log.last_epoch(),
+            writes: Vec::new(),
+            completions: Vec::new(),
+            messages: Vec::new(),
+            next_seq: after
+                .last()
+                .map_or(cp.next_seq, |r| r.next_seq.max(cp.next_seq)),
+            next_order: a.next_order,
+        };
+        log.append(&record).map_err(OpenError::from)?;
+        log.sync().map_err(OpenError::from)?;
+        after.push(record);
+    }
+    crate::storage::clean_stop::spend(root).map_err(OpenError::from)?;
+    Ok(())
 }
 
 fn in_memory(config: &Config) -> Storage {

@@ -251,6 +251,8 @@ impl Runtime {
             shared.materializer.stop();
             if finished {
                 mark_clean_stop(shared);
+            } else if shared.placement.processes > 1 {
+                tracing::warn!("a worker failed: no clean stop recorded");
             }
         }
     }
@@ -260,7 +262,13 @@ impl Runtime {
 /// as a clean stop (`storage::clean_stop`).
 fn mark_clean_stop(shared: &Shared) {
     let durable = shared.config.durability != super::config::Durability::None;
-    if shared.placement.processes == 1 || !durable || super::cluster::has_failed() {
+    if shared.placement.processes == 1 || !durable {
+        return;
+    }
+    if super::cluster::has_failed() {
+        tracing::warn!(
+            "the cluster lost a process: no clean stop recorded; the restart recovers to the epoch committed everywhere"
+        );
         return;
     }
     let Some(dir) = &shared.config.data_dir else {

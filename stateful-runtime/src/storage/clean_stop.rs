@@ -10,7 +10,9 @@
 //! them (the dataflow ran until every process had finished, so whatever it took part in, it
 //! logged). Without the marker, the restart would agree on the lowest last epoch, below what
 //! the others' stores hold, and refuse to start. The marker counts only while the log still
-//! ends at its epoch: a process that logged anything since is judged by its log alone.
+//! ends at its epoch, and only once: the restart that reads it brings every log to the agreed
+//! epoch (an empty record where one ended before it) and then spends it, so that a crash of
+//! the next run, before this process logs anything, is judged by the logs alone.
 
 use std::path::Path;
 
@@ -27,6 +29,15 @@ pub(crate) fn mark(root: &Path, epoch: u64) -> std::io::Result<()> {
     }
     std::fs::rename(&tmp, root.join(FILE))?;
     std::fs::File::open(root)?.sync_all()
+}
+
+/// Removes the marker (durably), once the restart it vouched for has aligned the log.
+pub(crate) fn spend(root: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(root.join(FILE)) {
+        Ok(()) => std::fs::File::open(root)?.sync_all(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether the process stopped cleanly with `last` as its last logged epoch, and logged
@@ -58,5 +69,9 @@ mod tests {
         );
         std::fs::write(dir.path().join(FILE), "seven").expect("write");
         assert!(!stopped_cleanly_at(dir.path(), 7), "unreadable: not clean");
+        mark(dir.path(), 7).expect("mark");
+        spend(dir.path()).expect("spend");
+        assert!(!stopped_cleanly_at(dir.path(), 7), "spent: not clean");
+        spend(dir.path()).expect("spending none is fine");
     }
 }

@@ -78,7 +78,7 @@ type StateResult = Result<Option<Vec<u8>>, ReplayError>;
 fn epochs_at(
     a: &Old,
     b: &dyn StateStore,
-    log: &[(String, Completion)],
+    log: &[(String, Completion, u64)],
     seq: u64,
 ) -> Result<(u64, u64), ReplayError> {
     let old_epoch = a
@@ -90,7 +90,7 @@ fn epochs_at(
         })?
         .epoch;
     let mut new_epoch = None::<u64>;
-    for (key, r) in log {
+    for (key, r, _) in log {
         if r.epoch <= old_epoch
             && let Some(c) = b.completion_by_idempotency_key(key)?
         {
@@ -163,21 +163,30 @@ pub fn diff_all(
     at: Option<u64>,
 ) -> Result<DiffReport, ReplayError> {
     if at.is_some() && old.len() > 1 {
-        return Err(ReplayError::Until(
+        return Err(ReplayError::NotOneCluster(
             "--at seq:N names a request of one process: diff a cluster's dirs as of now".into(),
         ));
     }
     let mut stores = Vec::new();
-    // Each old request with the key its replay carries.
+    let (mut shapes, mut groups) = (Vec::new(), Vec::new());
+    // Each old request with the key its replay carries, and its store's horizon.
     let mut log = Vec::new();
     for dir in old {
         let (data, store) = open_for_reading(program.name(), dir)?;
-        let process = (old.len() > 1).then(|| data.meta().cluster.map_or(0, |l| l.process));
+        let place = data
+            .meta()
+            .cluster
+            .map_or((1, 0), |l| (l.processes, l.process));
+        shapes.push(place);
+        groups.push(data.key_groups());
+        let process = (old.len() > 1).then_some(place.1);
+        let horizon = store.horizon()?.epoch;
         for c in store.completions_from(0, usize::MAX)? {
-            log.push((replay_key_in(process, c.request.seq), c));
+            log.push((replay_key_in(process, c.request.seq), c, horizon));
         }
         stores.push(store);
     }
+    super::replay::check_one_cluster(old, &shapes, &groups)?;
     let a = Old(stores);
     let (_, b) = open_for_reading(program.name(), new)?;
     let epochs = at
@@ -187,11 +196,7 @@ pub fn diff_all(
         instances: instance_diffs(program, &a, b.as_ref(), epochs)?,
         responses: Vec::new(),
     };
-    let mut horizon = 0;
-    for s in &a.0 {
-        horizon = horizon.max(s.horizon()?.epoch);
-    }
-    for (key, was) in log {
+    for (key, was, horizon) in log {
         // After `at`, or with a response compacted away: not compared.
         if epochs.is_some_and(|(ea, _)| was.epoch > ea) || was.epoch < horizon {
             continue;

@@ -122,17 +122,23 @@ fn replay_order(
     until: Option<Until>,
     report: &mut ReplayReport,
 ) -> Result<(Vec<(String, IngressRecord)>, u16), ReplayError> {
+    if until.is_some() && old.len() > 1 {
+        return Err(ReplayError::NotOneCluster(
+            "--until cuts one process's log (its seqs and clocks are its own): replay a cluster's dirs whole".into(),
+        ));
+    }
     let mut done = Vec::new();
     let mut processes = Vec::new();
-    let mut groups = 0;
+    let mut groups = Vec::new();
     for dir in old {
         let (data, store) = open_for_reading(program.name(), dir)?;
         let process = data.meta().cluster.map_or(0, |l| l.process);
         processes.push((data.meta().cluster.map_or(1, |l| l.processes), process));
-        groups = data.key_groups();
+        groups.push(data.key_groups());
         read_log(store.as_ref(), process, until, report, &mut done)?;
     }
-    check_one_cluster(old, &processes)?;
+    check_one_cluster(old, &processes, &groups)?;
+    let groups = groups[0];
     done.sort_by_key(|(order, process, r)| (*order, *process, r.seq));
     let cluster = old.len() > 1;
     let keyed = done
@@ -181,23 +187,32 @@ fn read_log(
 }
 
 /// One dir of a single process, or one dir of each process of one cluster: (processes of its
-/// cluster, its process) of every dir.
-fn check_one_cluster(old: &[PathBuf], dirs: &[(usize, usize)]) -> Result<(), ReplayError> {
+/// cluster, its process) and the key groups of every dir. Two clusters of one shape are not
+/// told apart (a data dir records no cluster id).
+pub(crate) fn check_one_cluster(
+    old: &[PathBuf],
+    dirs: &[(usize, usize)],
+    groups: &[u16],
+) -> Result<(), ReplayError> {
     let mut seen: Vec<usize> = dirs.iter().map(|d| d.1).collect();
     seen.sort_unstable();
     let processes = dirs.first().map_or(0, |d| d.0);
-    let whole = dirs.iter().all(|d| d.0 == processes) && seen == (0..processes).collect::<Vec<_>>();
+    let whole = processes > 0
+        && dirs.iter().all(|d| d.0 == processes)
+        && seen == (0..processes).collect::<Vec<_>>()
+        && groups.iter().all(|g| Some(g) == groups.first());
     if whole {
         return Ok(());
     }
     let given: Vec<String> = old.iter().map(|p| p.display().to_string()).collect();
     Err(ReplayError::NotOneCluster(format!(
         "replay needs the data dir of one process, or those of every process of one cluster, each once; \
-         {} were given ({}), of processes {:?} of clusters of {:?} processes",
+         {} were given ({}), of processes {:?} of clusters of {:?} processes, with {:?} key groups",
         old.len(),
         given.join(", "),
         dirs.iter().map(|d| d.1).collect::<Vec<_>>(),
-        dirs.iter().map(|d| d.0).collect::<Vec<_>>()
+        dirs.iter().map(|d| d.0).collect::<Vec<_>>(),
+        groups
     )))
 }
 
