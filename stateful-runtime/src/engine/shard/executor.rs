@@ -49,6 +49,9 @@ struct Inv {
     started: std::time::Instant,
     /// The largest clock its callees answered with (see `clock`).
     clock: u64,
+    /// What the handler returned while calls it sent were still unanswered (it answers once
+    /// they are: their instances go with the request's, locks released, clocks counted).
+    returned: Option<Result<Outcome, CallError>>,
 }
 
 /// The invocations of a shard, by id.
@@ -162,6 +165,7 @@ impl<L: Lambda> Shard<L> {
                     rollbacks: 0,
                     started: std::time::Instant::now(),
                     clock: 0,
+                    returned: None,
                 };
                 self.invs.map.insert(id, inv);
                 self.poll(id, fx);
@@ -196,7 +200,7 @@ impl<L: Lambda> Shard<L> {
                     Some(e) => Err(e),
                     None => result,
                 };
-                self.finish(id, result, fx);
+                self.returned(id, result, fx);
             }
             Err(panic) => self.fail_hard(id, CallError::Panicked(panic_message(&*panic)), fx),
         }
@@ -297,6 +301,20 @@ impl<L: Lambda> Shard<L> {
             i.io.replies.borrow_mut().insert(slot, Reply::RolledBack);
             self.poll(inv, fx);
         }
+    }
+
+    /// The handler returned `result`: the invocation answers now, or, while calls it sent and
+    /// did not wait for (a dropped call future) are unanswered, once they are.
+    fn returned(&mut self, id: u64, result: Result<Outcome, CallError>, fx: &mut Effects) {
+        let Some(inv) = self.invs.map.get_mut(&id) else {
+            return;
+        };
+        if inv.outstanding == 0 {
+            return self.finish(id, result, fx);
+        }
+        // Its last changes flush as the future drops, as at the end of `finish`.
+        inv.fut = None;
+        inv.returned = Some(result);
     }
 
     fn finish(&mut self, id: u64, result: Result<Outcome, CallError>, fx: &mut Effects) {
@@ -413,6 +431,17 @@ impl<L: Lambda> Shard<L> {
         if i.failing.is_some() {
             let err = CallError::Panicked(String::new());
             return self.fail_hard(inv, err, fx);
+        }
+        if i.returned.is_some() {
+            let done = if i.outstanding == 0 {
+                i.returned.take()
+            } else {
+                None
+            };
+            if let Some(result) = done {
+                self.finish(inv, result, fx);
+            }
+            return;
         }
         let reply = match result {
             Ok(o) => Reply::Done(o),
