@@ -12,13 +12,12 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 
-use stateful_core::records::trace::{RootTrace, TraceNode};
+use stateful_core::records::trace::RootTrace;
 
+use super::executor::Answer;
 use super::{Effects, Finished, MAX_ATTEMPTS, Shard};
-use crate::engine::protocol::{
-    self, Addr, Body, Call, Msg, RemoteCompletion, ReplyTo, RootId, Txn,
-};
-use crate::sdk::{CallError, Lambda, Outcome};
+use crate::engine::protocol::{self, Body, Call, Msg, RemoteCompletion, ReplyTo, RootId, Txn};
+use crate::sdk::{CallError, Lambda};
 use crate::storage::CompletionEntry;
 use stateful_core::records::ingress::IngressRecord;
 
@@ -86,15 +85,13 @@ impl Roots {
 
 impl<L: Lambda> Shard<L> {
     /// The attempt `txn` of a root coordinated here answered.
-    pub(super) fn root_ended(
-        &mut self,
-        txn: Txn,
-        result: Result<Outcome, CallError>,
-        participants: Vec<Addr>,
-        trace: Option<Box<TraceNode>>,
-        clock: u64,
-        fx: &mut Effects,
-    ) {
+    pub(super) fn root_ended(&mut self, txn: Txn, a: Answer, fx: &mut Effects) {
+        let Answer {
+            result,
+            participants,
+            trace,
+            clock,
+        } = a;
         let env = self.env().clone();
         let Some(rec) = self.roots.roots.get_mut(&txn.root) else {
             return;

@@ -54,6 +54,15 @@ struct Inv {
     returned: Option<Result<Outcome, CallError>>,
 }
 
+/// What a call answers with: its result, the instances it reached (for locks and rollbacks),
+/// its call tree (when traces are recorded) and, in a cluster, its clock (`clock`).
+pub(super) struct Answer {
+    pub result: Result<Outcome, CallError>,
+    pub participants: Vec<Addr>,
+    pub trace: Option<Box<TraceNode>>,
+    pub clock: u64,
+}
+
 /// The invocations of a shard, by id.
 #[derive(Default)]
 pub(super) struct Invocations {
@@ -347,8 +356,13 @@ impl<L: Lambda> Shard<L> {
                 children: inv.children,
             })
         });
-        let clock = inv.clock;
-        self.reply_after(&inv.reply, inv.txn, result, participants, trace, clock, fx);
+        let answer = Answer {
+            result,
+            participants,
+            trace,
+            clock: inv.clock,
+        };
+        self.answer(&inv.reply, inv.txn, answer, fx);
     }
 
     /// Answers a call: to the suspended caller, or (for a root) to its coordinator here.
@@ -361,22 +375,18 @@ impl<L: Lambda> Shard<L> {
         trace: Option<Box<TraceNode>>,
         fx: &mut Effects,
     ) {
-        self.reply_after(reply, txn, result, participants, trace, 0, fx);
+        let answer = Answer {
+            result,
+            participants,
+            trace,
+            clock: 0,
+        };
+        self.answer(reply, txn, answer, fx);
     }
 
-    /// [`Self::reply`] for a call whose callees answered with clocks up to `clock`.
-    #[allow(clippy::too_many_arguments)]
-    fn reply_after(
-        &mut self,
-        reply: &ReplyTo,
-        txn: Txn,
-        result: Result<Outcome, CallError>,
-        participants: Vec<Addr>,
-        trace: Option<Box<TraceNode>>,
-        clock: u64,
-        fx: &mut Effects,
-    ) {
-        let clock = clock.max(self.env().clock());
+    /// [`Self::reply`] with the whole answer (its callees' clocks in it).
+    fn answer(&mut self, reply: &ReplyTo, txn: Txn, mut a: Answer, fx: &mut Effects) {
+        a.clock = a.clock.max(self.env().clock());
         match reply {
             ReplyTo::Caller {
                 worker,
@@ -389,28 +399,24 @@ impl<L: Lambda> Shard<L> {
                 body: Body::Reply {
                     inv: *inv,
                     slot: *slot,
-                    result,
-                    participants,
-                    trace,
-                    clock,
+                    result: a.result,
+                    participants: a.participants,
+                    trace: a.trace,
+                    clock: a.clock,
                 },
             }),
-            ReplyTo::Root { .. } => self.root_ended(txn, result, participants, trace, clock, fx),
+            ReplyTo::Root { .. } => self.root_ended(txn, a, fx),
         }
     }
 
     /// The reply to a call of invocation `inv` arrived: record it and poll the invocation.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn on_reply(
-        &mut self,
-        inv: u64,
-        slot: u32,
-        result: Result<Outcome, CallError>,
-        participants: Vec<Addr>,
-        trace: Option<Box<TraceNode>>,
-        clock: u64,
-        fx: &mut Effects,
-    ) {
+    pub(super) fn on_reply(&mut self, inv: u64, slot: u32, a: Answer, fx: &mut Effects) {
+        let Answer {
+            result,
+            participants,
+            trace,
+            clock,
+        } = a;
         let Some(i) = self.invs.map.get_mut(&inv) else {
             return;
         };

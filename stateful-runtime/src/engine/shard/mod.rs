@@ -407,7 +407,15 @@ impl<L: Lambda> ShardRuntime for Shard<L> {
                 participants,
                 trace,
                 clock,
-            } => self.on_reply(inv, slot, result, participants, trace, clock, fx),
+            } => {
+                let answer = executor::Answer {
+                    result,
+                    participants,
+                    trace,
+                    clock,
+                };
+                self.on_reply(inv, slot, answer, fx)
+            }
             Body::Rollback {
                 txn,
                 key,
