@@ -167,17 +167,27 @@ pub fn diff_all(
             "--at seq:N names a request of one process: diff a cluster's dirs as of now".into(),
         ));
     }
-    let run = super::replay::open_run(program, old)?;
+    let mut stores = Vec::new();
+    let (mut shapes, mut groups) = (Vec::new(), Vec::new());
     // Each old request with the key its replay carries, and its store's horizon.
     let mut log = Vec::new();
-    for (process, store) in &run.stores {
-        let process = (old.len() > 1).then_some(*process);
+    for dir in old {
+        let (data, store) = open_for_reading(program.name(), dir)?;
+        let place = data
+            .meta()
+            .cluster
+            .map_or((1, 0), |l| (l.processes, l.process));
+        shapes.push(place);
+        groups.push(data.key_groups());
+        let process = (old.len() > 1).then_some(place.1);
         let horizon = store.horizon()?.epoch;
         for c in store.completions_from(0, usize::MAX)? {
             log.push((replay_key_in(process, c.request.seq), c, horizon));
         }
+        stores.push(store);
     }
-    let a = Old(run.stores.into_iter().map(|(_, s)| s).collect());
+    super::replay::check_one_cluster(old, &shapes, &groups)?;
+    let a = Old(stores);
     let (_, b) = open_for_reading(program.name(), new)?;
     let epochs = at
         .map(|seq| epochs_at(&a, b.as_ref(), &log, seq))

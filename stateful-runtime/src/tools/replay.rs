@@ -127,12 +127,18 @@ fn replay_order(
             "--until cuts one process's log (its seqs and clocks are its own): replay a cluster's dirs whole".into(),
         ));
     }
-    let run = open_run(program, old)?;
     let mut done = Vec::new();
-    for (process, store) in &run.stores {
-        read_log(store.as_ref(), *process, until, report, &mut done)?;
+    let mut processes = Vec::new();
+    let mut groups = Vec::new();
+    for dir in old {
+        let (data, store) = open_for_reading(program.name(), dir)?;
+        let process = data.meta().cluster.map_or(0, |l| l.process);
+        processes.push((data.meta().cluster.map_or(1, |l| l.processes), process));
+        groups.push(data.key_groups());
+        read_log(store.as_ref(), process, until, report, &mut done)?;
     }
-    let groups = run.groups;
+    check_one_cluster(old, &processes, &groups)?;
+    let groups = groups[0];
     done.sort_by_key(|(order, process, r)| (*order, *process, r.seq));
     let cluster = old.len() > 1;
     let keyed = done
@@ -180,38 +186,10 @@ fn read_log(
     Ok(())
 }
 
-/// The stores of one run: one process's dir, or those of every process of one cluster.
-pub(crate) struct OldRun {
-    /// Each dir's process (0 alone) and store, in the order given.
-    pub stores: Vec<(usize, Arc<dyn crate::storage::StateStore>)>,
-    /// Their key groups (the same in every dir).
-    pub groups: u16,
-}
-
-/// Opens the dirs `old` for reading and checks they are one run ([`check_one_cluster`]).
-pub(crate) fn open_run(program: &Program, old: &[PathBuf]) -> Result<OldRun, ReplayError> {
-    let (mut stores, mut shapes, mut groups) = (Vec::new(), Vec::new(), Vec::new());
-    for dir in old {
-        let (data, store) = open_for_reading(program.name(), dir)?;
-        let place = data
-            .meta()
-            .cluster
-            .map_or((1, 0), |l| (l.processes, l.process));
-        shapes.push(place);
-        groups.push(data.key_groups());
-        stores.push((place.1, store));
-    }
-    check_one_cluster(old, &shapes, &groups)?;
-    Ok(OldRun {
-        stores,
-        groups: groups.first().copied().unwrap_or_default(),
-    })
-}
-
 /// One dir of a single process, or one dir of each process of one cluster: (processes of its
 /// cluster, its process) and the key groups of every dir. Two clusters of one shape are not
 /// told apart (a data dir records no cluster id).
-fn check_one_cluster(
+pub(crate) fn check_one_cluster(
     old: &[PathBuf],
     dirs: &[(usize, usize)],
     groups: &[u16],
