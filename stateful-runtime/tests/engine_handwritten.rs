@@ -589,7 +589,7 @@ fn history_and_state_at_match_what_the_service_answered() {
             other => panic!("{other:?}"),
         };
         // The answer came after its commit epoch, and the next request commits later.
-        seen.push((now_us() - 1, v));
+        seen.push((now_us() - 1, std::time::Instant::now(), v));
     }
     let (app, store, groups) = (
         h.app(),
@@ -597,18 +597,40 @@ fn history_and_state_at_match_what_the_service_answered() {
         h.handle().key_groups(),
     );
     use stateful_runtime::views;
-    for (at, answered) in &seen {
-        let at = at.to_string();
-        let state = views::state(app, store, groups, "Counter", "tt", Some(&at)).expect("readable");
-        assert_eq!(&state["n"], answered, "state at {at}");
-    }
     let versions = views::history(app, store, groups, "Counter", "tt", (0, 1))
         .expect("readable")
         .versions;
     let values: Vec<_> = versions.iter().map(|v| v.state["n"].clone()).collect();
-    let answered: Vec<_> = seen.iter().map(|(_, v)| v.clone()).collect();
+    let answered: Vec<_> = seen.iter().map(|(_, _, v)| v.clone()).collect();
     assert_eq!(values, answered, "one version per committed change");
     assert!(versions.windows(2).all(|w| w[0].epoch < w[1].epoch));
+    // At a version's epoch the state is that version; just before it, the one before.
+    let mut previous = serde_json::Value::Null;
+    for v in &versions {
+        let at = |e: u64| {
+            let s = views::state(app, store, groups, "Counter", "tt", Some(&e.to_string()));
+            s.expect("readable")
+        };
+        assert_eq!(at(v.epoch), v.state, "state at its epoch {}", v.epoch);
+        assert_eq!(at(v.epoch - 1), previous, "state before epoch {}", v.epoch);
+        previous = v.state.clone();
+    }
+    // A time read off the wall clock right after an answer shows that answer, unless the
+    // wall clock stepped meanwhile (epochs are wall-clock µs, kept increasing).
+    let stepped = seen.windows(2).any(|w| {
+        let wall = w[1].0.abs_diff(w[0].0);
+        let steady = w[1].1.duration_since(w[0].1).as_micros() as u64;
+        wall.abs_diff(steady) > 2_000
+    });
+    if stepped {
+        eprintln!("skipped the wall-clock check: the wall clock stepped during the test");
+    }
+    let epochs: Vec<_> = versions.iter().map(|v| v.epoch).collect();
+    for (at, _, answered) in seen.iter().filter(|_| !stepped) {
+        let at = at.to_string();
+        let state = views::state(app, store, groups, "Counter", "tt", Some(&at)).expect("readable");
+        assert_eq!(&state["n"], answered, "state at {at}; epochs {epochs:?}");
+    }
     // Before the first write there is nothing; bad input is a clear error.
     let before = before.to_string();
     let none = views::state(app, store, groups, "Counter", "tt", Some(&before)).expect("readable");
