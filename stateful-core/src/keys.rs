@@ -53,6 +53,13 @@ pub fn worker_of(group: KeyGroup, groups: u16, workers: usize) -> usize {
     (usize::from(group) * workers) / groups
 }
 
+/// The process (0-based, of `processes`) that owns idempotency key `key`: in a cluster, a
+/// request with that key is served there, and a rescale moves the key's answer there.
+pub fn idempotency_owner(key: &[u8], processes: usize) -> usize {
+    let p = u64::try_from(processes.max(1)).unwrap_or(1);
+    usize::try_from(stable_hash(key) % p).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

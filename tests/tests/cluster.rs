@@ -457,6 +457,38 @@ fn rescale(from: &[PathBuf], into: &[PathBuf]) -> std::process::Output {
         .expect("run rescale")
 }
 
+/// A deposit of 5 into `account` at process `i` with the idempotency key `key`: its answer.
+fn keyed_deposit(c: &Cluster, i: usize, account: &str, key: &[u8]) -> (u16, String) {
+    let path = format!("/accounts/{account}/deposit/5");
+    let r = c.clients[i].request("POST", &path, None, Some(key));
+    (r.status, r.body)
+}
+
+/// Sets a timer at process 0 that tells `account`'s mailbox 7 in `ms`; checks it is pending.
+fn pending_notice(c: &Cluster, account: &str, ms: u64) {
+    c.ok(
+        0,
+        "POST",
+        &format!("/accounts/{account}/deposit_notify_later/7/{ms}"),
+    );
+    assert_eq!(c.ok(0, "GET", &format!("/mailbox/{account}")), 0, "pending");
+}
+
+/// Waits until `account`'s mailbox holds `total`, asking every process in turn.
+fn wait_for_notice(c: &Cluster, account: &str, total: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in (0..c.n()).cycle() {
+        if c.ok(i, "GET", &format!("/mailbox/{account}")) == total {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the timer set before the rescale never fired"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn rescale_one_to_three_to_two_processes_keeps_every_instance() {
     let _serial = serial();
@@ -499,6 +531,10 @@ fn rescale_one_to_three_to_two_processes_keeps_every_instance() {
         done += usize::from(status == 200);
     }
     assert!(done > 0, "some transfers moved money before the rescale");
+    // What a client and a timer count on moves too: a kept answer, a pending message.
+    let kept = keyed_deposit(&one, 0, &w.accounts[0], b"before-the-rescale");
+    assert_eq!(kept.0, 200, "{}", kept.1);
+    pending_notice(&one, &w.accounts[1], 8_000);
     let before = snapshot(&one, &w);
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -515,13 +551,24 @@ fn rescale_one_to_three_to_two_processes_keeps_every_instance() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let carried = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        carried.contains("carried 1 answers kept for idempotency keys and 1 undelivered messages"),
+        "{carried}"
+    );
     let mut c3 = Cluster::new(root.path(), "three", three.clone());
     c3.start();
+    for i in 0..3 {
+        let again = keyed_deposit(&c3, i, &w.accounts[0], b"before-the-rescale");
+        assert_eq!(again, kept, "a retry at process {i} after 1 -> 3");
+    }
     assert_eq!(snapshot(&c3, &w), before, "every instance after 1 -> 3");
+    wait_for_notice(&c3, &w.accounts[1], 7);
     // The cluster works on the moved state: one more transfer.
     let last = &w.transfers[11];
     let (status, _) = c3.call(2, "POST", &w.path(last));
     assert!(status == 200 || status == 400);
+    pending_notice(&c3, &w.accounts[2], 8_000);
     let before = snapshot(&c3, &w);
     c3.stop();
 
@@ -537,7 +584,12 @@ fn rescale_one_to_three_to_two_processes_keeps_every_instance() {
     );
     let mut c2 = Cluster::new(root.path(), "two", two.clone());
     c2.start();
+    for i in 0..2 {
+        let again = keyed_deposit(&c2, i, &w.accounts[0], b"before-the-rescale");
+        assert_eq!(again, kept, "a retry at process {i} after 3 -> 2");
+    }
     assert_eq!(snapshot(&c2, &w), before, "every instance after 3 -> 2");
+    wait_for_notice(&c2, &w.accounts[2], 7);
     c2.stop();
 
     // Bad set-ups: clear errors, nothing changed.

@@ -165,6 +165,10 @@ pub(crate) fn rescale(app: &App, from: &[PathBuf], into: &[PathBuf], workers: us
                 println!("{}: {n} instances", dir.display());
             }
             println!(
+                "carried {} answers kept for idempotency keys and {} undelivered messages",
+                r.answers, r.messages
+            );
+            println!(
                 "moved the state as of epoch {} into {} data dir(s); start each with --workers {workers}{}",
                 r.epoch,
                 into.len(),

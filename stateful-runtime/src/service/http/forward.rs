@@ -26,19 +26,15 @@ const FORWARDED: &str = "x-stateful-forwarded";
 /// How long a forwarded request may take (the owner may be rescaling or recovering).
 const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// A hash of an idempotency key: FNV-1a, then the framework's mixer (the same on every
-/// process and build).
+/// A hash of an idempotency key (the framework's stable hash, the same on every process and
+/// build).
 pub(super) fn key_hash(key: &[u8]) -> u64 {
-    let h = key.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    stateful_core::mix::finalize(h)
+    stateful_core::keys::stable_hash(key)
 }
 
 /// The process that owns idempotency key `key` among `processes`.
 pub fn owner(key: &[u8], processes: usize) -> usize {
-    let p = u64::try_from(processes.max(1)).unwrap_or(1);
-    usize::try_from(key_hash(key) % p).unwrap_or(0)
+    stateful_core::keys::idempotency_owner(key, processes)
 }
 
 /// The marker's value in this cluster: a hash of its host file's addresses.

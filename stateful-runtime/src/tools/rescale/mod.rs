@@ -8,9 +8,13 @@
 //! new dirs:                 NEW_0 .. NEW_m   (one commit each; meta.json records the shape)
 //! ```
 //!
-//! State moves as of the epoch every old dir holds (the cluster's recovery point). What does
-//! not move: history (old versions, traces), completion records and idempotency keys: the
-//! new dirs start their history at the rescale.
+//! State moves as of the epoch every old dir holds (the cluster's recovery point), and with it
+//! what a client or a timer still counts on (`carried`): the answers kept for idempotency keys
+//! (to the key's owner) and the messages not yet delivered (to their sender's owner). What
+//! does not move: history (old versions, traces) and the other completion records: the new
+//! dirs start their history at the rescale.
+
+mod carried;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,6 +59,10 @@ pub struct RescaleReport {
     pub epoch: u64,
     /// Instances moved, per new dir.
     pub instances: Vec<u64>,
+    /// Answers kept for idempotency keys, moved (all new dirs).
+    pub answers: u64,
+    /// Messages not yet delivered, moved (all new dirs).
+    pub messages: u64,
 }
 
 /// Moves the state of the data dirs `from` (a stopped single process, or every process of a
@@ -113,19 +121,36 @@ pub fn rescale(
     let epoch = if epoch == u64::MAX { 0 } else { epoch };
 
     let writes = writes_by_process(program, &sources, groups, epoch, into.len(), workers)?;
+    let stores: Vec<Arc<dyn StateStore>> = sources.iter().map(|(s, _)| s.clone()).collect();
+    let carried = carried::Carried::read(&stores, groups, epoch, (into.len(), workers))?;
     let mut report = RescaleReport {
         epoch,
         instances: Vec::new(),
+        answers: carried.completions.iter().map(|c| c.len() as u64).sum(),
+        messages: carried.messages.iter().map(|m| m.len() as u64).sum(),
     };
-    for (p, (dir, w)) in into.iter().zip(writes).enumerate() {
-        report.instances.push(w.len() as u64);
+    let next_seqs: Vec<u64> = (0..into.len()).map(|p| carried.next_seq(p)).collect();
+    let parts = writes
+        .into_iter()
+        .zip(carried.completions)
+        .zip(carried.messages);
+    for (p, (dir, ((writes, completions), messages))) in into.iter().zip(parts).enumerate() {
+        report.instances.push(writes.len() as u64);
+        let record = CommitRecord {
+            epoch: epoch.max(1),
+            prev_epoch: 0,
+            writes,
+            completions,
+            messages,
+            next_seq: next_seqs[p],
+            next_order: next_seqs[p] - 1,
+        };
         write_target(
             program.name(),
             dir,
             groups,
             (p, into.len(), workers),
-            epoch,
-            w,
+            record,
         )?;
     }
     Ok(report)
@@ -162,15 +187,14 @@ fn writes_by_process(
     Ok(writes)
 }
 
-/// Creates the data dir of process `p` of `processes` (`workers` each) with `writes` as of
-/// `epoch`, in one commit.
+/// Creates the data dir of process `p` of `processes` (`workers` each) holding `record`, its
+/// one commit.
 fn write_target(
     app: &str,
     dir: &std::path::Path,
     groups: u16,
     (p, processes, workers): (usize, usize, usize),
-    epoch: u64,
-    writes: Vec<WriteRecord>,
+    record: CommitRecord,
 ) -> Result<(), RescaleError> {
     let layout = (processes > 1).then_some(Layout {
         processes,
@@ -186,15 +210,6 @@ fn write_target(
     let data = DataDir::create(&staging, app, groups, layout)?;
     let store = data.open_store()?;
     store.check_app(app)?;
-    let record = CommitRecord {
-        epoch: epoch.max(1),
-        prev_epoch: 0,
-        writes,
-        completions: Vec::new(),
-        messages: Vec::new(),
-        next_seq: 1,
-        next_order: 0,
-    };
     store.apply(&[Arc::new(record)])?;
     store.flush()?;
     drop(store);
