@@ -182,6 +182,20 @@ pub(crate) enum ClusterCommand {
         #[arg(last = true)]
         serve_args: Vec<String>,
     },
+    /// Change the number of processes of a running `cluster up` (same --data-dir): they
+    /// drain and stop, the state moves to the new shape, the new processes start. Meanwhile
+    /// the ports answer 503 with Retry-After; answers once the new shape serves.
+    Scale {
+        /// The new number of processes.
+        #[arg(value_parser = clap::value_parser!(u64).range(1..=64))]
+        processes: u64,
+        /// The `--data-dir` of the `cluster up` (default: ./stateful-data/<app>/cluster).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// How long to wait for the answer (seconds).
+        #[arg(long, default_value_t = 600)]
+        wait_secs: u64,
+    },
 }
 
 /// `--durability`.
@@ -247,6 +261,10 @@ pub(crate) struct ServeArgs {
     /// Threads serving HTTP.
     #[arg(long, default_value_t = 2)]
     pub http_threads: usize,
+    /// Share the listening port with other sockets that set it too (`SO_REUSEPORT`): what
+    /// `cluster up` passes, so that it can hold a port while a process is replaced.
+    #[arg(long, hide = true)]
+    pub reuse_port: bool,
     /// Do not record each request's call tree (`trace` then has nothing to show; ~10-15%
     /// more throughput).
     #[arg(long)]

@@ -123,7 +123,7 @@ impl Service {
                 timely_port,
                 serve_args,
             })) => crate::service::launcher::up(
-                app.name(),
+                app,
                 crate::service::launcher::Plan {
                     processes: processes as usize,
                     workers,
@@ -133,6 +133,16 @@ impl Service {
                     timely_port,
                     serve_args,
                 },
+            ),
+            Some(Command::Cluster(ClusterCommand::Scale {
+                processes,
+                data_dir,
+                wait_secs,
+            })) => crate::service::launcher::ask_to_scale(
+                app.name(),
+                &data_dir.unwrap_or_else(|| default_data_dir(app.name()).join("cluster")),
+                processes as usize,
+                std::time::Duration::from_secs(wait_secs),
             ),
         }
     }

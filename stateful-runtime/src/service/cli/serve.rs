@@ -98,7 +98,13 @@ pub(crate) fn serve(
     }
     println!("{name}: console on {console}");
     let router = live.front();
-    let served = tokio.block_on(listen(router, args.listen, &config, &data_dir, name));
+    let served = tokio.block_on(listen(
+        router,
+        (args.listen, args.reuse_port),
+        &config,
+        &data_dir,
+        name,
+    ));
     if crate::engine::cluster::has_failed() {
         // Nothing can commit without the lost process, so there is nothing to drain.
         eprintln!("{name}: stopped; the cluster had lost a process (restart the whole cluster)");
@@ -161,13 +167,12 @@ fn print_recovered(name: &str, handle: &crate::engine::Handle, config: &Config) 
 
 async fn listen(
     router: axum::Router,
-    addr: std::net::SocketAddr,
+    (addr, reuse_port): (std::net::SocketAddr, bool),
     config: &Config,
     data_dir: &std::path::Path,
     name: &str,
 ) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
+    let listener = crate::service::http::bind(addr, reuse_port)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let durability = match config.durability {

@@ -13,6 +13,7 @@
 //! stopping; 500 only for bugs (a handler panicked, a codec failure).
 
 mod admin;
+mod bind;
 mod debug;
 mod forward;
 mod invoke;
@@ -33,6 +34,7 @@ use super::app::{App, JsonClient};
 use crate::engine::Handle;
 pub use admin::AdminAccess;
 pub(crate) use admin::unauthorized;
+pub(crate) use bind::bind;
 pub use metrics::HttpMetrics;
 
 /// An error answer `{"error": msg}` with `status` (for the other gateway parts).
