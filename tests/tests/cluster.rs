@@ -698,11 +698,28 @@ fn cluster_up_supervises_and_restarts_after_a_killed_process() {
             }
         }
     };
+    // Right after /healthz turns 200 the launcher may still hold a port a moment (503 with
+    // Retry-After, as while the cluster is away): a client retries.
+    let answered = |c: &Client, method: &str, path: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = c.request(method, path, None, None);
+            if r.status != 503 || Instant::now() > deadline {
+                return r;
+            }
+            assert!(r.retry_after.is_some(), "{}", r.body);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
     up("first start");
-    let r = clients[1].post("/accounts/create/0");
+    let r = answered(&clients[1], "POST", "/accounts/create/0");
     assert_eq!(r.status, 200, "{}", r.body);
     let account = r.json()["account"].as_str().expect("account").to_owned();
-    let r = clients[0].post(&format!("/accounts/{account}/deposit/42"));
+    let r = answered(
+        &clients[0],
+        "POST",
+        &format!("/accounts/{account}/deposit/42"),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
 
     // Kill process 1: the launcher restarts the whole cluster, which recovers.
@@ -719,7 +736,7 @@ fn cluster_up_supervises_and_restarts_after_a_killed_process() {
         std::thread::sleep(Duration::from_millis(50));
     }
     up("restart");
-    let r = clients[1].get(&format!("/accounts/{account}"));
+    let r = answered(&clients[1], "GET", &format!("/accounts/{account}"));
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["balance"], 42);
 

@@ -255,7 +255,9 @@ fn supervise(app: &App, plan: &mut Plan, exe: &Path, stop: &AtomicBool) -> ExitC
                     Err(e) => control::answer(&plan.data_dir, &outcome(from, from, Some(e))),
                 }
             }
-            std::thread::sleep(Duration::from_millis(100));
+            // While ports are held, look often: a request may land on the holder until then.
+            let pause = if held.is_some() { 20 } else { 100 };
+            std::thread::sleep(Duration::from_millis(pause));
         };
         match event {
             Event::Stop => return stop_all(name, &mut children),
