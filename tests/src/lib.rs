@@ -7,7 +7,7 @@
 //! - [`Client`] and [`Resp`]: the one HTTP client of the tests, and [`Ledger`]: the fixture's
 //!   routes as calls of it;
 //! - [`Browser`]: a headless Chromium over WebDriver, for the console's test;
-//! - [`free_port`] and [`SplitMix`] (a deterministic workload on every run).
+//! - [`free_port`], [`free_ports`] and [`SplitMix`] (a deterministic workload on every run).
 
 mod client;
 mod fixture_app;
@@ -31,6 +31,19 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("bind a free port")
         .port()
+}
+
+/// A port `p` with `p .. p + n` all free at the time of asking.
+pub fn free_ports(n: u16) -> u16 {
+    for _ in 0..100 {
+        let p = free_port();
+        let all_free = p.checked_add(n).is_some()
+            && (0..n).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok());
+        if all_free {
+            return p;
+        }
+    }
+    panic!("no {n} consecutive free ports");
 }
 
 /// The framework's deterministic generator (splitmix64): the same workload on every run.

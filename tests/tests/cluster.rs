@@ -5,14 +5,14 @@
 #![allow(missing_docs)]
 
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stateful_tests::{Client, SplitMix, free_port};
+use stateful_tests::{Client, SplitMix, free_port, free_ports};
 
 const FIXTURE: &str = env!("CARGO_BIN_EXE_fixture");
 
@@ -626,21 +626,6 @@ fn rescale_one_to_three_to_two_processes_keeps_every_instance() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("out of range"));
-}
-
-/// A port `p` with `p .. p + n` all free at the time of asking.
-fn free_ports(n: u16) -> u16 {
-    for _ in 0..100 {
-        let p = free_port();
-        if p.checked_add(n).is_none() {
-            continue;
-        }
-        let all_free = (0..n).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok());
-        if all_free {
-            return p;
-        }
-    }
-    panic!("no {n} consecutive free ports");
 }
 
 #[test]

@@ -6,31 +6,18 @@
 #![allow(missing_docs)]
 
 use std::collections::HashSet;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use stateful_tests::{Client, SplitMix, free_port};
+use stateful_tests::{Client, SplitMix, free_ports};
 
 const FIXTURE: &str = env!("CARGO_BIN_EXE_fixture");
 const BALANCE: i64 = 1_000;
 const ACCOUNTS: usize = 6;
-
-/// A port `p` with `p .. p + n` all free at the time of asking.
-fn free_ports(n: u16) -> u16 {
-    for _ in 0..100 {
-        let p = free_port();
-        let all_free = p.checked_add(n).is_some()
-            && (0..n).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok());
-        if all_free {
-            return p;
-        }
-    }
-    panic!("no {n} consecutive free ports");
-}
 
 /// What the clients saw.
 #[derive(Default)]

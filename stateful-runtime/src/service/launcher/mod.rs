@@ -280,37 +280,52 @@ fn supervise(app: &App, plan: &mut Plan, exe: &Path, stop: &AtomicBool) -> ExitC
                 }
             }
             Event::Scale(to) => {
-                let from = plan.processes;
-                let t0 = Instant::now();
-                held = held.or_else(|| hold(plan, from.max(to)));
-                println!("{name}: rescaling from {from} to {to} processes");
-                let dirs = (plan.data_dir.as_path(), plan.workers);
-                match scale::stop_and_move(app, dirs, &mut children, (from, to)) {
-                    Ok(moved) => {
-                        plan.processes = to;
-                        if let Err(e) = plan.write_hosts() {
-                            eprintln!("{name}: {e}");
-                            return ExitCode::from(1);
-                        }
-                        let started = Instant::now();
-                        switch = Some(Switch {
-                            t0,
-                            from,
-                            moved,
-                            started,
-                        });
-                    }
-                    Err(scale::Failed::Kept(e)) => {
-                        eprintln!("{name}: {e}");
-                        control::answer(&plan.data_dir, &outcome(from, from, Some(e)));
-                    }
-                    Err(scale::Failed::Unfinished(e)) => {
-                        eprintln!("{name}: {e}");
-                        control::answer(&plan.data_dir, &outcome(from, to, Some(e)));
-                        return ExitCode::from(1);
-                    }
+                // Requests are taken only while nothing is held.
+                held = hold(plan, plan.processes.max(to));
+                match rescale(app, plan, &mut children, to) {
+                    Ok(s) => switch = s,
+                    Err(code) => return code,
                 }
             }
+        }
+    }
+}
+
+/// Stops the processes and moves their state to `to` processes (the caller starts them):
+/// the switch under way, `None` when the old shape restarts, `Err` when the move could not
+/// be finished (the next `cluster up` finishes it).
+fn rescale(
+    app: &App,
+    plan: &mut Plan,
+    children: &mut Vec<Child>,
+    to: usize,
+) -> Result<Option<Switch>, ExitCode> {
+    let (name, from, t0) = (app.name(), plan.processes, Instant::now());
+    println!("{name}: rescaling from {from} to {to} processes");
+    let dirs = (plan.data_dir.as_path(), plan.workers);
+    match scale::stop_and_move(app, dirs, children, (from, to)) {
+        Ok(moved) => {
+            plan.processes = to;
+            plan.write_hosts().map_err(|e| {
+                eprintln!("{name}: {e}");
+                ExitCode::from(1)
+            })?;
+            Ok(Some(Switch {
+                t0,
+                from,
+                moved,
+                started: Instant::now(),
+            }))
+        }
+        Err(scale::Failed::Kept(e)) => {
+            eprintln!("{name}: {e}");
+            control::answer(&plan.data_dir, &outcome(from, from, Some(e)));
+            Ok(None)
+        }
+        Err(scale::Failed::Unfinished(e)) => {
+            eprintln!("{name}: {e}");
+            control::answer(&plan.data_dir, &outcome(from, to, Some(e)));
+            Err(ExitCode::from(1))
         }
     }
 }
@@ -368,7 +383,7 @@ fn answer_switch(root: &Path, s: Switch, processes: usize) {
     control::answer(root, &o);
 }
 
-fn ms(t: Instant) -> f64 {
+pub(super) fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 

@@ -68,7 +68,7 @@ pub(super) fn stop_and_move(
             "a process did not stop cleanly; the cluster restarts as it was".into(),
         ));
     }
-    let stop_ms = ms(stop);
+    let stop_ms = super::ms(stop);
     let moving = Instant::now();
     let old: Vec<PathBuf> = (0..from).map(|i| process_dir(root, i)).collect();
     let staged = rescaling(root);
@@ -87,7 +87,7 @@ pub(super) fn stop_and_move(
     })?;
     Ok(Moved {
         stop_ms,
-        move_ms: ms(moving),
+        move_ms: super::ms(moving),
         instances: report.instances.iter().sum(),
     })
 }
@@ -162,8 +162,4 @@ fn sync_dir(d: &Path) -> Result<(), String> {
     std::fs::File::open(d)
         .and_then(|f| f.sync_all())
         .map_err(|e| format!("cannot sync {}: {e}", d.display()))
-}
-
-fn ms(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64() * 1e3
 }
